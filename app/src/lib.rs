@@ -1,0 +1,57 @@
+//! calos pages: the Leptos components rendered on the server and hydrated in the
+//! browser (the `frontend` crate is only the WASM entry point), plus the wire types
+//! the pages share with the API.
+//!
+//! Pages are plain HTML forms first: every action works before (or without) the
+//! WASM bundle, and hydration upgrades them to in-place JSON calls against the same
+//! REST API that curl and the CLI use.
+
+#[cfg(feature = "hydrate")]
+mod browser;
+pub mod pages;
+pub mod session;
+pub mod wire;
+
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_router::{
+    components::{Route, Router, Routes},
+    StaticSegment,
+};
+
+/// The HTML document around the app, rendered on the server only.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <AutoReload options=options.clone()/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    let user: session::CurrentUser = OnceResource::new_blocking(session::whoami());
+    provide_context(user);
+
+    view! {
+        <Stylesheet id="leptos" href="/pkg/calos.css"/>
+        <Title text="calos"/>
+        <Router>
+            <Routes fallback=|| view! { <pages::NotFound/> }>
+                <Route path=StaticSegment("") view=pages::ChatPage/>
+                <Route path=StaticSegment("login") view=pages::LoginPage/>
+            </Routes>
+        </Router>
+    }
+}

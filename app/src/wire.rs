@@ -1,0 +1,146 @@
+//! Wire types shared by the API (server), the pages (SSR and WASM) and the tests.
+//!
+//! One definition per JSON shape, so the browser, curl and the CLI all speak
+//! exactly what the server parses. Requests reject unknown fields: a typo or an
+//! injected option is an error, never silently ignored.
+
+use serde::{Deserialize, Serialize};
+
+/// `POST /api/auth/register`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    pub username: String,
+    pub password: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+}
+
+/// `POST /api/auth/login`: by email or by username.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    pub password: String,
+}
+
+/// The public view of an account. Never carries the password hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserView {
+    pub user_id: String,
+    pub email: Option<String>,
+    pub username: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    User,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// Answer to register and login. Field order matters to scripts: the seed's
+/// `grep -o '"token":"[^"]*"'` needs compact JSON with a plain `token` string.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuthResponse {
+    pub success: bool,
+    pub token: String,
+    pub user: UserView,
+}
+
+/// `GET /api/auth/me`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MeResponse {
+    pub success: bool,
+    pub user: UserView,
+}
+
+/// Every error the API returns: `{"success":false,"error":{"code","message","field"?}}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorResponse {
+    pub success: bool,
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+    /// The request field the error is about, when there is one (for form field errors).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// Password length bounds (ASVS 5.0 6.2.1 and 6.2.9; the upper bound keeps Argon2
+/// input small and is checked before hashing).
+pub const PASSWORD_MIN_CHARS: usize = 8;
+pub const PASSWORD_MAX_CHARS: usize = 128;
+
+/// Messages for the error codes a login page can show after a plain (no-JS) form
+/// post redirects back with `?error=CODE`. Only known codes are shown: the page never
+/// echoes text from the URL.
+pub fn login_error_message(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "invalid_credentials" => "Invalid email/username or password.",
+        "too_many_attempts" => "Too many failed sign-ins. Wait a minute and try again.",
+        "username_taken" => "That username is already taken.",
+        "email_taken" => "That email is already registered.",
+        "invalid_username" => "Usernames are 3-64 letters, digits, '.', '_' or '-'.",
+        "invalid_email" => "That does not look like an email address.",
+        "password_too_short" => "Passwords need at least 8 characters.",
+        "password_too_long" => "Passwords can have at most 128 characters.",
+        "missing_field" => "Please fill in every required field.",
+        "service_unavailable" => "The service is busy. Try again in a moment.",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_response_serialises_compactly_for_the_seed_grep() {
+        let body = AuthResponse {
+            success: true,
+            token: "a.b.c".into(),
+            user: UserView {
+                user_id: "u1".into(),
+                email: None,
+                username: "test-user-1".into(),
+                role: Role::User,
+            },
+        };
+        let json = serde_json::to_string(&body).unwrap_or_default();
+        assert!(json.contains(r#""token":"a.b.c""#), "{json}");
+        assert!(json.contains(r#""userId":"u1""#), "{json}");
+    }
+
+    #[test]
+    fn login_request_rejects_unknown_fields() {
+        let parsed: Result<LoginRequest, _> = serde_json::from_str(
+            r#"{"email":"a@example.com","password":"x","api_base":"http://evil"}"#,
+        );
+        assert!(parsed.is_err());
+    }
+
+    #[test]
+    fn unknown_error_codes_are_not_echoed() {
+        assert!(login_error_message("<script>").is_none());
+        assert!(login_error_message("invalid_credentials").is_some());
+    }
+}

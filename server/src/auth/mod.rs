@@ -1,0 +1,12 @@
+//! Accounts and sessions: password hashing, tokens, brute-force throttling, the
+//! account flows, and the extractors that authenticate requests.
+
+pub mod extract;
+pub mod jwt;
+pub mod password;
+pub mod service;
+pub mod throttle;
+pub mod validate;
+
+pub use extract::{AuthUser, SESSION_COOKIE};
+pub use service::{AuthError, AuthService, AuthedUser};

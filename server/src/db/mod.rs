@@ -1,0 +1,190 @@
+//! The database: an embedded SQLite file by default, PostgreSQL when
+//! `DATABASE_URL=postgres://…`.
+//!
+//! Queries are written once in portable SQL (numbered `$1` parameters work in
+//! both) and run through [`with_pool!`], which expands the same code for each
+//! backend's pool. The dialect differences live in the two migration folders and
+//! in the connection setup below, nowhere else.
+
+pub mod users;
+
+use anyhow::Context;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use std::path::Path;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+/// How long a request waits for a pooled connection before it gets a 503.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long SQLite waits on a locked database before reporting busy.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Debug)]
+pub enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to whichever pool `$db` holds. The body is
+/// type-checked once per backend, so it must be valid for both.
+#[macro_export]
+macro_rules! with_pool {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::db::Db::Sqlite($pool) => $body,
+            $crate::db::Db::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// What to connect to, resolved from `DATABASE_URL` and `CALOS_DATA_DIR`.
+#[derive(Clone, Debug)]
+pub enum DbTarget {
+    SqliteFile(std::path::PathBuf),
+    Url(String),
+}
+
+impl DbTarget {
+    /// `DATABASE_URL` wins when set; otherwise `calos.db` in the data directory.
+    pub fn resolve(database_url: Option<&str>, data_dir: &Path) -> Self {
+        match database_url.map(str::trim).filter(|u| !u.is_empty()) {
+            Some(url) => Self::Url(url.to_string()),
+            None => Self::SqliteFile(data_dir.join("calos.db")),
+        }
+    }
+
+    /// A description safe to log: no password from the URL.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::SqliteFile(path) => format!("sqlite:{}", path.display()),
+            Self::Url(url) => redact_url(url),
+        }
+    }
+}
+
+fn redact_url(url: &str) -> String {
+    // scheme://user:password@host/db → scheme://user:***@host/db
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "<database url>".into();
+    };
+    match rest.split_once('@') {
+        Some((creds, host)) => {
+            let user = creds.split(':').next().unwrap_or("");
+            let masked = if creds.contains(':') {
+                format!("{user}:***")
+            } else {
+                user.to_string()
+            };
+            format!("{scheme}://{masked}@{host}")
+        }
+        None => url.to_string(),
+    }
+}
+
+impl Db {
+    pub async fn connect(target: &DbTarget, max_connections: u32) -> anyhow::Result<Self> {
+        match target {
+            DbTarget::SqliteFile(path) => {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("creating data directory {}", dir.display()))?;
+                }
+                Self::connect_sqlite(SqliteConnectOptions::new().filename(path), max_connections)
+                    .await
+            }
+            DbTarget::Url(url) if url.starts_with("sqlite:") => {
+                let options = SqliteConnectOptions::from_str(url)
+                    .context("parsing the SQLite DATABASE_URL")?;
+                Self::connect_sqlite(options, max_connections).await
+            }
+            DbTarget::Url(url)
+                if url.starts_with("postgres://") || url.starts_with("postgresql://") =>
+            {
+                let pool = PgPoolOptions::new()
+                    .max_connections(max_connections)
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .connect(url)
+                    .await
+                    .with_context(|| format!("connecting to {}", redact_url(url)))?;
+                Ok(Self::Postgres(pool))
+            }
+            DbTarget::Url(_) => {
+                anyhow::bail!("DATABASE_URL must start with postgres://, postgresql:// or sqlite:")
+            }
+        }
+    }
+
+    async fn connect_sqlite(
+        options: SqliteConnectOptions,
+        max_connections: u32,
+    ) -> anyhow::Result<Self> {
+        // sqlx does not switch to WAL by itself: readers then never block the writer.
+        let options = options
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(SQLITE_BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .context("opening the SQLite database")?;
+        Ok(Self::Sqlite(pool))
+    }
+
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        match self {
+            Self::Sqlite(pool) => sqlx::migrate!("../migrations/sqlite").run(pool).await,
+            Self::Postgres(pool) => sqlx::migrate!("../migrations/postgres").run(pool).await,
+        }
+        .context("running database migrations")
+    }
+
+    /// `SELECT 1`, timed; used by health checks and `calos diag db`.
+    pub async fn ping(&self) -> Result<Duration, sqlx::Error> {
+        let started = Instant::now();
+        with_pool!(self, pool => sqlx::query("select 1").execute(pool).await.map(|_| ()))?;
+        Ok(started.elapsed())
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+
+    pub async fn close(&self) {
+        with_pool!(self, pool => pool.close().await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls_are_logged_without_their_password() {
+        assert_eq!(
+            redact_url("postgres://calos:s3cret@db:5432/calos"),
+            "postgres://calos:***@db:5432/calos"
+        );
+        assert_eq!(
+            redact_url("postgres://root@127.0.0.1/test"),
+            "postgres://root@127.0.0.1/test"
+        );
+    }
+
+    #[test]
+    fn data_dir_is_the_default_store() {
+        let target = DbTarget::resolve(None, Path::new("/tmp/x"));
+        assert!(matches!(target, DbTarget::SqliteFile(p) if p.ends_with("calos.db")));
+        let target = DbTarget::resolve(Some("  "), Path::new("/tmp/x"));
+        assert!(matches!(target, DbTarget::SqliteFile(_)));
+    }
+}

@@ -1,0 +1,231 @@
+//! The API's one error type.
+//!
+//! Policy: every error leaves as `{"success":false,"error":{"code","message"}}`
+//! with the status that names what went wrong. Client mistakes say exactly what to
+//! fix. Internal causes (database, I/O) become an opaque 500 or 503 for the client;
+//! the cause is logged once here, never sent, and never includes request secrets.
+
+use app::wire::{ErrorDetail, ErrorResponse};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the body or a field is wrong; `field` names it when there is one.
+    #[error("{message}")]
+    BadRequest {
+        code: &'static str,
+        message: String,
+        field: Option<&'static str>,
+    },
+    /// 401: no valid credentials.
+    #[error("{message}")]
+    Unauthorized { code: &'static str, message: String },
+    /// 403: authenticated, but not allowed.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404.
+    #[error("{0}")]
+    NotFound(String),
+    /// 405.
+    #[error("This method is not allowed on this path.")]
+    MethodNotAllowed,
+    /// 409: a unique value is taken.
+    #[error("{message}")]
+    Conflict {
+        code: &'static str,
+        message: String,
+        field: Option<&'static str>,
+    },
+    /// 413: the body is over the documented limit.
+    #[error("request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    /// 429: slow down; `retry_after_secs` goes in `Retry-After`.
+    #[error("{message}")]
+    TooManyRequests {
+        message: String,
+        retry_after_secs: u64,
+    },
+    /// 503: a dependency (the database) is unavailable or saturated.
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    /// 500: a bug or an unexpected failure; details are logged, not sent.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::BadRequest {
+            code,
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    pub fn invalid_field(
+        code: &'static str,
+        field: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        Self::BadRequest {
+            code,
+            message: message.into(),
+            field: Some(field),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadRequest { code, .. }
+            | Self::Unauthorized { code, .. }
+            | Self::Conflict { code, .. } => code,
+            Self::Forbidden(_) => "forbidden",
+            Self::NotFound(_) => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::TooManyRequests { .. } => "too_many_attempts",
+            Self::Unavailable(_) => "service_unavailable",
+            Self::Internal(_) => "internal_error",
+        }
+    }
+
+    fn field(&self) -> Option<&'static str> {
+        match self {
+            Self::BadRequest { field, .. } | Self::Conflict { field, .. } => *field,
+            _ => None,
+        }
+    }
+
+    fn client_message(&self) -> String {
+        match self {
+            Self::Internal(_) => "Internal server error. The cause has been logged.".into(),
+            Self::Unavailable(_) => {
+                "The service is temporarily unavailable. Try again shortly.".into()
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            // Pool exhausted or the database is gone: the caller can retry (ASVS 13.1.2).
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed => Self::Unavailable(e.to_string()),
+            sqlx::Error::Database(ref db) if is_busy(db.as_ref()) => {
+                Self::Unavailable(e.to_string())
+            }
+            other => Self::Internal(anyhow::Error::new(other).context("database query failed")),
+        }
+    }
+}
+
+/// SQLite's "database is busy/locked" (after busy_timeout) and PostgreSQL's
+/// connection exceptions (class 08), insufficient resources (53), operator
+/// intervention (57, e.g. a terminated backend) and "not accepting connections"
+/// (55000) mean the database is unavailable right now, not that calos has a bug.
+fn is_busy(e: &dyn sqlx::error::DatabaseError) -> bool {
+    let Some(code) = e.code() else { return false };
+    matches!(code.as_ref(), "5" | "6" | "261" | "262" | "517" | "55000")
+        || ["08", "53", "57"]
+            .iter()
+            .any(|class| code.starts_with(class))
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        match &self {
+            Self::Internal(cause) => tracing::error!(error = ?cause, "internal error"),
+            Self::Unavailable(cause) => tracing::warn!(cause = %cause, "dependency unavailable"),
+            _ => {}
+        }
+        let body = ErrorResponse {
+            success: false,
+            error: ErrorDetail {
+                code: self.code().to_string(),
+                message: self.client_message(),
+                field: self.field().map(str::to_string),
+            },
+        };
+        let mut response = (status, Json(body)).into_response();
+        let retry_after = match &self {
+            Self::TooManyRequests {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            Self::Unavailable(_) => Some(1),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        response
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl From<crate::auth::AuthError> for ApiError {
+    fn from(e: crate::auth::AuthError) -> Self {
+        use crate::auth::password::PasswordError;
+        use crate::auth::AuthError as A;
+        use crate::db::users::Taken;
+        match e {
+            A::Field(f) => ApiError::invalid_field(f.code(), f.field(), f.to_string()),
+            A::AmbiguousLogin => ApiError::bad_request("ambiguous_login", e.to_string()),
+            A::MissingLogin => ApiError::invalid_field("missing_field", "email", e.to_string()),
+            A::InvalidCredentials => ApiError::Unauthorized {
+                code: "invalid_credentials",
+                message: e.to_string(),
+            },
+            A::Throttled(wait) => ApiError::TooManyRequests {
+                message: e.to_string(),
+                retry_after_secs: wait.as_secs_f64().ceil() as u64,
+            },
+            A::Taken(Taken::Username) => ApiError::Conflict {
+                code: "username_taken",
+                message: "That username is already taken.".into(),
+                field: Some("username"),
+            },
+            A::Taken(Taken::Email) => ApiError::Conflict {
+                code: "email_taken",
+                message: "That email is already registered.".into(),
+                field: Some("email"),
+            },
+            A::InvalidToken => ApiError::Unauthorized {
+                code: "invalid_token",
+                message: "The token is invalid, expired or revoked; sign in again.".into(),
+            },
+            A::Password(PasswordError::Busy) => {
+                ApiError::Unavailable("password hashing queue is full".into())
+            }
+            A::Password(PasswordError::Failed(cause)) => ApiError::Internal(anyhow::anyhow!(cause)),
+            A::Db(db) => ApiError::from(db),
+            A::Token(cause) => ApiError::Internal(anyhow::anyhow!(cause)),
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! `/api/auth/*`: register, sign in, who am I, sign out.
+//!
+//! Register and login answer in the compact shape scripts grep
+//! (`{"success":true,"token":…,"user":{…}}`) and also set the HttpOnly session
+//! cookie, so a browser page that called them is signed in after a reload.
+
+use super::cookies;
+use crate::auth::{AuthService, AuthUser};
+use crate::error::ApiResult;
+use crate::json::ApiJson;
+use crate::state::{AppState, Runtime};
+use app::wire::{AuthResponse, LoginRequest, MeResponse, RegisterRequest};
+use axum::extract::{ConnectInfo, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use std::net::SocketAddr;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/auth/register", post(register))
+        .route("/api/auth/login", post(login))
+        .route("/api/auth/me", get(me))
+        .route("/api/auth/logout", post(logout))
+}
+
+async fn register(
+    State(auth): State<AuthService>,
+    State(runtime): State<Runtime>,
+    ApiJson(req): ApiJson<RegisterRequest>,
+) -> ApiResult<Response> {
+    let session = auth.register(req).await?;
+    let cookie = cookies::session(&session.token, auth.token_ttl(), runtime.cookie_secure);
+    let body = AuthResponse {
+        success: true,
+        token: session.token,
+        user: session.user,
+    };
+    Ok((StatusCode::CREATED, [cookie], Json(body)).into_response())
+}
+
+async fn login(
+    State(auth): State<AuthService>,
+    State(runtime): State<Runtime>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> ApiResult<Response> {
+    let session = auth.login(req, peer.ip()).await?;
+    let cookie = cookies::session(&session.token, auth.token_ttl(), runtime.cookie_secure);
+    let body = AuthResponse {
+        success: true,
+        token: session.token,
+        user: session.user,
+    };
+    Ok(([cookie], Json(body)).into_response())
+}
+
+async fn me(AuthUser(user): AuthUser) -> Json<MeResponse> {
+    Json(MeResponse {
+        success: true,
+        user,
+    })
+}
+
+async fn logout(
+    State(auth): State<AuthService>,
+    State(runtime): State<Runtime>,
+    AuthUser(user): AuthUser,
+) -> ApiResult<Response> {
+    auth.logout(&user).await?;
+    let body = serde_json::json!({ "success": true });
+    Ok(([cookies::cleared(runtime.cookie_secure)], Json(body)).into_response())
+}

@@ -1,0 +1,26 @@
+//! The session cookie: HttpOnly (scripts, and so XSS, cannot read it),
+//! SameSite=Lax (not sent on cross-site POSTs), whole-site path, and `Secure`
+//! when calos is served over HTTPS.
+
+use crate::auth::SESSION_COOKIE;
+use axum::http::{header, HeaderValue};
+use std::time::Duration;
+
+pub fn session(token: &str, ttl: Duration, secure: bool) -> (header::HeaderName, HeaderValue) {
+    build(token, ttl.as_secs(), secure)
+}
+
+pub fn cleared(secure: bool) -> (header::HeaderName, HeaderValue) {
+    build("", 0, secure)
+}
+
+fn build(value: &str, max_age: u64, secure: bool) -> (header::HeaderName, HeaderValue) {
+    let secure = if secure { "; Secure" } else { "" };
+    let cookie = format!(
+        "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"
+    );
+    // JWTs are base64url and dots, always a valid header value.
+    let value = HeaderValue::from_str(&cookie)
+        .unwrap_or_else(|_| HeaderValue::from_static("calos_session=; Max-Age=0"));
+    (header::SET_COOKIE, value)
+}

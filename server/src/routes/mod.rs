@@ -1,0 +1,117 @@
+//! The HTTP surface: each area owns its routes; this module only merges them and
+//! applies the layers every request goes through.
+//!
+//! Public (unauthenticated) routes, the whole list: `POST /api/auth/register`,
+//! `POST /api/auth/login`, `GET /api/health`, the login page and its form posts,
+//! and static files. Everything else requires a session (`AuthUser`).
+
+mod auth;
+mod cookies;
+mod health;
+mod pages;
+
+use crate::error::ApiError;
+use crate::json::MAX_BODY_BYTES;
+use crate::state::AppState;
+use crate::telemetry::access_log;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+/// The main listener (default 5001): pages and API.
+pub fn app_router(state: AppState) -> Router {
+    let router = Router::new()
+        .merge(auth::router())
+        .merge(health::router())
+        .merge(pages::router(&state))
+        .fallback(fallback)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            pages::page_session,
+        ))
+        .with_state(state);
+    with_common_layers(router)
+}
+
+/// The Mission Control listener (default 3003). Until the dashboard lands it
+/// serves the health check.
+pub fn dashboard_router(state: AppState) -> Router {
+    with_common_layers(
+        Router::new()
+            .merge(health::router())
+            .fallback(api_not_found)
+            .with_state(state),
+    )
+}
+
+/// Layers shared by both listeners, innermost first: the body limit for
+/// buffering extractors and a hard limit that also covers chunked bodies; no
+/// caching of (authenticated) answers by browsers or proxies; JSON for errors
+/// raised by those layers; and the access log around everything.
+fn with_common_layers(router: Router) -> Router {
+    router
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("private, no-store"),
+        ))
+        .layer(middleware::from_fn(json_errors))
+        .layer(middleware::from_fn(access_log))
+}
+
+/// Errors produced below the handlers (405 from the router, 413 from the body
+/// limit layer) come without a body; on API paths they get the API's JSON shape
+/// like every other error.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let api = req.uri().path().starts_with("/api/");
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !api || is_json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let error = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge {
+            limit: MAX_BODY_BYTES,
+        },
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
+        StatusCode::NOT_FOUND => ApiError::NotFound("Not found.".into()),
+        s if s.is_server_error() => {
+            ApiError::Internal(anyhow::anyhow!("{s} without a body from a lower layer"))
+        }
+        _ => ApiError::bad_request(
+            "bad_request",
+            status.canonical_reason().unwrap_or("Bad request."),
+        ),
+    };
+    let mut converted = error.into_response();
+    *converted.status_mut() = status;
+    converted
+}
+
+/// Unknown API paths get a JSON 404; anything else is a static file from the
+/// site directory or the pages' 404.
+async fn fallback(State(state): State<AppState>, req: Request) -> Response {
+    if req.uri().path().starts_with("/api/") {
+        return api_not_found(req).await;
+    }
+    let files_and_pages = leptos_axum::file_and_error_handler::<AppState, _>(app::shell);
+    files_and_pages(req.uri().clone(), State(state), req).await
+}
+
+async fn api_not_found(req: Request) -> Response {
+    ApiError::NotFound(format!(
+        "No route for {} {}.",
+        req.method(),
+        req.uri().path()
+    ))
+    .into_response()
+}

@@ -1,0 +1,182 @@
+//! Building and running the server: everything `calos serve` does, callable from
+//! tests, which start exactly what users start on `127.0.0.1:0`.
+
+use crate::auth::jwt::{JwtKeys, Secret};
+use crate::auth::password::Passwords;
+use crate::auth::throttle::{LoginThrottle, ThrottlePolicy};
+use crate::auth::AuthService;
+use crate::config::ServeArgs;
+use crate::db::Db;
+use crate::routes;
+use crate::state::{AppState, Runtime};
+use anyhow::Context;
+use axum::serve::ListenerExt;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// A built, bound server, not yet serving.
+pub struct Application {
+    api_listener: TcpListener,
+    dashboard_listener: TcpListener,
+    state: AppState,
+    grace: Duration,
+}
+
+impl Application {
+    pub async fn build(args: &ServeArgs) -> anyhow::Result<Self> {
+        let secret = match args.jwt_secret.as_deref() {
+            Some(value) => Secret::from_configured(value)?,
+            None => Secret::load_or_create(&args.store.data_dir)?,
+        };
+        let target = args.store.target();
+        let db = Db::connect(&target, args.store.db_max_connections).await?;
+        db.migrate().await?;
+        tracing::info!(database = %target.describe(), "database ready");
+
+        let passwords = Passwords::new().context("preparing password hashing")?;
+        let jwt = JwtKeys::new(
+            &secret,
+            Duration::from_secs(args.token_ttl_hours.max(1) * 3600),
+        )?;
+        let throttle = LoginThrottle::new(ThrottlePolicy {
+            account_burst: args.login_failure_burst,
+            account_refill: Duration::from_secs_f64(
+                args.login_failure_refill_secs.clamp(0.001, 86_400.0),
+            ),
+        });
+        let auth = AuthService::new(db.clone(), passwords, jwt, throttle);
+
+        let mut leptos = leptos::config::get_configuration(None)
+            .context("reading the Leptos site configuration (LEPTOS_* variables)")?
+            .leptos_options;
+        let ip = args.bind_ip();
+        let api_listener = TcpListener::bind(SocketAddr::new(ip, args.port))
+            .await
+            .with_context(|| format!("binding {ip}:{} for the pages and API", args.port))?;
+        let dashboard_listener = TcpListener::bind(SocketAddr::new(ip, args.dashboard_port))
+            .await
+            .with_context(|| format!("binding {ip}:{} for Mission Control", args.dashboard_port))?;
+        leptos.site_addr = api_listener.local_addr()?;
+
+        let state = AppState {
+            leptos,
+            db,
+            auth,
+            runtime: Runtime {
+                started: Instant::now(),
+                cookie_secure: args.cookie_secure,
+            },
+        };
+        Ok(Self {
+            api_listener,
+            dashboard_listener,
+            state,
+            grace: Duration::from_secs(args.shutdown_grace_secs),
+        })
+    }
+
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api_listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    pub fn dashboard_addr(&self) -> SocketAddr {
+        self.dashboard_listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// Serves both listeners until `shutdown` is cancelled, then gives in-flight
+    /// requests the grace period to finish before returning anyway.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let Self {
+            api_listener,
+            dashboard_listener,
+            state,
+            grace,
+        } = self;
+        let throttle = state.auth.throttle().clone();
+        let housekeeping = tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(60));
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => throttle.forget_stale(),
+                        _ = shutdown.cancelled() => break,
+                    }
+                }
+            }
+        });
+
+        let db = state.db.clone();
+        let api = serve(
+            api_listener,
+            routes::app_router(state.clone()),
+            shutdown.clone(),
+        );
+        let dashboard = serve(
+            dashboard_listener,
+            routes::dashboard_router(state),
+            shutdown.clone(),
+        );
+        let both = async { tokio::try_join!(api, dashboard) };
+        tokio::pin!(both);
+        tokio::select! {
+            result = &mut both => { result?; }
+            _ = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+                tracing::warn!(grace_secs = grace.as_secs(), "shutdown grace period over; closing remaining connections");
+            }
+        }
+        housekeeping.abort();
+        db.close().await;
+        Ok(())
+    }
+}
+
+async fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    // TCP_NODELAY: small writes (stream events) must not wait for Nagle's algorithm.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    .await
+    .context("serving HTTP")
+}
+
+/// Cancels `token` on SIGINT or SIGTERM.
+pub fn cancel_on_signals(token: CancellationToken) {
+    tokio::spawn(async move {
+        let ctrl_c = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        #[cfg(unix)]
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut sig) => {
+                    sig.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = terminate => {},
+        }
+        tracing::info!("shutdown signal received; finishing in-flight requests");
+        token.cancel();
+    });
+}

@@ -1,0 +1,26 @@
+//! The state every handler can ask for, piece by piece, through `FromRef`.
+
+use crate::auth::AuthService;
+use crate::db::Db;
+use axum::extract::FromRef;
+use leptos::config::LeptosOptions;
+use std::time::Instant;
+
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    /// Leptos site settings: where the compiled site lives, the bundle's name.
+    pub leptos: LeptosOptions,
+    /// The account store (SQLite or PostgreSQL).
+    pub db: Db,
+    /// Registration, sign-in, sign-out and token checks.
+    pub auth: AuthService,
+    /// Process facts reported by health checks and used for cookies.
+    pub runtime: Runtime,
+}
+
+#[derive(Clone, Debug)]
+pub struct Runtime {
+    pub started: Instant,
+    /// Mark the session cookie `Secure` (set when served over HTTPS).
+    pub cookie_secure: bool,
+}

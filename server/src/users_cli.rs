@@ -1,0 +1,194 @@
+//! `calos users list | create | delete | prune`: account administration against
+//! whatever store `DATABASE_URL` / `CALOS_DATA_DIR` point at (the same as `serve`).
+
+use crate::auth::password::Passwords;
+use crate::auth::validate;
+use crate::config::StoreArgs;
+use crate::db::users::{self, InsertError, NewUser, Taken};
+use crate::db::Db;
+use anyhow::{bail, Context};
+use app::wire::Role;
+use clap::{Args, Subcommand};
+use std::io::{BufRead, Write};
+
+#[derive(Debug, Args)]
+pub struct UsersArgs {
+    #[command(subcommand)]
+    pub action: UsersAction,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersAction {
+    /// List accounts.
+    List {
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create an account; the password is read from standard input (one line).
+    Create {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        email: Option<String>,
+        /// Make the account an administrator (Mission Control access).
+        #[arg(long)]
+        admin: bool,
+        /// Read the password from standard input (required: passwords never go in argv).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// Create an ephemeral account that `prune` may delete (default: persistent).
+        #[arg(long)]
+        ephemeral: bool,
+    },
+    /// Delete one account by username, email or user id.
+    Delete { user: String },
+    /// Delete ephemeral accounts whose username starts with a prefix (never persistent ones).
+    Prune {
+        #[arg(long, default_value = "test-user-")]
+        prefix: String,
+    },
+}
+
+pub async fn run(args: UsersArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    let db = Db::connect(&args.store.target(), 2).await?;
+    db.migrate().await?;
+    let result = match args.action {
+        UsersAction::List { json } => list(&db, json, out).await,
+        UsersAction::Create {
+            username,
+            email,
+            admin,
+            password_stdin: _,
+            ephemeral,
+        } => {
+            let password = read_password()?;
+            create(
+                &db,
+                &username,
+                email.as_deref(),
+                admin,
+                !ephemeral,
+                password,
+                out,
+            )
+            .await
+        }
+        UsersAction::Delete { user } => delete(&db, &user, out).await,
+        UsersAction::Prune { prefix } => prune(&db, &prefix, out).await,
+    };
+    db.close().await;
+    result
+}
+
+fn read_password() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading the password from standard input")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
+async fn list(db: &Db, json: bool, out: &mut impl Write) -> anyhow::Result<()> {
+    let rows = users::list(db).await?;
+    if json {
+        for row in &rows {
+            let line = serde_json::json!({
+                "userId": row.user_id, "username": row.username, "email": row.email,
+                "role": row.role, "persistent": row.persistent, "createdAt": row.created_at,
+            });
+            writeln!(out, "{line}")?;
+        }
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:<36}  {:<24}  {:<28}  {:<5}  {:<10}  created",
+        "user id", "username", "email", "role", "persistent"
+    )?;
+    for row in &rows {
+        writeln!(
+            out,
+            "{:<36}  {:<24}  {:<28}  {:<5}  {:<10}  {}",
+            row.user_id,
+            row.username,
+            row.email.as_deref().unwrap_or("-"),
+            row.role,
+            if row.persistent { "yes" } else { "no" },
+            row.created_at.format("%Y-%m-%d %H:%M:%S"),
+        )?;
+    }
+    writeln!(out, "{} account(s)", rows.len())?;
+    Ok(())
+}
+
+async fn create(
+    db: &Db,
+    username: &str,
+    email: Option<&str>,
+    admin: bool,
+    persistent: bool,
+    password: String,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let username = validate::username(username)?;
+    let email = email.map(validate::email).transpose()?;
+    validate::password(&password)?;
+    let hash = Passwords::new()?.hash(password).await?;
+    let role = if admin { Role::Admin } else { Role::User };
+    let new_user = NewUser {
+        username,
+        email,
+        password_hash: Some(&hash),
+        role,
+        persistent,
+    };
+    match users::insert(db, new_user).await {
+        Ok(row) => {
+            writeln!(
+                out,
+                "created {} ({}, {}) id {}",
+                row.username,
+                row.role,
+                if row.persistent {
+                    "persistent"
+                } else {
+                    "ephemeral"
+                },
+                row.user_id
+            )?;
+            Ok(())
+        }
+        Err(InsertError::Taken(Taken::Username)) => bail!("username {username:?} is already taken"),
+        Err(InsertError::Taken(Taken::Email)) => bail!("that email is already registered"),
+        Err(InsertError::Db(e)) => Err(e.into()),
+    }
+}
+
+async fn delete(db: &Db, key: &str, out: &mut impl Write) -> anyhow::Result<()> {
+    let Some(row) = users::find_by_any(db, key).await? else {
+        bail!("no account matches {key:?}")
+    };
+    users::delete(db, &row.user_id).await?;
+    writeln!(out, "deleted {} ({})", row.username, row.user_id)?;
+    Ok(())
+}
+
+async fn prune(db: &Db, prefix: &str, out: &mut impl Write) -> anyhow::Result<()> {
+    if prefix.trim().is_empty() {
+        bail!("--prefix must not be empty: prune deletes accounts whose username starts with it");
+    }
+    let removed = users::prune(db, prefix).await?;
+    for name in &removed {
+        writeln!(out, "deleted {name}")?;
+    }
+    writeln!(
+        out,
+        "pruned {} account(s) with prefix {prefix:?} (persistent accounts are kept)",
+        removed.len()
+    )?;
+    Ok(())
+}

@@ -1,0 +1,146 @@
+//! Registration and sign-in.
+
+use crate::helpers::{error_code, unique, Backend, TestApp};
+use crate::on_both_databases;
+use serde_json::{json, Value};
+
+on_both_databases! {
+    async fn register_with_username_and_password_returns_201_with_a_greppable_token(app) {
+        let username = unique("test-user");
+        let response = app.register(&username, "test-password-123").await;
+        assert_eq!(response.status(), 201);
+        let text = response.text().await.unwrap();
+        // The seed extracts the token with grep -o '"token":"[^"]*"'.
+        assert!(text.contains(r#""token":"ey"#), "{text}");
+        let body: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(body["success"], json!(true));
+        assert_eq!(body["user"]["username"], json!(username));
+        assert!(body["user"]["userId"].as_str().is_some_and(|id| id.len() == 36));
+        assert!(body["user"].get("passwordHash").is_none() && !text.contains("argon2"));
+    }
+
+    async fn login_works_by_email_and_by_username_and_returns_a_fresh_token(app) {
+        let username = unique("alice");
+        let email = format!("{username}@example.com");
+        let created = app.post_json("/api/auth/register", &json!({"username": username, "password": "pass-word-1", "email": email})).await;
+        assert_eq!(created.status(), 201);
+        let by_email = app.post_json("/api/auth/login", &json!({"email": email.to_uppercase(), "password": "pass-word-1"})).await;
+        assert_eq!(by_email.status(), 200);
+        let by_email: Value = by_email.json().await.unwrap();
+        assert_eq!(by_email["user"]["email"], json!(email));
+        let by_name = app.post_json("/api/auth/login", &json!({"username": username, "password": "pass-word-1"})).await;
+        let by_name: Value = by_name.json().await.unwrap();
+        assert_ne!(by_email["token"], by_name["token"], "each login issues its own token");
+        let me = app.me(by_name["token"].as_str().unwrap()).await;
+        assert_eq!(me.status(), 200);
+        let me: Value = me.json().await.unwrap();
+        assert_eq!(me["user"]["username"], json!(username));
+    }
+
+    async fn unknown_user_and_wrong_password_get_the_same_401(app) {
+        let username = unique("bob");
+        app.token_for(&username, "right-password").await;
+        let wrong = app.post_json("/api/auth/login", &json!({"username": username, "password": "wrong-password"})).await;
+        let unknown = app.post_json("/api/auth/login", &json!({"username": unique("nobody"), "password": "wrong-password"})).await;
+        let (wrong_status, wrong_body) = (wrong.status(), wrong.text().await.unwrap());
+        let (unknown_status, unknown_body) = (unknown.status(), unknown.text().await.unwrap());
+        assert_eq!((wrong_status.as_u16(), unknown_status.as_u16()), (401, 401));
+        assert_eq!(wrong_body, unknown_body, "no account enumeration through the message");
+    }
+
+    async fn duplicate_username_or_email_is_409_whatever_the_case(app) {
+        let username = unique("carol");
+        let email = format!("{username}@example.com");
+        let first = app.post_json("/api/auth/register", &json!({"username": username, "password": "password-1", "email": email})).await;
+        assert_eq!(first.status(), 201);
+        let same_name = app.register(&username.to_uppercase(), "password-2").await;
+        assert_eq!(error_code(same_name).await, (409, "username_taken".into()));
+        let same_email = app.post_json("/api/auth/register", &json!({"username": unique("other"), "password": "password-2", "email": email.to_uppercase()})).await;
+        assert_eq!(error_code(same_email).await, (409, "email_taken".into()));
+    }
+
+    async fn twenty_concurrent_registrations_of_one_name_give_one_201_and_409s(app) {
+        let username = unique("race");
+        let attempts = (0..20).map(|_| app.register(&username, "race-password"));
+        let statuses: Vec<u16> = futures::future::join_all(attempts).await.iter().map(|r| r.status().as_u16()).collect();
+        assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
+        assert_eq!(statuses.iter().filter(|s| **s == 409).count(), 19, "{statuses:?}");
+    }
+
+    async fn passwords_outside_8_to_128_characters_are_refused_before_hashing(app) {
+        let short = app.register(&unique("p"), "1234567").await;
+        assert_eq!(error_code(short).await, (400, "password_too_short".into()));
+        let long = app.register(&unique("p"), &"x".repeat(129)).await;
+        assert_eq!(error_code(long).await, (400, "password_too_long".into()));
+        assert_eq!(app.register(&unique("p"), &"x".repeat(128)).await.status(), 201);
+        let login_huge = app.post_json("/api/auth/login", &json!({"username": "someone", "password": "y".repeat(100_000)})).await;
+        assert_eq!(login_huge.status(), 400);
+    }
+
+    async fn repeated_failed_logins_are_throttled_per_account_with_retry_after(app) {
+        let username = unique("victim");
+        app.token_for(&username, "the-real-password").await;
+        for _ in 0..5 {
+            let r = app.post_json("/api/auth/login", &json!({"username": username, "password": "guess-guess"})).await;
+            assert_eq!(r.status(), 401);
+        }
+        // The sixth failure empties the bucket; from then on even the right password waits.
+        let _ = app.post_json("/api/auth/login", &json!({"username": username, "password": "guess-guess"})).await;
+        let blocked = app.post_json("/api/auth/login", &json!({"username": username, "password": "the-real-password"})).await;
+        assert_eq!(blocked.status(), 429);
+        let retry_after: u64 = blocked.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=15).contains(&retry_after), "{retry_after}");
+        assert_eq!(error_code(blocked).await.1, "too_many_attempts");
+        // A different account from the same client is not locked out by this one.
+        let other = unique("bystander");
+        app.token_for(&other, "bystander-password").await;
+        let ok = app.post_json("/api/auth/login", &json!({"username": other, "password": "bystander-password"})).await;
+        assert_eq!(ok.status(), 200);
+    }
+}
+
+#[tokio::test]
+async fn the_owner_can_sign_in_again_after_the_cooldown() {
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        &[
+            "--login-failure-burst",
+            "2",
+            "--login-failure-refill-secs",
+            "1",
+        ],
+    )
+    .await;
+    let username = unique("owner");
+    app.token_for(&username, "owner-password").await;
+    for _ in 0..3 {
+        app.post_json(
+            "/api/auth/login",
+            &json!({"username": username, "password": "bad-password"}),
+        )
+        .await;
+    }
+    let blocked = app
+        .post_json(
+            "/api/auth/login",
+            &json!({"username": username, "password": "owner-password"}),
+        )
+        .await;
+    assert_eq!(blocked.status(), 429);
+    let wait: u64 = blocked.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    tokio::time::sleep(
+        std::time::Duration::from_secs(wait) + std::time::Duration::from_millis(200),
+    )
+    .await;
+    let after = app
+        .post_json(
+            "/api/auth/login",
+            &json!({"username": username, "password": "owner-password"}),
+        )
+        .await;
+    assert_eq!(after.status(), 200);
+}

@@ -1,0 +1,9 @@
+//! API tests: the real server over real HTTP, on SQLite and on PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod accounts;
+mod helpers;
+mod pages;
+mod process;
+mod requests;
+mod sessions;

@@ -1,0 +1,123 @@
+//! The pages as a browser without JavaScript sees them: guards and form posts.
+
+use crate::helpers::{unique, Backend, TestApp};
+
+fn location(response: &reqwest::Response) -> String {
+    response.headers()["location"].to_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn the_chat_page_sends_signed_out_visitors_to_login() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let response = app.client.get(app.url("/")).send().await.unwrap();
+    assert!(response.status().is_redirection());
+    assert_eq!(location(&response), "/login");
+    let login = app.client.get(app.url("/login")).send().await.unwrap();
+    assert_eq!(login.status(), 200);
+    let html = login.text().await.unwrap();
+    assert!(
+        html.contains(r#"action="/login""#) && html.contains(r#"action="/register""#),
+        "{html}"
+    );
+    assert!(html.contains(r#"data-hydrated="false""#));
+}
+
+#[tokio::test]
+async fn the_plain_form_signs_in_and_the_chat_page_shows_who() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let username = unique("form");
+    app.token_for(&username, "form-password").await;
+
+    let wrong = app
+        .client
+        .post(app.url("/login"))
+        .form(&[("login", username.as_str()), ("password", "nope-nope")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        location(&wrong),
+        "/login?error=invalid_credentials&form=login"
+    );
+    let page = app
+        .client
+        .get(app.url("/login?error=invalid_credentials&form=login"))
+        .send()
+        .await
+        .unwrap();
+    assert!(page
+        .text()
+        .await
+        .unwrap()
+        .contains("Invalid email/username or password."));
+
+    let ok = app
+        .client
+        .post(app.url("/login"))
+        .form(&[("login", username.as_str()), ("password", "form-password")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(location(&ok), "/");
+    let cookie = ok.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let chat = app
+        .client
+        .get(app.url("/"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(chat.status(), 200);
+    let html = chat.text().await.unwrap();
+    assert!(
+        html.contains("Signed in as") && html.contains(&username),
+        "{html}"
+    );
+    // Signed in, /login goes to the chat.
+    let login = app
+        .client
+        .get(app.url("/login"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(location(&login), "/");
+
+    let out = app
+        .client
+        .post(app.url("/logout"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(location(&out), "/login");
+    let after = app
+        .client
+        .get(app.url("/"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(location(&after), "/login", "the old cookie no longer works");
+}
+
+#[tokio::test]
+async fn unknown_error_codes_in_the_url_are_not_echoed() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let html = app
+        .client
+        .get(app.url("/login?error=%3Cscript%3Ealert(1)%3C/script%3E"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!html.contains("<script>alert(1)"), "{html}");
+}

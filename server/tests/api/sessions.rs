@@ -1,0 +1,105 @@
+//! Tokens and sessions: bearer and cookie carriers, logout, tampering.
+
+use crate::helpers::{error_code, unique};
+use crate::on_both_databases;
+use base64::Engine;
+use jsonwebtoken::{encode, EncodingKey, Header};
+use serde_json::{json, Value};
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn claims_of(token: &str) -> Value {
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+on_both_databases! {
+    async fn me_without_a_token_is_401_in_the_api_error_shape(app) {
+        let response = app.client.get(app.url("/api/auth/me")).send().await.unwrap();
+        assert_eq!(error_code(response).await, (401, "unauthorized".into()));
+    }
+
+    async fn the_session_cookie_authenticates_and_is_httponly_samesite_lax(app) {
+        let response = app.register(&unique("cookie"), "cookie-password").await;
+        let set_cookie = response.headers()["set-cookie"].to_str().unwrap().to_string();
+        assert!(set_cookie.starts_with("calos_session=ey"), "{set_cookie}");
+        assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Lax") && set_cookie.contains("Path=/"));
+        let cookie = set_cookie.split(';').next().unwrap();
+        let me = app.client.get(app.url("/api/auth/me")).header("cookie", cookie).send().await.unwrap();
+        assert_eq!(me.status(), 200);
+        // A cookie-authenticated write from another site's page is refused.
+        let cross = app.client.post(app.url("/api/auth/logout")).header("cookie", cookie)
+            .header("origin", "http://evil.example.com").send().await.unwrap();
+        assert_eq!(cross.status(), 403);
+    }
+
+    async fn logout_ends_the_session_for_every_carrier(app) {
+        let token = app.token_for(&unique("leaver"), "leaver-password").await;
+        assert_eq!(app.me(&token).await.status(), 200);
+        let out = app.client.post(app.url("/api/auth/logout")).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(out.status(), 200);
+        assert!(out.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
+        assert_eq!(error_code(app.me(&token).await).await, (401, "invalid_token".into()));
+        let cookie = app.client.get(app.url("/api/auth/me")).header("cookie", format!("calos_session={token}")).send().await.unwrap();
+        assert_eq!(cookie.status(), 401);
+    }
+
+    async fn tampered_tokens_are_rejected(app) {
+        let token = app.token_for(&unique("target"), "target-password").await;
+        let parts: Vec<&str> = token.split('.').collect();
+        let claims = claims_of(&token);
+        // alg:none with the same claims and no signature.
+        let none = format!("{}.{}.", b64(br#"{"alg":"none","typ":"JWT"}"#), parts[1]);
+        // A flipped signature.
+        let mut sig = parts[2].as_bytes().to_vec();
+        sig[3] = if sig[3] == b'A' { b'B' } else { b'A' };
+        let flipped = format!("{}.{}.{}", parts[0], parts[1], String::from_utf8(sig).unwrap());
+        // Correctly signed with the server's own key, but expired / for another audience / another algorithm.
+        let key = EncodingKey::from_secret(&app.jwt_secret()).unwrap();
+        let now = jsonwebtoken::get_current_timestamp();
+        let mut expired = claims.clone();
+        expired["exp"] = json!(now - 120);
+        expired["iat"] = json!(now - 3600);
+        expired["nbf"] = json!(now - 3600);
+        let mut wrong_aud = claims.clone();
+        wrong_aud["aud"] = json!("another-service");
+        let mut no_sub = claims.clone();
+        no_sub.as_object_mut().unwrap().remove("sub");
+        let sign = |c: &Value, alg| encode(&Header::new(alg), c, &key).unwrap();
+        let hs256 = jsonwebtoken::Algorithm::HS256;
+        let forged = [
+            ("alg none", none),
+            ("flipped signature", flipped),
+            ("expired", sign(&expired, hs256)),
+            ("wrong audience", sign(&wrong_aud, hs256)),
+            ("missing sub", sign(&no_sub, hs256)),
+            ("HS512", sign(&claims, jsonwebtoken::Algorithm::HS512)),
+            ("garbage", "not-a-jwt".to_string()),
+        ];
+        for (what, bad) in forged {
+            assert_eq!(app.me(&bad).await.status(), 401, "{what}");
+        }
+        // Control: the original, and a re-signed copy of its claims, still work.
+        assert_eq!(app.me(&token).await.status(), 200);
+        assert_eq!(app.me(&sign(&claims, hs256)).await.status(), 200);
+    }
+
+    async fn a_malformed_authorization_header_is_401_even_with_a_good_cookie(app) {
+        let token = app.token_for(&unique("carrier"), "carrier-password").await;
+        let response = app.client.get(app.url("/api/auth/me"))
+            .header("authorization", format!("Token {token}"))
+            .header("cookie", format!("calos_session={token}"))
+            .send().await.unwrap();
+        assert_eq!(response.status(), 401);
+        // Tokens in the query string are not credentials.
+        let query = app.client.get(app.url(&format!("/api/auth/me?token={token}"))).send().await.unwrap();
+        assert_eq!(query.status(), 401);
+    }
+}
