@@ -27,9 +27,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the pages and API (default port 5001) and Mission Control (3003).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage accounts in the configured database.
     Users(crate::users_cli::UsersArgs),
+    /// A real HTTP upstream emulator (Ollama and OpenAI wire formats) for tests and benchmarks.
+    MockLlm(crate::mock_llm::MockArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -65,7 +67,7 @@ pub struct StoreArgs {
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// Most database connections held open at once.
-    #[arg(long, env = "CALOS_DB_MAX_CONNECTIONS", default_value_t = 10)]
+    #[arg(long, env = "CALOS_DB_MAX_CONNECTIONS", default_value_t = 20)]
     pub db_max_connections: u32,
 }
 
@@ -109,6 +111,106 @@ pub struct ServeArgs {
     /// Seconds to let in-flight requests finish after SIGTERM/SIGINT.
     #[arg(long, env = "CALOS_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
+    /// Comma-separated proxy IPs whose X-Forwarded-For is believed.
+    #[arg(long, env = "CALOS_TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: String,
+    #[command(flatten)]
+    pub llm: LlmArgs,
+}
+
+/// Providers, routing, queueing, caching and stream limits.
+#[derive(Debug, Clone, Args)]
+pub struct LlmArgs {
+    /// Ollama's address.
+    #[arg(long, env = "OLLAMA_URL", default_value = "http://localhost:11434")]
+    pub ollama_url: String,
+    /// OpenAI API key (enables gpt-*, o1*, … models).
+    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
+    pub openai_api_key: Option<String>,
+    /// OpenAI base URL (with /v1).
+    #[arg(
+        long,
+        env = "OPENAI_BASE_URL",
+        default_value = "https://api.openai.com/v1"
+    )]
+    pub openai_base_url: String,
+    /// DeepSeek API key (enables deepseek-chat and deepseek-reasoner).
+    #[arg(long, env = "DEEPSEEK_API_KEY", hide_env_values = true)]
+    pub deepseek_api_key: Option<String>,
+    /// DeepSeek base URL.
+    #[arg(
+        long,
+        env = "DEEPSEEK_BASE_URL",
+        default_value = "https://api.deepseek.com/v1"
+    )]
+    pub deepseek_base_url: String,
+    /// Any other OpenAI-compatible server (vLLM, llama.cpp, LM Studio), as provider `compat`.
+    #[arg(long, env = "CALOS_COMPAT_URL")]
+    pub compat_url: Option<String>,
+    /// API key for the `compat` server, if it needs one.
+    #[arg(long, env = "CALOS_COMPAT_API_KEY", hide_env_values = true)]
+    pub compat_api_key: Option<String>,
+    /// Extra routing rules in front of the defaults: `pattern=provider,…` (e.g. `qwen*=compat`).
+    #[arg(long, env = "CALOS_MODEL_ROUTES", default_value = "")]
+    pub model_routes: String,
+    /// The simulated model's time to first token, in ms.
+    #[arg(long, env = "CALOS_SIM_TTFT_MS", default_value_t = 250)]
+    pub sim_ttft_ms: u64,
+    /// The simulated model's speed, in tokens per second.
+    #[arg(long, env = "CALOS_SIM_TOKENS_PER_SEC", default_value_t = 30.0)]
+    pub sim_tokens_per_sec: f64,
+    /// The simulated model's reply length, in tokens.
+    #[arg(long, env = "CALOS_SIM_TOKENS", default_value_t = 60)]
+    pub sim_tokens: u32,
+    /// Concurrent requests to Ollama (one GPU rarely serves more well).
+    #[arg(long, env = "CALOS_OLLAMA_CONCURRENCY", default_value_t = 5)]
+    pub ollama_concurrency: usize,
+    /// Concurrent requests to each other provider.
+    #[arg(long, env = "CALOS_PROVIDER_CONCURRENCY", default_value_t = 64)]
+    pub provider_concurrency: usize,
+    /// Requests that may wait for a provider slot; more get 503 + Retry-After.
+    #[arg(long, env = "CALOS_QUEUE_SIZE", default_value_t = 256)]
+    pub queue_size: usize,
+    /// Response cache lifetime in seconds (0 disables the cache).
+    #[arg(long, env = "CALOS_CACHE_TTL_SECS", default_value_t = 300)]
+    pub cache_ttl_secs: u64,
+    /// Response cache size in entries.
+    #[arg(long, env = "CALOS_CACHE_CAPACITY", default_value_t = 10_000)]
+    pub cache_capacity: u64,
+    /// Seconds to wait for an upstream's response headers.
+    #[arg(long, env = "CALOS_CONNECT_TIMEOUT_SECS", default_value_t = 10.0)]
+    pub connect_timeout_secs: f64,
+    /// Seconds to wait for the first token.
+    #[arg(long, env = "CALOS_FIRST_TOKEN_TIMEOUT_SECS", default_value_t = 60.0)]
+    pub first_token_timeout_secs: f64,
+    /// Seconds allowed between two tokens.
+    #[arg(long, env = "CALOS_IDLE_TIMEOUT_SECS", default_value_t = 30.0)]
+    pub idle_timeout_secs: f64,
+    /// Seconds allowed for a whole reply.
+    #[arg(long, env = "CALOS_TOTAL_TIMEOUT_SECS", default_value_t = 120.0)]
+    pub total_timeout_secs: f64,
+    /// Retries of a failed upstream call, only before the first token is relayed.
+    #[arg(long, env = "CALOS_UPSTREAM_RETRIES", default_value_t = 2)]
+    pub upstream_retries: u32,
+    /// First retry backoff in ms (doubles each time).
+    #[arg(long, env = "CALOS_RETRY_BACKOFF_MS", default_value_t = 200)]
+    pub retry_backoff_ms: u64,
+    /// Seconds an idle upstream connection is kept in the pool.
+    #[arg(long, env = "CALOS_UPSTREAM_POOL_IDLE_SECS", default_value_t = 90)]
+    pub upstream_pool_idle_secs: u64,
+    /// Idle upstream connections kept per host.
+    #[arg(long, env = "CALOS_UPSTREAM_POOL_MAX_IDLE", default_value_t = 64)]
+    pub upstream_pool_max_idle: usize,
+    /// Chat requests per second per user (sustained).
+    #[arg(long, env = "CALOS_CHAT_RATE_PER_SEC", default_value_t = 20)]
+    pub chat_rate_per_sec: u32,
+    /// Chat requests a user may send in a burst.
+    #[arg(long, env = "CALOS_CHAT_BURST", default_value_t = 200)]
+    pub chat_burst: u32,
+}
+
+pub fn secs(value: f64) -> std::time::Duration {
+    std::time::Duration::from_secs_f64(value.clamp(0.001, 86_400.0))
 }
 
 impl ServeArgs {

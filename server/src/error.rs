@@ -44,12 +44,22 @@ pub enum ApiError {
     /// 429: slow down; `retry_after_secs` goes in `Retry-After`.
     #[error("{message}")]
     TooManyRequests {
+        code: &'static str,
         message: String,
         retry_after_secs: u64,
     },
     /// 503: a dependency (the database) is unavailable or saturated.
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// A provider's failure, with the status that describes it (404 model not
+    /// found, 429 provider rate limit, 502 bad answer, 503 down, 504 timeout).
+    #[error("{message}")]
+    Upstream {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+        retry_after: Option<u64>,
+    },
     /// 500: a bug or an unexpected failure; details are logged, not sent.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -87,6 +97,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Upstream { status, .. } => *status,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -100,8 +111,9 @@ impl ApiError {
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge { .. } => "payload_too_large",
-            Self::TooManyRequests { .. } => "too_many_attempts",
+            Self::TooManyRequests { code, .. } => code,
             Self::Unavailable(_) => "service_unavailable",
+            Self::Upstream { code, .. } => code,
             Self::Internal(_) => "internal_error",
         }
     }
@@ -176,6 +188,7 @@ impl IntoResponse for ApiError {
                 retry_after_secs, ..
             } => Some(*retry_after_secs),
             Self::Unavailable(_) => Some(1),
+            Self::Upstream { retry_after, .. } => *retry_after,
             _ => None,
         };
         if let Some(secs) = retry_after {
@@ -203,6 +216,7 @@ impl From<crate::auth::AuthError> for ApiError {
                 message: e.to_string(),
             },
             A::Throttled(wait) => ApiError::TooManyRequests {
+                code: "too_many_attempts",
                 message: e.to_string(),
                 retry_after_secs: wait.as_secs_f64().ceil() as u64,
             },
@@ -226,6 +240,57 @@ impl From<crate::auth::AuthError> for ApiError {
             A::Password(PasswordError::Failed(cause)) => ApiError::Internal(anyhow::anyhow!(cause)),
             A::Db(db) => ApiError::from(db),
             A::Token(cause) => ApiError::Internal(anyhow::anyhow!(cause)),
+        }
+    }
+}
+
+impl From<crate::llm::error::ProviderError> for ApiError {
+    fn from(e: crate::llm::error::ProviderError) -> Self {
+        use crate::llm::error::ProviderError as P;
+        let status = match &e {
+            P::Unreachable { .. } | P::NotConfigured { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            P::ModelNotFound { .. } => StatusCode::NOT_FOUND,
+            P::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            P::Status { status: 429, .. } => StatusCode::TOO_MANY_REQUESTS,
+            P::Status { .. } | P::Protocol { .. } => StatusCode::BAD_GATEWAY,
+        };
+        let retry_after = match &e {
+            P::Status {
+                status: 429,
+                retry_after,
+                ..
+            } => Some(retry_after.unwrap_or(1)),
+            P::Unreachable { .. } => Some(5),
+            _ => None,
+        };
+        ApiError::Upstream {
+            status,
+            code: e.code(),
+            message: e.to_string(),
+            retry_after,
+        }
+    }
+}
+
+impl From<crate::chat::ChatError> for ApiError {
+    fn from(e: crate::chat::ChatError) -> Self {
+        use crate::chat::ChatError as C;
+        match e {
+            C::RateLimited(wait) => ApiError::TooManyRequests {
+                code: "rate_limited",
+                message: e.to_string(),
+                retry_after_secs: wait.as_secs_f64().ceil() as u64,
+            },
+            C::NoSuchProvider { .. } => {
+                ApiError::invalid_field("unknown_provider", "model", e.to_string())
+            }
+            C::QueueFull { .. } => ApiError::Upstream {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "queue_full",
+                message: e.to_string(),
+                retry_after: Some(1),
+            },
+            C::Provider(p) => p.into(),
         }
     }
 }

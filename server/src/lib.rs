@@ -2,12 +2,19 @@
 //! tests build and start exactly what users run.
 
 pub mod auth;
+pub mod chat;
+pub mod chat_request;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod json;
+pub mod llm;
+pub mod mock_llm;
+pub mod net;
+pub mod providers;
 pub mod routes;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod timing;
 pub mod users_cli;

@@ -11,7 +11,8 @@ async fn main() -> std::process::ExitCode {
     server::telemetry::init(&cli.log.level, cli.log.format);
     let result = match cli.command {
         Some(Command::Users(args)) => server::users_cli::run(args, &mut std::io::stdout()).await,
-        Some(Command::Serve(args)) => serve(args).await,
+        Some(Command::Serve(args)) => serve(*args).await,
+        Some(Command::MockLlm(args)) => server::mock_llm::run(args).await,
         None => serve(cli.serve).await,
     };
     match result {

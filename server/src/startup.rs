@@ -47,6 +47,10 @@ impl Application {
             ),
         });
         let auth = AuthService::new(db.clone(), passwords, jwt, throttle);
+        let chat = crate::providers::build_chat(&args.llm).await?;
+        let trusted = crate::net::parse_ips(&args.trusted_proxies)
+            .map_err(|e| anyhow::anyhow!("CALOS_TRUSTED_PROXIES: {e}"))?;
+        let bots = crate::routes::BotGuard::new(trusted);
 
         let mut leptos = leptos::config::get_configuration(None)
             .context("reading the Leptos site configuration (LEPTOS_* variables)")?
@@ -64,6 +68,8 @@ impl Application {
             leptos,
             db,
             auth,
+            chat,
+            bots,
             runtime: Runtime {
                 started: Instant::now(),
                 cookie_secure: args.cookie_secure,
@@ -99,13 +105,17 @@ impl Application {
             grace,
         } = self;
         let throttle = state.auth.throttle().clone();
+        let bots = state.bots.clone();
         let housekeeping = tokio::spawn({
             let shutdown = shutdown.clone();
             async move {
                 let mut tick = tokio::time::interval(Duration::from_secs(60));
                 loop {
                     tokio::select! {
-                        _ = tick.tick() => throttle.forget_stale(),
+                        _ = tick.tick() => {
+                            throttle.forget_stale();
+                            bots.forget_stale();
+                        }
                         _ = shutdown.cancelled() => break,
                     }
                 }

@@ -14,6 +14,10 @@ pub struct AppState {
     pub db: Db,
     /// Registration, sign-in, sign-out and token checks.
     pub auth: AuthService,
+    /// Chat: routing, cache, queues, upstream calls.
+    pub chat: crate::chat::ChatService,
+    /// Per-IP throttle for unauthenticated chat callers.
+    pub bots: crate::routes::BotGuard,
     /// Process facts reported by health checks and used for cookies.
     pub runtime: Runtime,
 }

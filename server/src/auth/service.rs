@@ -41,6 +41,10 @@ pub enum AuthError {
 #[derive(Debug, Clone)]
 pub struct AuthedUser {
     pub user: UserView,
+    /// Checking the token's signature and claims.
+    pub verify_time: std::time::Duration,
+    /// Loading the account it names.
+    pub db_time: std::time::Duration,
 }
 
 #[derive(Clone)]
@@ -154,17 +158,25 @@ impl AuthService {
     /// Resolves a bearer token or cookie value to the user it belongs to, checking
     /// the account still exists and the session was not ended.
     pub async fn authenticate(&self, token: &str) -> Result<AuthedUser, AuthError> {
+        let started = std::time::Instant::now();
         let claims = self
             .jwt
             .verify(token)
             .map_err(|_: TokenError| AuthError::InvalidToken)?;
+        let verify_time = started.elapsed();
+        let looked_up = std::time::Instant::now();
         let row = users::find_by_id(&self.db, &claims.sub)
             .await?
             .ok_or(AuthError::InvalidToken)?;
+        let db_time = looked_up.elapsed();
         if row.session_epoch != claims.sep {
             return Err(AuthError::InvalidToken);
         }
-        Ok(AuthedUser { user: row.view() })
+        Ok(AuthedUser {
+            user: row.view(),
+            verify_time,
+            db_time,
+        })
     }
 
     fn session_for(&self, row: &UserRow) -> Result<Session, AuthError> {

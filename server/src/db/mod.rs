@@ -18,7 +18,9 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 /// How long a request waits for a pooled connection before it gets a 503.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Idle connections are closed after this long.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long SQLite waits on a locked database before reporting busy.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -106,6 +108,7 @@ impl Db {
                 let pool = PgPoolOptions::new()
                     .max_connections(max_connections)
                     .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .idle_timeout(IDLE_TIMEOUT)
                     .connect(url)
                     .await
                     .with_context(|| format!("connecting to {}", redact_url(url)))?;
@@ -131,6 +134,7 @@ impl Db {
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            .idle_timeout(IDLE_TIMEOUT)
             .connect_with(options)
             .await
             .context("opening the SQLite database")?;

@@ -3,12 +3,18 @@
 //!
 //! Public (unauthenticated) routes, the whole list: `POST /api/auth/register`,
 //! `POST /api/auth/login`, `GET /api/health`, the login page and its form posts,
-//! and static files. Everything else requires a session (`AuthUser`).
+//! and static files. Everything else requires a session (`AuthUser`, or
+//! `ChatUser` for the chat endpoints).
 
 mod auth;
+mod chat_user;
 mod cookies;
 mod health;
+mod llm;
+mod openai_compat;
 mod pages;
+
+pub use chat_user::BotGuard;
 
 use crate::error::ApiError;
 use crate::json::MAX_BODY_BYTES;
@@ -27,6 +33,8 @@ pub fn app_router(state: AppState) -> Router {
     let router = Router::new()
         .merge(auth::router())
         .merge(health::router())
+        .merge(llm::router())
+        .merge(openai_compat::router())
         .merge(pages::router(&state))
         .fallback(fallback)
         .layer(middleware::from_fn_with_state(
@@ -68,7 +76,7 @@ fn with_common_layers(router: Router) -> Router {
 /// limit layer) come without a body; on API paths they get the API's JSON shape
 /// like every other error.
 async fn json_errors(req: Request, next: Next) -> Response {
-    let api = req.uri().path().starts_with("/api/");
+    let api = req.uri().path().starts_with("/api/") || req.uri().path().starts_with("/v1/");
     let response = next.run(req).await;
     let status = response.status();
     let is_json = response
@@ -100,7 +108,7 @@ async fn json_errors(req: Request, next: Next) -> Response {
 /// Unknown API paths get a JSON 404; anything else is a static file from the
 /// site directory or the pages' 404.
 async fn fallback(State(state): State<AppState>, req: Request) -> Response {
-    if req.uri().path().starts_with("/api/") {
+    if req.uri().path().starts_with("/api/") || req.uri().path().starts_with("/v1/") {
         return api_not_found(req).await;
     }
     let files_and_pages = leptos_axum::file_and_error_handler::<AppState, _>(app::shell);

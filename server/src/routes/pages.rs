@@ -32,7 +32,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
 /// Whether a path is a page (or the pages' own server function) that needs to
 /// know who is signed in. API routes authenticate through `AuthUser` instead.
 fn is_page(path: &str) -> bool {
-    !(path.starts_with("/api/") || path.starts_with("/pkg/")) || path.starts_with("/api/session/")
+    !(path.starts_with("/api/") || path.starts_with("/pkg/") || path.starts_with("/v1/"))
+        || path.starts_with("/api/session/")
 }
 
 /// Resolves the session cookie for pages, then applies the page guards: the

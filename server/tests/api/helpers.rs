@@ -104,7 +104,7 @@ pub fn serve_args(extra: &[&str]) -> ServeArgs {
         Ok(Cli {
             command: Some(Command::Serve(args)),
             ..
-        }) => args,
+        }) => *args,
         other => panic!("bad test arguments: {other:?}"),
     }
 }

@@ -1,0 +1,64 @@
+//! Incremental line framing for upstream bodies (Ollama's NDJSON, SSE).
+//!
+//! Bytes arrive in arbitrary pieces: one read may hold several events, an event
+//! may span reads. `tokio_util`'s `LinesCodec` re-frames them as they arrive (so
+//! each event is timestamped when parsed, not per read) and caps a line's length,
+//! so a provider sending a 10 MB line cannot grow our memory without bound.
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt, TryStreamExt};
+use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
+use tokio_util::io::StreamReader;
+
+/// Longest line accepted from an upstream.
+pub const MAX_LINE_BYTES: usize = 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LineError {
+    #[error("a line longer than {MAX_LINE_BYTES} bytes")]
+    TooLong,
+    #[error("invalid UTF-8 or a read error: {0}")]
+    Io(String),
+}
+
+pub fn lines<S, E>(body: S) -> impl Stream<Item = Result<String, LineError>> + Send
+where
+    S: Stream<Item = Result<Bytes, E>> + Send + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let reader = StreamReader::new(body.map_err(std::io::Error::other));
+    FramedRead::new(reader, LinesCodec::new_with_max_length(MAX_LINE_BYTES)).map(|line| {
+        line.map(|l| l.trim_end_matches('\r').to_string())
+            .map_err(|e| match e {
+                LinesCodecError::MaxLineLengthExceeded => LineError::TooLong,
+                LinesCodecError::Io(io) => LineError::Io(io.to_string()),
+            })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn lines_survive_arbitrary_chunking() {
+        let pieces: Vec<Result<Bytes, std::io::Error>> =
+            ["da", "ta: {\"a\"", ":1}\r\n\ndata: [DO", "NE]\n"]
+                .into_iter()
+                .map(|s| Ok(Bytes::from(s)))
+                .collect();
+        let got: Vec<String> = lines(futures::stream::iter(pieces))
+            .map(|l| l.unwrap_or_default())
+            .collect()
+            .await;
+        assert_eq!(got, vec!["data: {\"a\":1}", "", "data: [DONE]"]);
+    }
+
+    #[tokio::test]
+    async fn an_endless_line_is_an_error_not_unbounded_memory() {
+        let big = Bytes::from(vec![b'x'; MAX_LINE_BYTES + 10]);
+        let pieces: Vec<Result<Bytes, std::io::Error>> = vec![Ok(big)];
+        let first = lines(futures::stream::iter(pieces)).next().await;
+        assert!(matches!(first, Some(Err(LineError::TooLong))));
+    }
+}

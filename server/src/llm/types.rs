@@ -1,0 +1,73 @@
+//! The provider-neutral shapes of a chat: what goes up, what comes back.
+
+use serde::{Deserialize, Serialize};
+
+/// One message of a conversation, as every provider takes it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub role: String,
+    pub content: String,
+}
+
+/// A validated chat request, ready for a provider.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChatParams {
+    pub model: String,
+    pub messages: Vec<ChatMessage>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+}
+
+/// Token counts, in OpenAI's field names (what SDKs and tools read).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    pub total_tokens: u32,
+}
+
+impl Usage {
+    pub fn new(prompt_tokens: u32, completion_tokens: u32) -> Self {
+        Self {
+            prompt_tokens,
+            completion_tokens,
+            total_tokens: prompt_tokens + completion_tokens,
+        }
+    }
+}
+
+/// What the provider itself says about its time (Ollama's durations, OpenAI's
+/// processing-time header), in milliseconds. Kept beside our own measurements,
+/// never mixed into them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpstreamTimings {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt_eval_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eval_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub processing_ms: Option<f64>,
+    /// Output tokens per second as the provider measured it (Ollama).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens_per_second: Option<f64>,
+}
+
+/// One piece of a provider's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Chunk {
+    /// Text to append (may be empty: role-only deltas, keep-alives).
+    Delta(String),
+    Usage(Usage),
+    Timings(UpstreamTimings),
+}
+
+pub fn nanos_to_ms(nanos: u64) -> f64 {
+    nanos as f64 / 1_000_000.0
+}

@@ -1,0 +1,63 @@
+//! The client's IP address for rate limiting: the socket peer, unless the peer
+//! is a configured trusted proxy, in which case the right-most
+//! `X-Forwarded-For` entry that is not itself a trusted proxy (ASVS 15.3.4:
+//! forwarded headers from anyone else are ignored, so they cannot be spoofed).
+
+use axum::http::HeaderMap;
+use std::net::IpAddr;
+
+pub fn client_ip(headers: &HeaderMap, peer: IpAddr, trusted: &[IpAddr]) -> IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let forwarded: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|ip| ip.trim().parse().ok())
+        .collect();
+    forwarded
+        .into_iter()
+        .rev()
+        .find(|ip| !trusted.contains(ip))
+        .unwrap_or(peer)
+}
+
+/// Parses `CALOS_TRUSTED_PROXIES` (comma-separated IPs).
+pub fn parse_ips(spec: &str) -> Result<Vec<IpAddr>, String> {
+    spec.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().map_err(|_| format!("{s:?} is not an IP address")))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn forwarded_headers_count_only_from_trusted_proxies() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("6.6.6.6, 203.0.113.7"),
+        );
+        let proxy: IpAddr = [10, 0, 0, 1].into();
+        let stranger: IpAddr = [198, 51, 100, 9].into();
+        assert_eq!(
+            client_ip(&headers, stranger, &[proxy]),
+            stranger,
+            "spoofed header ignored"
+        );
+        assert_eq!(
+            client_ip(&headers, proxy, &[proxy]),
+            IpAddr::from([203, 0, 113, 7])
+        );
+        assert_eq!(client_ip(&HeaderMap::new(), proxy, &[proxy]), proxy);
+        assert!(parse_ips("127.0.0.1, ::1").is_ok_and(|v| v.len() == 2));
+        assert!(parse_ips("nope").is_err());
+    }
+}
