@@ -1,7 +1,9 @@
-// Starts the real calos binary on free ports (port 0) with its own SQLite data
-// directory, waits for the line that names its address, and stops it (and removes
-// the directory) when the run ends. Tests reach it through CALOS_BASE_URL.
-import { spawn } from "node:child_process";
+// Starts `calos mock-llm` (a slow model, so streaming is visible) and the real
+// calos binary pointed at it as its Ollama, both on free ports (port 0), calos
+// with its own SQLite data directory; waits for the lines that name their
+// addresses, and stops both (and removes the directory) when the run ends.
+// Tests reach calos through CALOS_BASE_URL.
+import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -10,17 +12,36 @@ export default async function globalSetup() {
   const root = resolve(__dirname, "..");
   const binary = process.env.CALOS_BIN ?? join(root, "target", "debug", "calos");
   const dataDir = mkdtempSync(join(tmpdir(), "calos-e2e-"));
+  const mock = spawn(
+    binary,
+    ["mock-llm", "--port", "0", "--ttft-ms", "400", "--tokens-per-sec", "6", "--tokens", "12"],
+    { cwd: root, stdio: ["ignore", "pipe", "inherit"] },
+  );
+  const mockURL = await listening(mock, "mock-llm");
   const child = spawn(
     binary,
     ["serve", "--local", "--port", "0", "--dashboard-port", "0"],
     {
       cwd: root,
-      env: { ...process.env, CALOS_DATA_DIR: dataDir, DATABASE_URL: "", LOG_LEVEL: "warn" },
+      env: { ...process.env, CALOS_DATA_DIR: dataDir, DATABASE_URL: "", LOG_LEVEL: "warn", OLLAMA_URL: mockURL },
       stdio: ["ignore", "pipe", "inherit"],
     },
   );
-  const baseURL = await new Promise<string>((ok, fail) => {
-    const timer = setTimeout(() => fail(new Error("calos did not start within 30 s")), 30_000);
+  const baseURL = await listening(child, "calos");
+  process.env.CALOS_BASE_URL = baseURL;
+  return async () => {
+    for (const proc of [child, mock]) {
+      proc.kill("SIGTERM");
+      await new Promise((done) => proc.once("exit", done));
+    }
+    rmSync(dataDir, { recursive: true, force: true });
+  };
+}
+
+/** Resolves with the URL a process prints in its `listening on URL` line. */
+function listening(child: ChildProcess, name: string): Promise<string> {
+  return new Promise<string>((ok, fail) => {
+    const timer = setTimeout(() => fail(new Error(`${name} did not start within 30 s`)), 30_000);
     let seen = "";
     child.stdout!.on("data", (chunk: Buffer) => {
       seen += chunk.toString();
@@ -30,12 +51,6 @@ export default async function globalSetup() {
         ok(match[1]);
       }
     });
-    child.on("exit", (code) => fail(new Error(`calos exited early with code ${code}`)));
+    child.on("exit", (code) => fail(new Error(`${name} exited early with code ${code}`)));
   });
-  process.env.CALOS_BASE_URL = baseURL;
-  return async () => {
-    child.kill("SIGTERM");
-    await new Promise((done) => child.once("exit", done));
-    rmSync(dataDir, { recursive: true, force: true });
-  };
 }

@@ -47,3 +47,118 @@ pub fn navigate(path: &str) {
         let _ = window.location().set_href(path);
     }
 }
+
+/// What a chat stream says, event by event.
+pub enum StreamEvent {
+    Delta(String),
+    Done(crate::wire::Timings),
+    Error(String),
+}
+
+fn perf_now() -> f64 {
+    web_sys::window()
+        .and_then(|w| w.performance())
+        .map(|p| p.now())
+        .unwrap_or(0.0)
+}
+
+/// Milliseconds on the browser's monotonic clock.
+pub fn now_ms() -> f64 {
+    perf_now()
+}
+
+/// Reads the models this user can chat with (`GET /v1/models`, cookie auth).
+pub async fn models() -> Result<Vec<String>, ErrorDetail> {
+    let failed = |_| ErrorDetail {
+        code: "network".into(),
+        message: "Could not load the model list.".into(),
+        field: None,
+    };
+    let response = gloo_net::http::Request::get("/v1/models")
+        .send()
+        .await
+        .map_err(failed)?;
+    if !response.ok() {
+        return Err(ErrorDetail {
+            code: "models".into(),
+            message: format!("Could not load models (HTTP {}).", response.status()),
+            field: None,
+        });
+    }
+    let list: crate::wire::ModelList = response.json().await.map_err(failed)?;
+    Ok(list.data.into_iter().map(|m| m.id).collect())
+}
+
+/// Streams `POST /api/llm/complete`, calling `on_event` for each SSE event as it
+/// is parsed (not per network read). Aborting `signal` stops the request, which
+/// closes the connection and so cancels the upstream call on the server.
+pub async fn stream_chat(
+    body: &crate::wire::CompleteRequest,
+    signal: &web_sys::AbortSignal,
+    mut on_event: impl FnMut(StreamEvent),
+) -> Result<(), ErrorDetail> {
+    let failed = || ErrorDetail {
+        code: "network".into(),
+        message: "The connection to calos failed.".into(),
+        field: None,
+    };
+    let network = |_: gloo_net::Error| failed();
+    let response = gloo_net::http::Request::post("/api/llm/complete")
+        .abort_signal(Some(signal))
+        .json(body)
+        .map_err(network)?
+        .send()
+        .await
+        .map_err(network)?;
+    if !response.ok() {
+        return match response.json::<ErrorResponse>().await {
+            Ok(body) => Err(body.error),
+            Err(e) => Err(network(e)),
+        };
+    }
+    let Some(stream) = response.body() else {
+        return Err(failed());
+    };
+    let reader: web_sys::ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
+    let mut buffer: Vec<u8> = Vec::new();
+    loop {
+        let chunk = wasm_bindgen_futures::JsFuture::from(reader.read())
+            .await
+            .map_err(|_| failed())?;
+        let done = js_sys::Reflect::get(&chunk, &"done".into())
+            .ok()
+            .and_then(|v| v.as_bool())
+            .unwrap_or(true);
+        if let Ok(value) = js_sys::Reflect::get(&chunk, &"value".into()) {
+            if !value.is_undefined() {
+                buffer.extend(js_sys::Uint8Array::new(&value).to_vec());
+            }
+        }
+        // Events end with a blank line; a multi-byte character never spans one.
+        while let Some(end) = buffer.windows(2).position(|w| w == b"\n\n") {
+            let event: Vec<u8> = buffer.drain(..end + 2).collect();
+            for line in String::from_utf8_lossy(&event).lines() {
+                let Some(data) = line.strip_prefix("data:") else {
+                    continue;
+                };
+                let Ok(value) = serde_json::from_str::<serde_json::Value>(data.trim()) else {
+                    continue;
+                };
+                if let Some(delta) = value.get("delta").and_then(|d| d.as_str()) {
+                    on_event(StreamEvent::Delta(delta.to_string()));
+                } else if value.get("done").is_some() {
+                    let timings =
+                        serde_json::from_value(value["timings"].clone()).unwrap_or_default();
+                    on_event(StreamEvent::Done(timings));
+                } else if let Some(message) =
+                    value.pointer("/error/message").and_then(|m| m.as_str())
+                {
+                    on_event(StreamEvent::Error(message.to_string()));
+                }
+            }
+        }
+        if done {
+            return Ok(());
+        }
+    }
+}

@@ -8,6 +8,7 @@
 
 #[cfg(feature = "hydrate")]
 mod browser;
+pub mod markdown;
 pub mod pages;
 pub mod session;
 pub mod wire;

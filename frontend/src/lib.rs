@@ -1,3 +1,4 @@
+#![recursion_limit = "256"]
 //! The WASM entry point: hydrates the server-rendered calos pages in the browser.
 //! Everything else lives in the `app` crate, shared with the server.
 

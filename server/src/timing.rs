@@ -7,7 +7,7 @@
 //! - `cache`: looking up the response cache (`cacheStatus` hit / miss / bypass).
 //! - `upstreamConnect`: upstream request sent → upstream response headers.
 //! - `ttft`: upstream request sent → first non-empty token (retries included).
-//! - `llm`: upstream request sent → last token.
+//! - `llm`: upstream request sent → upstream answer complete.
 //! - `total`: request received by calos → last byte of the answer produced.
 //!
 //! `total − (auth + database + queue + cache + llm)` is calos's own overhead;

@@ -1,5 +1,6 @@
 //! The pages calos serves on its main port, and the pieces they share.
 
+mod breakdown;
 mod chat;
 mod header;
 mod login;

@@ -53,7 +53,7 @@ pub struct Summary {
     pub usage: Option<Usage>,
     pub upstream: Option<UpstreamTimings>,
     pub ttft: Option<Duration>,
-    /// Upstream send → last token.
+    /// Upstream send → the upstream's answer is complete.
     pub llm: Duration,
     pub output_chars: usize,
     pub output_deltas: u32,
@@ -213,6 +213,9 @@ pub fn relay(
                 None => {
                     s.done = true;
                     s.rest = None;
+                    // The LLM's time runs until the upstream finishes its answer
+                    // (Ollama's final object comes after the last token).
+                    s.summary.llm = s.sent_at.elapsed();
                     return Some((RelayEvent::Finished(std::mem::take(&mut s.summary)), s));
                 }
                 Some(Err(e)) => {

@@ -208,7 +208,10 @@ fn paced(state: Arc<MockState>, format: Format, model: String, count: u32) -> Bo
             if ended {
                 return None;
             }
-            tokio::time::sleep(if i == 0 { state.ttft } else { state.gap }).await;
+            // Pace the tokens; the closing line follows the last token at once.
+            if i < count {
+                tokio::time::sleep(if i == 0 { state.ttft } else { state.gap }).await;
+            }
             match fault {
                 Fault::StallAfter(n) if i == n => std::future::pending::<()>().await,
                 Fault::DropAfter(n) if i == n => {

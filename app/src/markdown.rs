@@ -1,0 +1,112 @@
+//! Model output rendered as Markdown, safely.
+//!
+//! Model text is untrusted (OWASP API10; the Open WebUI XSS advisories in
+//! SECURITY.md). Raw HTML in the text is shown as text, never parsed; link
+//! targets must be http, https or mailto (anything else, `javascript:` and
+//! `data:` included, becomes an inert `#`); images become plain links, so no
+//! request leaves the page without a click. The HTML is produced by
+//! pulldown-cmark's writer, which escapes text and attributes.
+
+use pulldown_cmark::{CowStr, Event, Options, Parser, Tag, TagEnd};
+
+fn safe_url(url: &str) -> bool {
+    let lower = url.trim().to_ascii_lowercase();
+    lower.starts_with("http://") || lower.starts_with("https://") || lower.starts_with("mailto:")
+}
+
+pub fn to_safe_html(markdown: &str) -> String {
+    let parser = Parser::new_ext(
+        markdown,
+        Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TABLES,
+    );
+    let mut in_image = false;
+    let events = parser.map(|event| match event {
+        Event::Html(html) | Event::InlineHtml(html) => Event::Text(html),
+        Event::Start(Tag::Link {
+            link_type,
+            dest_url,
+            title,
+            id,
+        }) => {
+            let dest_url = if safe_url(&dest_url) {
+                dest_url
+            } else {
+                CowStr::Borrowed("#")
+            };
+            Event::Start(Tag::Link {
+                link_type,
+                dest_url,
+                title,
+                id,
+            })
+        }
+        Event::Start(Tag::Image {
+            link_type,
+            dest_url,
+            title,
+            id,
+        }) => {
+            in_image = true;
+            let dest_url = if safe_url(&dest_url) {
+                dest_url
+            } else {
+                CowStr::Borrowed("#")
+            };
+            Event::Start(Tag::Link {
+                link_type,
+                dest_url,
+                title,
+                id,
+            })
+        }
+        Event::End(TagEnd::Image) if in_image => {
+            in_image = false;
+            Event::End(TagEnd::Link)
+        }
+        other => other,
+    });
+    let mut html = String::with_capacity(markdown.len() * 3 / 2);
+    pulldown_cmark::html::push_html(&mut html, events);
+    html
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markdown_renders() {
+        let html = to_safe_html("**bold** and `code`\n\n- item\n\n[docs](https://example.com)");
+        assert!(
+            html.contains("<strong>bold</strong>")
+                && html.contains("<code>code</code>")
+                && html.contains("<li>item</li>")
+        );
+        assert!(
+            html.contains(r#"<a href="https://example.com">docs</a>"#),
+            "{html}"
+        );
+    }
+
+    #[test]
+    fn model_output_cannot_inject_html_scripts_or_script_links() {
+        let attacks = [
+            "<script>alert(1)</script>",
+            "<img src=x onerror=alert(1)>",
+            "[x](javascript:alert(1))",
+            "[x](JaVaScRiPt:alert(1))",
+            "[x](data:text/html;base64,PHNjcmlwdD4=)",
+            "![pic](javascript:alert(1))",
+            "<a href=\"javascript:alert(1)\">x</a>",
+            "text <iframe src=https://evil.example.com></iframe>",
+        ];
+        for attack in attacks {
+            let html = to_safe_html(attack).to_ascii_lowercase();
+            assert!(!html.contains("<script"), "{attack} → {html}");
+            assert!(!html.contains("<img"), "{attack} → {html}");
+            assert!(!html.contains("<iframe"), "{attack} → {html}");
+            assert!(!html.contains("<a href=\"javascript:"), "{attack} → {html}");
+            assert!(!html.contains("<a href=\"data:"), "{attack} → {html}");
+        }
+    }
+}
