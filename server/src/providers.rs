@@ -47,7 +47,7 @@ pub async fn build_chat(args: &LlmArgs) -> anyhow::Result<ChatService> {
         .context("building the Ollama client")?
         .with_hints(
             format!("Start it with `ollama serve`, or set OLLAMA_URL (now {}); without Ollama, chat with model `sim`", args.ollama_url),
-            "pull it with `ollama pull {model}`",
+            "Pull it with `ollama pull {model}`.",
         );
     let mut slots = vec![
         ProviderSlot {
