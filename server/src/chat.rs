@@ -71,6 +71,7 @@ pub struct ChatService {
     cache: ResponseCache,
     limits: StreamLimits,
     per_user: Arc<DefaultKeyedRateLimiter<String>>,
+    metrics: crate::metrics::Metrics,
 }
 
 impl ChatService {
@@ -91,7 +92,13 @@ impl ChatService {
             cache,
             limits,
             per_user,
+            metrics: crate::metrics::Metrics::default(),
         }
+    }
+
+    /// Latency histograms and outcome counts of every chat so far.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
     }
 
     pub fn router(&self) -> &ModelRouter {
@@ -152,6 +159,7 @@ impl ChatService {
                     breakdown,
                 };
                 log_performance(
+                    &self.metrics,
                     ctx,
                     &answer.model,
                     &answer.provider,
@@ -175,7 +183,14 @@ impl ChatService {
             Ok(s) => s,
             Err(e) => {
                 breakdown.total = ms(ctx.started.elapsed());
-                log_performance(ctx, &params.model, &provider, &breakdown, e.code());
+                log_performance(
+                    &self.metrics,
+                    ctx,
+                    &params.model,
+                    &provider,
+                    &breakdown,
+                    e.code(),
+                );
                 return Err(e.into());
             }
         };
@@ -191,7 +206,14 @@ impl ChatService {
                 RelayEvent::Finished(s) => summary = s,
                 RelayEvent::Failed(e) => {
                     breakdown.total = ms(ctx.started.elapsed());
-                    log_performance(ctx, &params.model, &provider, &breakdown, e.code());
+                    log_performance(
+                        &self.metrics,
+                        ctx,
+                        &params.model,
+                        &provider,
+                        &breakdown,
+                        e.code(),
+                    );
                     return Err(e.into());
                 }
             }
@@ -212,7 +234,14 @@ impl ChatService {
                 )
                 .await;
         }
-        log_performance(ctx, &params.model, &provider, &breakdown, "ok");
+        log_performance(
+            &self.metrics,
+            ctx,
+            &params.model,
+            &provider,
+            &breakdown,
+            "ok",
+        );
         Ok(Complete {
             text,
             usage,
@@ -245,7 +274,14 @@ impl ChatService {
             Ok(s) => s,
             Err(e) => {
                 head.total = ms(ctx.started.elapsed());
-                log_performance(ctx, &params.model, &provider, &head, e.code());
+                log_performance(
+                    &self.metrics,
+                    ctx,
+                    &params.model,
+                    &provider,
+                    &head,
+                    e.code(),
+                );
                 return Err(e.into());
             }
         };
@@ -259,6 +295,7 @@ impl ChatService {
             params.model.clone(),
             provider.clone(),
         );
+        let metrics_end = self.metrics.clone();
         let items = events.map(move |event| match event {
             RelayEvent::Delta(text) => StreamItem::Delta(text),
             RelayEvent::Finished(summary) => {
@@ -266,7 +303,7 @@ impl ChatService {
                 breakdown.llm = Some(ms(summary.llm));
                 breakdown.upstream = summary.upstream;
                 breakdown.total = ms(ctx_end.started.elapsed());
-                log_performance(&ctx_end, &model, &prov, &breakdown, "ok");
+                log_performance(&metrics_end, &ctx_end, &model, &prov, &breakdown, "ok");
                 StreamItem::Done {
                     usage: summary.usage.unwrap_or_default(),
                     breakdown,
@@ -275,7 +312,7 @@ impl ChatService {
             RelayEvent::Failed(e) => {
                 let mut breakdown = head_end.clone();
                 breakdown.total = ms(ctx_end.started.elapsed());
-                log_performance(&ctx_end, &model, &prov, &breakdown, e.code());
+                log_performance(&metrics_end, &ctx_end, &model, &prov, &breakdown, e.code());
                 StreamItem::Failed(e)
             }
         });
@@ -289,7 +326,15 @@ impl ChatService {
 }
 
 /// The one structured line per chat request (the seed's `[Performance]` log).
-fn log_performance(ctx: &ChatContext, model: &str, provider: &str, b: &Breakdown, outcome: &str) {
+fn log_performance(
+    metrics: &crate::metrics::Metrics,
+    ctx: &ChatContext,
+    model: &str,
+    provider: &str,
+    b: &Breakdown,
+    outcome: &str,
+) {
+    metrics.record(provider, model, b, outcome);
     tracing::info!(
         target: "calos::performance",
         request_id = %ctx.request_id,

@@ -9,6 +9,7 @@ pub mod db;
 pub mod error;
 pub mod json;
 pub mod llm;
+pub mod metrics;
 pub mod mock_llm;
 pub mod net;
 pub mod providers;
