@@ -5,13 +5,15 @@
 //! cookie, so a browser page that called them is signed in after a reload.
 
 use super::cookies;
+use super::BotGuard;
 use crate::auth::{AuthService, AuthUser};
 use crate::error::ApiResult;
 use crate::json::ApiJson;
+use crate::net::client_ip;
 use crate::state::{AppState, Runtime};
 use app::wire::{AuthResponse, LoginRequest, MeResponse, RegisterRequest};
 use axum::extract::{ConnectInfo, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -43,10 +45,13 @@ async fn register(
 async fn login(
     State(auth): State<AuthService>,
     State(runtime): State<Runtime>,
+    State(bots): State<BotGuard>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<Response> {
-    let session = auth.login(req, peer.ip()).await?;
+    let ip = client_ip(&headers, peer.ip(), &bots.trusted_proxies);
+    let session = auth.login(req, ip).await?;
     let cookie = cookies::session(&session.token, auth.token_ttl(), runtime.cookie_secure);
     let body = AuthResponse {
         success: true,

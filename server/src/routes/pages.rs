@@ -113,9 +113,12 @@ fn signed_in(token: &str, auth: &AuthService, runtime: &Runtime) -> Response {
 async fn login_form(
     State(auth): State<AuthService>,
     State(runtime): State<Runtime>,
+    State(bots): State<super::BotGuard>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
     form: Result<Form<LoginForm>, FormRejection>,
 ) -> Response {
+    let ip = crate::net::client_ip(&headers, peer.ip(), &bots.trusted_proxies);
     let Ok(Form(form)) = form else {
         return back_with("login", ApiError::bad_request("missing_field", "form"));
     };
@@ -132,7 +135,7 @@ async fn login_form(
                 username,
                 password: form.password,
             },
-            peer.ip(),
+            ip,
         )
         .await
     {
