@@ -132,6 +132,47 @@ impl ChatService {
         }
     }
 
+    /// Waits for a slot at the provider, opens the upstream and waits for its
+    /// first token, filling in the queue, connect, TTFT and attempt figures. A
+    /// failure here is logged and returned (before any byte reached the client).
+    async fn upstream(
+        &self,
+        ctx: &ChatContext,
+        slot: &crate::llm::router::ProviderSlot,
+        params: &ChatParams,
+        breakdown: &mut Breakdown,
+    ) -> Result<impl Stream<Item = RelayEvent> + Send + use<>, ChatError> {
+        let provider = slot.provider.name().to_string();
+        let (permit, waited) = slot
+            .queue
+            .acquire()
+            .await
+            .map_err(|full| ChatError::QueueFull {
+                provider: provider.clone(),
+                full,
+            })?;
+        breakdown.queue = ms(waited);
+        let started = match relay::start(&slot.provider, params, self.limits).await {
+            Ok(started) => started,
+            Err(e) => {
+                breakdown.total = ms(ctx.started.elapsed());
+                log_performance(
+                    &self.metrics,
+                    ctx,
+                    &params.model,
+                    &provider,
+                    breakdown,
+                    e.code(),
+                );
+                return Err(e.into());
+            }
+        };
+        breakdown.upstream_connect = Some(ms(started.connect));
+        breakdown.ttft = started.ttft.map(ms);
+        breakdown.attempts = started.attempts;
+        Ok(relay::relay(started, self.limits, Some(permit)))
+    }
+
     /// A whole answer (`stream: false`): served from the cache when the same user
     /// asked the same thing recently.
     pub async fn complete(
@@ -169,35 +210,7 @@ impl ChatService {
                 return Ok(answer);
             }
         }
-        let (permit, waited) = slot
-            .queue
-            .acquire()
-            .await
-            .map_err(|full| ChatError::QueueFull {
-                provider: provider.clone(),
-                full,
-            })?;
-        breakdown.queue = ms(waited);
-        let started = relay::start(&slot.provider, &params, self.limits).await;
-        let started = match started {
-            Ok(s) => s,
-            Err(e) => {
-                breakdown.total = ms(ctx.started.elapsed());
-                log_performance(
-                    &self.metrics,
-                    ctx,
-                    &params.model,
-                    &provider,
-                    &breakdown,
-                    e.code(),
-                );
-                return Err(e.into());
-            }
-        };
-        breakdown.upstream_connect = Some(ms(started.connect));
-        breakdown.ttft = started.ttft.map(ms);
-        breakdown.attempts = started.attempts;
-        let mut events = Box::pin(relay::relay(started, self.limits, Some(permit)));
+        let mut events = Box::pin(self.upstream(ctx, &slot, &params, &mut breakdown).await?);
         let mut text = String::new();
         let mut summary = Summary::default();
         while let Some(event) = events.next().await {
@@ -261,34 +274,7 @@ impl ChatService {
         let slot = self.admit(ctx, &params)?;
         let provider = slot.provider.name().to_string();
         let mut head = Self::head(ctx);
-        let (permit, waited) = slot
-            .queue
-            .acquire()
-            .await
-            .map_err(|full| ChatError::QueueFull {
-                provider: provider.clone(),
-                full,
-            })?;
-        head.queue = ms(waited);
-        let started = match relay::start(&slot.provider, &params, self.limits).await {
-            Ok(s) => s,
-            Err(e) => {
-                head.total = ms(ctx.started.elapsed());
-                log_performance(
-                    &self.metrics,
-                    ctx,
-                    &params.model,
-                    &provider,
-                    &head,
-                    e.code(),
-                );
-                return Err(e.into());
-            }
-        };
-        head.upstream_connect = Some(ms(started.connect));
-        head.ttft = started.ttft.map(ms);
-        head.attempts = started.attempts;
-        let events = relay::relay(started, self.limits, Some(permit));
+        let events = self.upstream(ctx, &slot, &params, &mut head).await?;
         let (ctx_end, head_end, model, prov) = (
             ctx.clone(),
             head.clone(),
