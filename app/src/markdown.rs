@@ -19,15 +19,23 @@ pub fn to_safe_html(markdown: &str) -> String {
         markdown,
         Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TABLES,
     );
-    let mut in_image = false;
     let events = parser.map(|event| match event {
         Event::Html(html) | Event::InlineHtml(html) => Event::Text(html),
-        Event::Start(Tag::Link {
-            link_type,
-            dest_url,
-            title,
-            id,
-        }) => {
+        // Images become links: the same destination check, and nothing loads without a click.
+        Event::Start(
+            Tag::Link {
+                link_type,
+                dest_url,
+                title,
+                id,
+            }
+            | Tag::Image {
+                link_type,
+                dest_url,
+                title,
+                id,
+            },
+        ) => {
             let dest_url = if safe_url(&dest_url) {
                 dest_url
             } else {
@@ -40,29 +48,7 @@ pub fn to_safe_html(markdown: &str) -> String {
                 id,
             })
         }
-        Event::Start(Tag::Image {
-            link_type,
-            dest_url,
-            title,
-            id,
-        }) => {
-            in_image = true;
-            let dest_url = if safe_url(&dest_url) {
-                dest_url
-            } else {
-                CowStr::Borrowed("#")
-            };
-            Event::Start(Tag::Link {
-                link_type,
-                dest_url,
-                title,
-                id,
-            })
-        }
-        Event::End(TagEnd::Image) if in_image => {
-            in_image = false;
-            Event::End(TagEnd::Link)
-        }
+        Event::End(TagEnd::Image) => Event::End(TagEnd::Link),
         other => other,
     });
     let mut html = String::with_capacity(markdown.len() * 3 / 2);
