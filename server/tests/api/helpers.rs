@@ -130,6 +130,8 @@ impl TestApp {
         tokio::spawn(app.run(shutdown.clone()));
         let client = Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            // A hung request fails the test with a timeout instead of stalling the run.
+            .timeout(std::time::Duration::from_secs(30))
             .build()
             .expect("client");
         Self {
