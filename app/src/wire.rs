@@ -85,6 +85,14 @@ pub struct ErrorDetail {
     pub field: Option<String>,
 }
 
+/// `DELETE /api/auth/me`: closing one's own account needs the password again, so
+/// a stolen token alone cannot delete it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteAccountRequest {
+    pub password: String,
+}
+
 /// Password length bounds (ASVS 5.0 6.2.1 and 6.2.9; the upper bound keeps Argon2
 /// input small and is checked before hashing).
 pub const PASSWORD_MIN_CHARS: usize = 8;

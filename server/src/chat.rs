@@ -25,6 +25,9 @@ pub struct ChatContext {
     pub user_id: String,
     pub auth: Duration,
     pub db: Duration,
+    /// The client asked for a fresh answer (`Cache-Control: no-cache`): skip the
+    /// cache lookup, as `calos perf` does to time the model rather than the cache.
+    pub fresh: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -184,7 +187,9 @@ impl ChatService {
         let provider = slot.provider.name().to_string();
         let mut breakdown = Self::head(ctx);
         let key = ResponseCache::key(&ctx.user_id, &params);
-        if self.cache.enabled() {
+        if self.cache.enabled() && ctx.fresh {
+            breakdown.cache_status = CacheStatus::Bypass;
+        } else if self.cache.enabled() {
             let looked = Instant::now();
             let hit = self.cache.get(&key).await;
             breakdown.cache = ms(looked.elapsed());

@@ -32,6 +32,12 @@ pub enum Command {
     Users(crate::users_cli::UsersArgs),
     /// A real HTTP upstream emulator (Ollama and OpenAI wire formats) for tests and benchmarks.
     MockLlm(crate::mock_llm::MockArgs),
+    /// Sign in and time one chat; split it into auth, database, queue, LLM, network; name the culprit.
+    Perf(Box<crate::toolbox::perf::PerfArgs>),
+    /// Load-test a chat endpoint (closed or open loop, streamed or not) with HDR percentiles.
+    Load(Box<crate::toolbox::load::LoadArgs>),
+    /// Measure each layer on its own: network, database, the LLM directly, or all of them.
+    Diag(Box<crate::toolbox::diag::DiagArgs>),
 }
 
 #[derive(Debug, Clone, Args)]

@@ -18,4 +18,5 @@ pub mod startup;
 pub mod state;
 pub mod telemetry;
 pub mod timing;
+pub mod toolbox;
 pub mod users_cli;

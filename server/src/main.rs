@@ -13,6 +13,13 @@ async fn main() -> std::process::ExitCode {
         Some(Command::Users(args)) => server::users_cli::run(args, &mut std::io::stdout()).await,
         Some(Command::Serve(args)) => serve(*args).await,
         Some(Command::MockLlm(args)) => server::mock_llm::run(args).await,
+        Some(Command::Perf(args)) => {
+            return tool(server::toolbox::perf::run(*args).await.map(|()| 0))
+        }
+        Some(Command::Load(args)) => return tool(server::toolbox::load::run(*args).await),
+        Some(Command::Diag(args)) => {
+            return tool(server::toolbox::diag::run(*args).await.map(|()| 0))
+        }
         None => serve(cli.serve).await,
     };
     match result {
@@ -20,6 +27,18 @@ async fn main() -> std::process::ExitCode {
         Err(e) => {
             eprintln!("calos: {e:#}");
             std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The toolbox's exit codes: 0 fine, 1 failed, 2 target unreachable or refused,
+/// 130 interrupted.
+fn tool(result: Result<u8, server::toolbox::ToolError>) -> std::process::ExitCode {
+    match result {
+        Ok(code) => std::process::ExitCode::from(code),
+        Err(e) => {
+            eprintln!("calos: {e:#}");
+            std::process::ExitCode::from(e.exit_code())
         }
     }
 }

@@ -38,6 +38,35 @@ fn openai_like(
 }
 
 pub async fn build_chat(args: &LlmArgs) -> anyhow::Result<ChatService> {
+    let router = build_router(args)?;
+    announce(&router).await;
+    let cache = ResponseCache::new(
+        args.cache_capacity,
+        Duration::from_secs(args.cache_ttl_secs),
+    );
+    Ok(ChatService::new(
+        router,
+        cache,
+        stream_limits(args),
+        args.chat_rate_per_sec,
+        args.chat_burst,
+    ))
+}
+
+/// The upstream time limits and retry policy from configuration.
+pub fn stream_limits(args: &LlmArgs) -> StreamLimits {
+    StreamLimits {
+        first_token: secs(args.first_token_timeout_secs),
+        idle: secs(args.idle_timeout_secs),
+        total: secs(args.total_timeout_secs),
+        retries: args.upstream_retries,
+        backoff: Duration::from_millis(args.retry_backoff_ms),
+    }
+}
+
+/// Every provider with its queue, behind the routing rules. `calos diag llm`
+/// uses this too, to call a provider the way the gateway would, minus the gateway.
+pub fn build_router(args: &LlmArgs) -> anyhow::Result<ModelRouter> {
     let pool = PoolSettings {
         connect_timeout: secs(args.connect_timeout_secs),
         idle_timeout: Duration::from_secs(args.upstream_pool_idle_secs),
@@ -98,29 +127,9 @@ pub async fn build_chat(args: &LlmArgs) -> anyhow::Result<ChatService> {
     }
     let rules =
         parse_rules(&args.model_routes).map_err(|e| anyhow::anyhow!("CALOS_MODEL_ROUTES: {e}"))?;
-    let router = ModelRouter::new(rules, slots);
-    announce(&router).await;
-    let limits = StreamLimits {
-        first_token: secs(args.first_token_timeout_secs),
-        idle: secs(args.idle_timeout_secs),
-        total: secs(args.total_timeout_secs),
-        retries: args.upstream_retries,
-        backoff: Duration::from_millis(args.retry_backoff_ms),
-    };
-    let cache = ResponseCache::new(
-        args.cache_capacity,
-        Duration::from_secs(args.cache_ttl_secs),
-    );
-    Ok(ChatService::new(
-        router,
-        cache,
-        limits,
-        args.chat_rate_per_sec,
-        args.chat_burst,
-    ))
+    Ok(ModelRouter::new(rules, slots))
 }
 
-/// Logs which providers answer right now (Ollama auto-detection).
 async fn announce(router: &ModelRouter) {
     for slot in router.providers() {
         let provider = &slot.provider;

@@ -155,6 +155,36 @@ impl AuthService {
         Ok(())
     }
 
+    /// Deletes the caller's own account after checking its password again. Wrong
+    /// passwords count towards the same sign-in throttle as `login`.
+    pub async fn delete_account(
+        &self,
+        user: &UserView,
+        password: String,
+        ip: IpAddr,
+    ) -> Result<(), AuthError> {
+        if let Some(wait) = self.throttle.blocked_for(&user.username, ip) {
+            return Err(AuthError::Throttled(wait));
+        }
+        if password.len() > app::wire::PASSWORD_MAX_CHARS * 4 {
+            return Err(AuthError::Field(FieldError::PasswordTooLong));
+        }
+        let row = users::find_by_id(&self.db, &user.user_id)
+            .await?
+            .ok_or(AuthError::InvalidToken)?;
+        if !self
+            .passwords
+            .verify(password, row.password_hash.clone())
+            .await?
+        {
+            self.throttle.record_failure(&user.username, ip);
+            return Err(AuthError::InvalidCredentials);
+        }
+        users::delete(&self.db, &row.user_id).await?;
+        tracing::info!(user_id = %row.user_id, "account deleted by its owner");
+        Ok(())
+    }
+
     /// Resolves a bearer token or cookie value to the user it belongs to, checking
     /// the account still exists and the session was not ended.
     pub async fn authenticate(&self, token: &str) -> Result<AuthedUser, AuthError> {

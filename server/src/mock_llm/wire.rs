@@ -210,7 +210,7 @@ fn paced(state: Arc<MockState>, format: Format, model: String, count: u32) -> Bo
             }
             // Pace the tokens; the closing line follows the last token at once.
             if i < count {
-                tokio::time::sleep(if i == 0 { state.ttft } else { state.gap }).await;
+                pause(if i == 0 { state.ttft } else { state.gap }).await;
             }
             match fault {
                 Fault::StallAfter(n) if i == n => std::future::pending::<()>().await,
@@ -270,7 +270,7 @@ async fn answer(state: Arc<MockState>, body: ChatBody, format: Format) -> Respon
         return response;
     }
     let started = Instant::now();
-    tokio::time::sleep(state.ttft + state.gap * count.saturating_sub(1)).await;
+    pause(state.ttft + state.gap * count.saturating_sub(1)).await;
     let text = whole_text(count);
     match format {
         Format::OpenAi { .. } => {
@@ -370,4 +370,12 @@ pub async fn stats(State(state): State<Arc<MockState>>) -> Json<Value> {
         "cancelledStreams": state.cancelled_streams.load(Ordering::SeqCst),
         "completedStreams": state.completed_streams.load(Ordering::SeqCst),
     }))
+}
+
+/// Sleeps, except for zero: tokio rounds even a zero sleep up to its next timer
+/// tick (~1 ms), which would make "no delay" benchmarks measure the timer.
+async fn pause(d: std::time::Duration) {
+    if !d.is_zero() {
+        tokio::time::sleep(d).await;
+    }
 }

@@ -1,4 +1,4 @@
-//! `/api/auth/*`: register, sign in, who am I, sign out.
+//! `/api/auth/*`: register, sign in, who am I, sign out, close the account.
 //!
 //! Register and login answer in the compact shape scripts grep
 //! (`{"success":true,"token":…,"user":{…}}`) and also set the HttpOnly session
@@ -11,7 +11,7 @@ use crate::error::ApiResult;
 use crate::json::ApiJson;
 use crate::net::client_ip;
 use crate::state::{AppState, Runtime};
-use app::wire::{AuthResponse, LoginRequest, MeResponse, RegisterRequest};
+use app::wire::{AuthResponse, DeleteAccountRequest, LoginRequest, MeResponse, RegisterRequest};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -23,7 +23,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/auth/register", post(register))
         .route("/api/auth/login", post(login))
-        .route("/api/auth/me", get(me))
+        .route("/api/auth/me", get(me).delete(delete_me))
         .route("/api/auth/logout", post(logout))
 }
 
@@ -74,6 +74,22 @@ async fn logout(
     AuthUser(user): AuthUser,
 ) -> ApiResult<Response> {
     auth.logout(&user).await?;
+    let body = serde_json::json!({ "success": true });
+    Ok(([cookies::cleared(runtime.cookie_secure)], Json(body)).into_response())
+}
+
+/// Closes the caller's account (the load tool's ephemeral users use this to clean up).
+async fn delete_me(
+    State(auth): State<AuthService>,
+    State(runtime): State<Runtime>,
+    State(bots): State<BotGuard>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    AuthUser(user): AuthUser,
+    ApiJson(req): ApiJson<DeleteAccountRequest>,
+) -> ApiResult<Response> {
+    let ip = client_ip(&headers, peer.ip(), &bots.trusted_proxies);
+    auth.delete_account(&user, req.password, ip).await?;
     let body = serde_json::json!({ "success": true });
     Ok(([cookies::cleared(runtime.cookie_secure)], Json(body)).into_response())
 }

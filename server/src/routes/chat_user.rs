@@ -83,6 +83,7 @@ impl FromRequestParts<AppState> for ChatUser {
                     user_id: user.user_id,
                     auth,
                     db,
+                    fresh: wants_fresh(&parts.headers),
                 }))
             }
             Err(ApiError::Unauthorized { code, .. }) => {
@@ -115,4 +116,17 @@ impl FromRequestParts<AppState> for ChatUser {
             Err(other) => Err(other),
         }
     }
+}
+
+/// `Cache-Control: no-cache` (or `no-store`) on the request.
+fn wants_fresh(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get_all(axum::http::header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|d| {
+            let d = d.trim();
+            d.eq_ignore_ascii_case("no-cache") || d.eq_ignore_ascii_case("no-store")
+        })
 }

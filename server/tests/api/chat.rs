@@ -1,22 +1,11 @@
 //! Chat through calos to `calos mock-llm` over real HTTP: pacing, timings,
 //! both wire formats, faults, cancellation, cache isolation, queueing.
 
-use crate::helpers::{error_code, unique, Backend, TestApp};
+use crate::helpers::{error_code, mock, unique, Backend, TestApp};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use server::mock_llm::{self, Fault, MockArgs, MockServer};
 use std::time::{Duration, Instant};
-
-async fn mock(ttft_ms: u64, tokens_per_sec: f64, tokens: u32) -> MockServer {
-    mock_llm::spawn(&MockArgs {
-        ttft_ms,
-        tokens_per_sec,
-        tokens,
-        ..MockArgs::default()
-    })
-    .await
-    .unwrap()
-}
 
 /// calos with Ollama and an OpenAI-compatible `compat` provider both at `mock`.
 async fn app_with(mock: &MockServer, extra: &[&str]) -> (TestApp, String) {
@@ -579,6 +568,21 @@ async fn the_cache_serves_a_user_their_own_answer_and_never_another_users() {
         "Bob never gets Alice's cached answer"
     );
     assert_eq!(mock_stats(&mock).await["requests"], 2);
+    // `Cache-Control: no-cache` asks for a fresh answer: the model is called again.
+    let fresh: Value = app
+        .client
+        .post(app.url("/api/llm/complete"))
+        .bearer_auth(&alice)
+        .header("cache-control", "no-cache")
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(fresh["timings"]["cacheStatus"], "bypass");
+    assert_eq!(mock_stats(&mock).await["requests"], 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -115,15 +115,26 @@ impl TestApp {
     }
 
     pub async fn spawn_with(backend: Backend, extra: &[&str]) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut args = serve_args(extra);
-        args.store.data_dir = dir.path().to_path_buf();
-        args.jwt_secret = None;
         let pg = match backend {
             Backend::Sqlite => None,
             Backend::Postgres => Some(PgDatabase::create().await),
         };
-        args.store.database_url = pg.as_ref().map(|p| p.url.clone());
+        let url = pg.as_ref().map(|p| p.url.clone());
+        Self::spawn_on(pg, url, extra).await
+    }
+
+    /// calos on `pg` (dropped with the app) reached at `database_url`, which may
+    /// differ from `pg.url` (e.g. through a slow proxy).
+    pub async fn spawn_on(
+        pg: Option<PgDatabase>,
+        database_url: Option<String>,
+        extra: &[&str],
+    ) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut args = serve_args(extra);
+        args.store.data_dir = dir.path().to_path_buf();
+        args.jwt_secret = None;
+        args.store.database_url = database_url;
         let app = Application::build(&args).await.expect("server builds");
         let (addr, dashboard_addr) = (app.api_addr(), app.dashboard_addr());
         let shutdown = CancellationToken::new();
@@ -139,7 +150,7 @@ impl TestApp {
             dashboard_addr,
             client,
             data_dir: dir.path().to_path_buf(),
-            database_url: pg.as_ref().map(|p| p.url.clone()),
+            database_url: args.store.database_url.clone(),
             shutdown,
             _dir: dir,
             pg,
@@ -262,4 +273,17 @@ macro_rules! on_both_databases {
             }
         )*
     };
+}
+
+/// A `calos mock-llm` on a free port: first token after `ttft_ms`, then
+/// `tokens_per_sec` (0 = no gaps), `tokens` in all.
+pub async fn mock(ttft_ms: u64, tokens_per_sec: f64, tokens: u32) -> server::mock_llm::MockServer {
+    server::mock_llm::spawn(&server::mock_llm::MockArgs {
+        ttft_ms,
+        tokens_per_sec,
+        tokens,
+        ..server::mock_llm::MockArgs::default()
+    })
+    .await
+    .unwrap()
 }

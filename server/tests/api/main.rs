@@ -8,3 +8,4 @@ mod pages;
 mod process;
 mod requests;
 mod sessions;
+mod toolbox;

@@ -51,6 +51,28 @@ on_both_databases! {
         assert_eq!(cookie.status(), 401);
     }
 
+    async fn closing_an_account_needs_its_password_and_ends_everything(app) {
+        let name = unique("closer");
+        let token = app.token_for(&name, "closer-password").await;
+        let delete = |body: Value| app.client.delete(app.url("/api/auth/me")).bearer_auth(&token).json(&body).send();
+        assert_eq!(error_code(delete(json!({"password": "not-the-password"})).await.unwrap()).await, (401, "invalid_credentials".into()));
+        assert_eq!(delete(json!({})).await.unwrap().status(), 400);
+        assert_eq!(delete(json!({"password": "closer-password", "admin": true})).await.unwrap().status(), 400);
+        let anonymous = app.client.delete(app.url("/api/auth/me")).json(&json!({"password": "closer-password"})).send().await.unwrap();
+        assert_eq!(anonymous.status(), 401);
+        // A cookie-carried delete from another site's page is refused.
+        let cross = app.client.delete(app.url("/api/auth/me")).header("cookie", format!("calos_session={token}"))
+            .header("origin", "http://evil.example.com").json(&json!({"password": "closer-password"})).send().await.unwrap();
+        assert_eq!(cross.status(), 403);
+        assert_eq!(app.me(&token).await.status(), 200, "still there after the refusals");
+        let done = delete(json!({"password": "closer-password"})).await.unwrap();
+        assert_eq!(done.status(), 200);
+        assert_eq!(done.json::<Value>().await.unwrap()["success"], true);
+        assert_eq!(app.me(&token).await.status(), 401);
+        let login = app.post_json("/api/auth/login", &json!({"username": name, "password": "closer-password"})).await;
+        assert_eq!(login.status(), 401);
+    }
+
     async fn tampered_tokens_are_rejected(app) {
         let token = app.token_for(&unique("target"), "target-password").await;
         let parts: Vec<&str> = token.split('.').collect();
