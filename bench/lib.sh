@@ -42,9 +42,10 @@ wait_for_line() {
 # start_mock NAME [mock-llm flags]: sets MOCK_URL.
 start_mock() {
   local name=$1; shift
-  "$BIN" mock-llm --port 0 "$@" >"$TMP/$name.log" 2>&1 &
+  "$BIN" mock-llm --port 0 "$@" >"$TMP/$name.log" 2>"$TMP/$name.err" &
   PIDS+=($!)
-  MOCK_URL=$(wait_for_line "$TMP/$name.log" 'http://127\.0\.0\.1:[0-9]+')
+  MOCK_URL=$(wait_for_line "$TMP/$name.log" 'listening on http://127\.0\.0\.1:[0-9]+')
+  MOCK_URL=${MOCK_URL#listening on }
 }
 
 # start_calos NAME UPSTREAM_URL [env...]: sets CALOS_URL and CALOS_PID. The mock
@@ -59,10 +60,11 @@ start_calos() {
     CALOS_CHAT_RATE_PER_SEC=1000000 CALOS_CHAT_BURST=1000000 \
     CALOS_PROVIDER_CONCURRENCY=4096 CALOS_QUEUE_SIZE=4096 \
     CALOS_UPSTREAM_POOL_MAX_IDLE=2048 CALOS_IDLE_TIMEOUT_SECS=600 \
-    "$@" "$BIN" serve --local --port 0 --dashboard-port 0 >"$TMP/$name.log" 2>&1 &
+    "$@" "$BIN" serve --local --port 0 --dashboard-port 0 >"$TMP/$name.log" 2>"$TMP/$name.err" &
   CALOS_PID=$!
   PIDS+=("$CALOS_PID")
-  CALOS_URL=$(wait_for_line "$TMP/$name.log" 'http://127\.0\.0\.1:[0-9]+' )
+  CALOS_URL=$(wait_for_line "$TMP/$name.log" 'listening on http://127\.0\.0\.1:[0-9]+')
+  CALOS_URL=${CALOS_URL#listening on }
 }
 
 # register_user URL: prints a token for a fresh bench account.

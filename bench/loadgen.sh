@@ -3,14 +3,15 @@
 # request count: `calos load`, `oha` (crates.io) and `ab` (apache2-utils),
 # interleaved twice so machine noise hits each tool alike.
 #
+#   0. ceiling:    mock-llm directly, answering at once, -c 50 (the generators' own limit)
 #   1. throughput: calos → mock-llm answering at once, -c 50  (the generator must keep up)
 #   2. agreement:  calos → mock-llm answering in 20 ms, -c 10 (p50/p99 must agree)
 #
-#   bench/loadgen.sh            # TOTAL=5000
+#   bench/loadgen.sh            # TOTAL=20000 requests per run (AGREE_TOTAL=3000 in part 2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
-TOTAL=${TOTAL:-5000}
+TOTAL=${TOTAL:-20000} AGREE_TOTAL=${AGREE_TOTAL:-3000}
 
 command -v oha >/dev/null || { say "installing oha from crates.io (once)"; cargo install oha --locked >&2 || cargo install oha >&2; }
 command -v ab >/dev/null || { say "installing ab (apache2-utils)"; apt-get install -y -qq apache2-utils >&2; }
@@ -47,6 +48,10 @@ print(json.dumps({"rps": g(r"Requests per second:\s+([\d.]+)"), "p50": g(r"\n\s+
 }
 
 start_mock fast --ttft-ms 0 --tokens-per-sec 0 --tokens 20
+TOKEN=unused-by-the-mock
+for round in 1 2; do
+  for tool in calos oha ab; do gen "$tool" "0-ceiling-$tool-$round" "$MOCK_URL" 50; done
+done
 start_calos fast "$MOCK_URL"
 TOKEN=$(register_user "$CALOS_URL")
 for round in 1 2; do
@@ -55,6 +60,7 @@ done
 start_mock slow --ttft-ms 20 --tokens-per-sec 0 --tokens 20
 start_calos slow "$MOCK_URL"
 TOKEN=$(register_user "$CALOS_URL")
+TOTAL=$AGREE_TOTAL
 for round in 1 2; do
   for tool in calos oha ab; do gen "$tool" "2-agreement-$tool-$round" "$CALOS_URL" 10; done
 done

@@ -10,6 +10,8 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 use tokio_util::io::StreamReader;
 
+/// A line buffer's starting size.
+const INITIAL_BUFFER_BYTES: usize = 512;
 /// Longest line accepted from an upstream.
 pub const MAX_LINE_BYTES: usize = 1024 * 1024;
 
@@ -27,7 +29,10 @@ where
     E: std::error::Error + Send + Sync + 'static,
 {
     let reader = StreamReader::new(body.map_err(std::io::Error::other));
-    FramedRead::new(reader, LinesCodec::new_with_max_length(MAX_LINE_BYTES)).map(|line| {
+    // Start small (events are short) and grow on demand: the default 8 KiB per
+    // open stream is most of an idle stream's memory at a thousand streams.
+    let codec = LinesCodec::new_with_max_length(MAX_LINE_BYTES);
+    FramedRead::with_capacity(reader, codec, INITIAL_BUFFER_BYTES).map(|line| {
         line.map(|l| l.trim_end_matches('\r').to_string())
             .map_err(|e| match e {
                 LinesCodecError::MaxLineLengthExceeded => LineError::TooLong,

@@ -2,12 +2,13 @@
 //! `timings` object calos puts in a body or a stream's final event, or else from
 //! the `Server-Timing` header any calos response carries.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// Server-side phases of one chat request, in milliseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+/// Server-side phases of one chat request, in milliseconds. Deserialises
+/// straight from calos's `timings` object (other fields are skipped).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct ServerFigures {
     pub auth: f64,
     pub database: f64,
@@ -19,24 +20,16 @@ pub struct ServerFigures {
     pub total: Option<f64>,
 }
 
-fn number(v: &Value, key: &str) -> Option<f64> {
-    v.get(key).and_then(Value::as_f64)
-}
-
 impl ServerFigures {
-    /// From calos's `timings` object (`auth`, `database`, …, camelCase).
+    /// From calos's `timings` object (`auth`, `database`, …, camelCase); `None`
+    /// unless it has a `total`.
     pub fn from_timings(v: &Value) -> Option<Self> {
-        let total = number(v, "total")?;
-        Some(Self {
-            auth: number(v, "auth").unwrap_or(0.0),
-            database: number(v, "database").unwrap_or(0.0),
-            queue: number(v, "queue").unwrap_or(0.0),
-            cache: number(v, "cache").unwrap_or(0.0),
-            upstream_connect: number(v, "upstreamConnect"),
-            ttft: number(v, "ttft"),
-            llm: number(v, "llm"),
-            total: Some(total),
-        })
+        Self::deserialize(v).ok().filter(Self::is_complete)
+    }
+
+    /// A breakdown is only worth aggregating with its total.
+    pub fn is_complete(&self) -> bool {
+        self.total.is_some()
     }
 
     /// From a W3C `Server-Timing` value (`auth;dur=0.2, db;dur=1.1, …`). A

@@ -136,7 +136,7 @@ pub async fn measure(args: &PerfArgs) -> Result<PerfReport, ToolError> {
         .as_deref()
         .and_then(ServerFigures::from_server_timing);
     let (client, server, provider, cache_status, preview) = if args.stream {
-        let outcome = read_stream(response).await;
+        let outcome = read_stream(response.bytes_stream()).await;
         let total = millis(sent.elapsed());
         if let Some(error) = outcome.error {
             return Err(ToolError::Refused(format!("the stream failed: {error}")));

@@ -6,7 +6,8 @@
 use super::figures::ServerFigures;
 use crate::llm::lines::lines;
 use futures::StreamExt;
-use serde_json::Value;
+use serde::Deserialize;
+use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -38,32 +39,85 @@ enum Event {
     Error(String),
 }
 
+/// The fields the toolbox reads from either API's events and answers; serde
+/// skips everything else without building a tree (this runs per event under load).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Payload<'a> {
+    /// calos: `{"delta":"…"}`.
+    #[serde(borrow)]
+    delta: Option<Cow<'a, str>>,
+    /// calos: `{"done":true,…}`.
+    done: bool,
+    /// OpenAI: `choices[0].delta.content`.
+    choices: Vec<Choice<'a>>,
+    pub usage: Option<UsageTokens>,
+    pub timings: Option<ServerFigures>,
+    error: Option<ErrorBody<'a>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Choice<'a> {
+    #[serde(borrow)]
+    delta: Option<Delta<'a>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Delta<'a> {
+    #[serde(borrow)]
+    content: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct UsageTokens {
+    pub completion_tokens: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ErrorBody<'a> {
+    #[serde(borrow)]
+    message: Option<Cow<'a, str>>,
+}
+
+impl Payload<'_> {
+    pub fn completion_tokens(&self) -> Option<u32> {
+        self.usage.as_ref().and_then(|u| u.completion_tokens)
+    }
+
+    pub fn figures(&self) -> Option<ServerFigures> {
+        self.timings.filter(ServerFigures::is_complete)
+    }
+}
+
 fn classify(payload: &str) -> Event {
     if payload == "[DONE]" {
         return Event::Done;
     }
-    let Ok(v) = serde_json::from_str::<Value>(payload) else {
-        return Event::Error(format!("malformed event: {payload:.80}"));
+    let v: Payload = match serde_json::from_str(payload) {
+        Ok(v) => v,
+        Err(_) => return Event::Error(format!("malformed event: {payload:.80}")),
     };
-    if let Some(error) = v.get("error") {
-        let message = error
-            .get("message")
-            .and_then(Value::as_str)
-            .unwrap_or("stream error");
+    if let Some(error) = &v.error {
+        let message = error.message.as_deref().unwrap_or("stream error");
         return Event::Error(message.to_string());
     }
-    let tokens = v
-        .pointer("/usage/completion_tokens")
-        .and_then(Value::as_u64)
-        .map(|t| t as u32);
-    let figures = v.get("timings").and_then(ServerFigures::from_timings);
+    let tokens = v.completion_tokens();
     // calos: {"done":true,…}; OpenAI: the usage chunk has empty `choices`.
-    if v.get("done").and_then(Value::as_bool) == Some(true) || tokens.is_some() {
-        return Event::Final { tokens, figures };
+    if v.done || tokens.is_some() {
+        return Event::Final {
+            tokens,
+            figures: v.figures(),
+        };
     }
-    let text = v.get("delta").and_then(Value::as_str).or_else(|| {
-        v.pointer("/choices/0/delta/content")
-            .and_then(Value::as_str)
+    let text = v.delta.as_deref().or_else(|| {
+        v.choices
+            .first()
+            .and_then(|c| c.delta.as_ref())
+            .and_then(|d| d.content.as_deref())
     });
     match text {
         Some(t) if !t.is_empty() => Event::Content,
@@ -71,11 +125,15 @@ fn classify(payload: &str) -> Event {
     }
 }
 
-/// Reads `response`'s SSE body to the end.
-pub async fn read_stream(response: reqwest::Response) -> StreamOutcome {
+/// Reads an SSE body to the end.
+pub async fn read_stream<S, E>(body: S) -> StreamOutcome
+where
+    S: futures::Stream<Item = Result<bytes::Bytes, E>> + Send + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+{
     let first = Arc::new(OnceLock::new());
     let seen = first.clone();
-    let body = response.bytes_stream().map(move |chunk| {
+    let body = body.map(move |chunk| {
         let _ = seen.set(Instant::now());
         chunk
     });

@@ -65,7 +65,7 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn tls_config() -> Result<Arc<tokio_rustls::rustls::ClientConfig>, String> {
+pub fn tls_config() -> Result<Arc<tokio_rustls::rustls::ClientConfig>, String> {
     use tokio_rustls::rustls;
     let roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),

@@ -4,13 +4,16 @@
 //! measured from the scheduled time, so a stalled server cannot hide by slowing
 //! the sender: no coordinated omission).
 
-use crate::toolbox::client::{describe_send_error, ChatApi};
+use super::conn::{Connections, Sender};
+use crate::toolbox::client::ChatApi;
 use crate::toolbox::figures::ServerFigures;
-use crate::toolbox::sse::read_stream;
+use crate::toolbox::sse::{read_stream, Payload};
 use crate::toolbox::ToolError;
 use bytes::Bytes;
-use reqwest::header::{HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
-use serde_json::Value;
+use futures::StreamExt;
+use http_body_util::{BodyExt, BodyStream, Full};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HOST};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Semaphore};
@@ -84,8 +87,12 @@ pub struct Shot {
 
 /// Everything a request needs, shared by all workers.
 pub struct Target {
-    pub client: reqwest::Client,
+    pub connections: Connections,
+    /// For messages.
     pub url: String,
+    /// `Host` header and origin-form request target, computed once.
+    authority: HeaderValue,
+    path: hyper::Uri,
     pub stream: bool,
     pub fresh: bool,
     pub timeout: Duration,
@@ -95,22 +102,22 @@ pub struct Target {
     pub body: Bytes,
 }
 
-fn server_timing(response: &reqwest::Response) -> Option<ServerFigures> {
-    response
-        .headers()
-        .get("server-timing")
+/// The `Server-Timing` header's figures; parsed only when the body had none.
+fn header_figures(value: Option<&HeaderValue>) -> Option<ServerFigures> {
+    value
         .and_then(|v| v.to_str().ok())
         .and_then(ServerFigures::from_server_timing)
 }
 
+fn transport(e: impl std::fmt::Display) -> (Failure, String) {
+    (Failure::Transport, e.to_string())
+}
+
 impl Target {
-    async fn send(&self, n: u64, scheduled: Instant) -> Shot {
-        let mut request = self
-            .client
-            .post(&self.url)
-            .header(CONTENT_TYPE, "application/json")
-            .body(self.body.clone())
-            .timeout(self.timeout);
+    fn request(&self, n: u64) -> Result<hyper::Request<Full<Bytes>>, (Failure, String)> {
+        let mut request = hyper::Request::post(self.path.clone())
+            .header(HOST, self.authority.clone())
+            .header(CONTENT_TYPE, "application/json");
         if !self.auth.is_empty() {
             request = request.header(
                 AUTHORIZATION,
@@ -120,8 +127,23 @@ impl Target {
         if self.fresh {
             request = request.header(CACHE_CONTROL, "no-cache");
         }
+        request
+            .body(Full::new(self.body.clone()))
+            .map_err(transport)
+    }
+
+    async fn send(&self, n: u64, scheduled: Instant) -> Shot {
         let sent = Instant::now();
-        let result = self.exchange(request).await;
+        let result = match tokio::time::timeout(self.timeout, self.exchange(n)).await {
+            Ok(result) => result,
+            Err(_) => Err((
+                Failure::Timeout,
+                format!(
+                    "no complete answer within {:.1} s",
+                    self.timeout.as_secs_f64()
+                ),
+            )),
+        };
         Shot {
             scheduled,
             sent,
@@ -130,57 +152,83 @@ impl Target {
         }
     }
 
-    async fn exchange(
+    /// Sends on a pooled connection; if that connection turns out to be closed
+    /// before the request left (a server's keep-alive timeout), once more on a
+    /// new one.
+    async fn send_request(
         &self,
-        request: reqwest::RequestBuilder,
-    ) -> Result<Answer, (Failure, String)> {
-        let failed = |e: reqwest::Error| {
-            let kind = if e.is_timeout() {
-                Failure::Timeout
-            } else {
-                Failure::Transport
-            };
-            (kind, describe_send_error(&self.url, &e).to_string())
-        };
-        let response = request.send().await.map_err(failed)?;
+        n: u64,
+    ) -> Result<(Sender, hyper::Response<Incoming>), (Failure, String)> {
+        let mut sender = self.connections.checkout().await.map_err(transport)?;
+        let mut request = self.request(n)?;
+        for attempt in 0..2 {
+            if sender.ready().await.is_ok() {
+                match sender.try_send_request(request).await {
+                    Ok(response) => return Ok((sender, response)),
+                    Err(mut e) => match e.take_message() {
+                        Some(unsent) if attempt == 0 => request = unsent,
+                        _ => return Err(transport(e.into_error())),
+                    },
+                }
+            }
+            sender = self.connections.connect().await.map_err(transport)?;
+        }
+        Err(transport(
+            "the connection closed twice before the request was sent",
+        ))
+    }
+
+    async fn exchange(&self, n: u64) -> Result<Answer, (Failure, String)> {
+        let (sender, response) = self.send_request(n).await?;
         let headers_at = Instant::now();
         let status = response.status();
-        let header_figures = server_timing(&response);
+        let server_timing = response.headers().get("server-timing").cloned();
+        let body = response.into_body();
         if !status.is_success() {
-            let body = response.bytes().await.unwrap_or_default();
+            let bytes = body
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            self.connections.checkin(sender);
             return Err((
                 Failure::Status(status.as_u16()),
-                crate::toolbox::client::error_message(&body),
+                crate::toolbox::client::error_message(&bytes),
             ));
         }
         if self.stream {
-            let outcome = read_stream(response).await;
+            let frames = BodyStream::new(body).filter_map(|frame| async move {
+                match frame {
+                    Ok(frame) => frame.into_data().ok().map(Ok),
+                    Err(e) => Some(Err(e)),
+                }
+            });
+            let outcome = read_stream(frames).await;
             if let Some(error) = outcome.error {
                 return Err((Failure::Stream, error));
             }
+            self.connections.checkin(sender);
             return Ok(Answer {
                 first_byte: outcome.first_byte,
                 content_at: outcome.content_at,
                 completion_tokens: outcome.completion_tokens,
-                figures: outcome.figures.or(header_figures),
+                figures: outcome
+                    .figures
+                    .or_else(|| header_figures(server_timing.as_ref())),
             });
         }
-        let body = response.bytes().await.map_err(failed)?;
-        let parsed: Option<Value> = serde_json::from_slice(&body).ok();
-        let Some(parsed) = parsed else {
+        let bytes = body.collect().await.map_err(transport)?.to_bytes();
+        self.connections.checkin(sender);
+        let Ok(parsed) = serde_json::from_slice::<Payload>(&bytes) else {
             return Err((Failure::Stream, "the answer is not JSON".into()));
         };
         Ok(Answer {
             first_byte: Some(headers_at),
             content_at: Vec::new(),
-            completion_tokens: parsed
-                .pointer("/usage/completion_tokens")
-                .and_then(Value::as_u64)
-                .map(|t| t as u32),
+            completion_tokens: parsed.completion_tokens(),
             figures: parsed
-                .get("timings")
-                .and_then(ServerFigures::from_timings)
-                .or(header_figures),
+                .figures()
+                .or_else(|| header_figures(server_timing.as_ref())),
         })
     }
 }
@@ -250,18 +298,15 @@ pub async fn run(
 }
 
 /// Builds the shared [`Target`].
-#[allow(clippy::too_many_arguments)]
 pub fn target(
-    client: reqwest::Client,
     base: &str,
     api: ChatApi,
-    model: &str,
-    prompt: &str,
-    stream: bool,
+    request: (&str, &str, bool),
     fresh: bool,
     timeout: Duration,
     tokens: &[String],
 ) -> Result<Target, ToolError> {
+    let (model, prompt, stream) = request;
     let auth = tokens
         .iter()
         .map(|t| {
@@ -271,9 +316,22 @@ pub fn target(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let body = serde_json::to_vec(&api.body(model, prompt, stream)).map_err(anyhow::Error::from)?;
+    let url = format!("{}{}", base.trim_end_matches('/'), api.path());
+    let parsed = reqwest::Url::parse(&url)
+        .map_err(|e| ToolError::Other(anyhow::anyhow!("{base:?} is not a URL: {e}")))?;
+    let bad = |e: String| ToolError::Other(anyhow::anyhow!(e));
+    let authority = HeaderValue::from_str(parsed.authority()).map_err(|e| bad(e.to_string()))?;
+    let path = match parsed.query() {
+        Some(q) => format!("{}?{q}", parsed.path()),
+        None => parsed.path().to_string(),
+    };
     Ok(Target {
-        client,
-        url: format!("{}{}", base.trim_end_matches('/'), api.path()),
+        connections: Connections::new(&parsed).map_err(bad)?,
+        url,
+        authority,
+        path: path
+            .parse()
+            .map_err(|e: hyper::http::uri::InvalidUri| bad(e.to_string()))?,
         stream,
         fresh,
         timeout,

@@ -5,6 +5,7 @@
 //! own breakdown. `--ephemeral-users` makes throwaway accounts and removes them
 //! at the end, also after Ctrl-C.
 
+pub mod conn;
 pub mod engine;
 pub mod plot;
 pub mod report;
@@ -244,12 +245,9 @@ pub async fn run(args: LoadArgs) -> Result<u8, ToolError> {
     if args.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
         return Err(anyhow::anyhow!("--rate must be a positive number").into());
     }
-    let client = http_client(
-        args.users
-            .max(args.rate.map_or(0, |r| r.ceil() as usize))
-            .clamp(16, 4096),
-    )?;
-    let gateway = Gateway::new(&args.url, client.clone());
+    // Signing in and the ephemeral accounts go through reqwest; the load itself
+    // through the connections in `conn`.
+    let gateway = Gateway::new(&args.url, http_client(4)?);
     let stop = CancellationToken::new();
     let watcher = stop.clone();
     let signals = tokio::spawn(async move {
@@ -257,7 +255,7 @@ pub async fn run(args: LoadArgs) -> Result<u8, ToolError> {
         watcher.cancel();
     });
     let made = Mutex::new(Vec::new());
-    let outcome = load(&args, &gateway, client, &made, &stop).await;
+    let outcome = load(&args, &gateway, &made, &stop).await;
     signals.abort();
     let users = made
         .lock()
@@ -270,7 +268,6 @@ pub async fn run(args: LoadArgs) -> Result<u8, ToolError> {
 async fn load(
     args: &LoadArgs,
     gateway: &Gateway,
-    client: reqwest::Client,
     made: &Mutex<Vec<Ephemeral>>,
     stop: &CancellationToken,
 ) -> Result<u8, ToolError> {
@@ -289,12 +286,9 @@ async fn load(
         return Ok(EXIT_INTERRUPTED);
     }
     let target = Arc::new(engine::target(
-        client,
         &args.url,
         args.api,
-        &args.model,
-        &args.prompt,
-        args.stream,
+        (&args.model, &args.prompt, args.stream),
         args.no_cache,
         seconds(args.timeout),
         &tokens,
