@@ -287,24 +287,30 @@ impl ChatService {
             provider.clone(),
         );
         let metrics_end = self.metrics.clone();
-        let items = events.map(move |event| match event {
-            RelayEvent::Delta(text) => StreamItem::Delta(text),
-            RelayEvent::Finished(summary) => {
-                let mut breakdown = head_end.clone();
-                breakdown.llm = Some(ms(summary.llm));
-                breakdown.upstream = summary.upstream;
-                breakdown.total = ms(ctx_end.started.elapsed());
-                log_performance(&metrics_end, &ctx_end, &model, &prov, &breakdown, "ok");
-                StreamItem::Done {
-                    usage: summary.usage.unwrap_or_default(),
-                    breakdown,
+        // Lives as long as the stream: the active-streams gauge counts it until
+        // it finishes, fails or the client hangs up.
+        let open = self.metrics.exporter.stream_opened();
+        let items = events.map(move |event| {
+            let _open = &open;
+            match event {
+                RelayEvent::Delta(text) => StreamItem::Delta(text),
+                RelayEvent::Finished(summary) => {
+                    let mut breakdown = head_end.clone();
+                    breakdown.llm = Some(ms(summary.llm));
+                    breakdown.upstream = summary.upstream;
+                    breakdown.total = ms(ctx_end.started.elapsed());
+                    log_performance(&metrics_end, &ctx_end, &model, &prov, &breakdown, "ok");
+                    StreamItem::Done {
+                        usage: summary.usage.unwrap_or_default(),
+                        breakdown,
+                    }
                 }
-            }
-            RelayEvent::Failed(e) => {
-                let mut breakdown = head_end.clone();
-                breakdown.total = ms(ctx_end.started.elapsed());
-                log_performance(&metrics_end, &ctx_end, &model, &prov, &breakdown, e.code());
-                StreamItem::Failed(e)
+                RelayEvent::Failed(e) => {
+                    let mut breakdown = head_end.clone();
+                    breakdown.total = ms(ctx_end.started.elapsed());
+                    log_performance(&metrics_end, &ctx_end, &model, &prov, &breakdown, e.code());
+                    StreamItem::Failed(e)
+                }
             }
         });
         Ok(Streaming {

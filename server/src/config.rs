@@ -117,6 +117,9 @@ pub struct ServeArgs {
     /// Seconds to let in-flight requests finish after SIGTERM/SIGINT.
     #[arg(long, env = "CALOS_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
+    /// A TOML file declaring `[[process]]`es for calos to run and watch.
+    #[arg(long, env = "CALOS_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Comma-separated proxy IPs whose X-Forwarded-For is believed.
     #[arg(long, env = "CALOS_TRUSTED_PROXIES", default_value = "")]
     pub trusted_proxies: String,

@@ -39,6 +39,8 @@ struct Inner {
 #[derive(Clone, Default)]
 pub struct Metrics {
     inner: Arc<Mutex<Inner>>,
+    /// The same requests as cumulative histograms and counters for `/metrics`.
+    pub exporter: crate::exporter::Exporter,
 }
 
 /// One histogram's summary, in milliseconds.
@@ -86,6 +88,8 @@ fn phase_value(b: &Breakdown, phase: &str) -> Option<f64> {
 
 impl Metrics {
     pub fn record(&self, provider: &str, model: &str, breakdown: &Breakdown, outcome: &str) {
+        self.exporter.chat(provider, model, breakdown, outcome);
+        self.exporter.cache_lookup(breakdown.cache_status.as_str());
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };

@@ -22,6 +22,8 @@ pub struct Application {
     dashboard_listener: TcpListener,
     state: AppState,
     grace: Duration,
+    /// Declared in the config file; started by `run`.
+    processes: Vec<crate::processes::config::ProcessSpec>,
 }
 
 impl Application {
@@ -51,6 +53,11 @@ impl Application {
         let trusted = crate::net::parse_ips(&args.trusted_proxies)
             .map_err(|e| anyhow::anyhow!("CALOS_TRUSTED_PROXIES: {e}"))?;
         let bots = crate::routes::BotGuard::new(trusted);
+        // Read now so a bad file stops startup; the processes start in `run`.
+        let processes = match &args.config {
+            Some(path) => crate::processes::config::load(path)?.processes,
+            None => Vec::new(),
+        };
 
         let mut leptos = leptos::config::get_configuration(None)
             .context("reading the Leptos site configuration (LEPTOS_* variables)")?
@@ -70,6 +77,8 @@ impl Application {
             auth,
             chat,
             bots,
+            logs: crate::logs::LogRing::default(),
+            processes: crate::processes::ProcessManager::default(),
             runtime: Runtime {
                 started: Instant::now(),
                 cookie_secure: args.cookie_secure,
@@ -80,6 +89,7 @@ impl Application {
             dashboard_listener,
             state,
             grace: Duration::from_secs(args.shutdown_grace_secs),
+            processes,
         })
     }
 
@@ -101,9 +111,16 @@ impl Application {
         let Self {
             api_listener,
             dashboard_listener,
-            state,
+            mut state,
             grace,
+            processes,
         } = self;
+        state.processes = crate::processes::ProcessManager::start(
+            processes,
+            state.logs.clone(),
+            state.chat.metrics().exporter.clone(),
+        );
+        let managed = state.processes.clone();
         let throttle = state.auth.throttle().clone();
         let bots = state.bots.clone();
         let housekeeping = tokio::spawn({
@@ -142,6 +159,7 @@ impl Application {
             }
         }
         housekeeping.abort();
+        managed.shutdown().await;
         db.close().await;
         Ok(())
     }

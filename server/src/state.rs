@@ -18,6 +18,10 @@ pub struct AppState {
     pub chat: crate::chat::ChatService,
     /// Per-IP throttle for unauthenticated chat callers.
     pub bots: crate::routes::BotGuard,
+    /// Recent log lines for Mission Control (managed processes' output).
+    pub logs: crate::logs::LogRing,
+    /// The processes declared in the config file.
+    pub processes: crate::processes::ProcessManager,
     /// Process facts reported by health checks and used for cookies.
     pub runtime: Runtime,
 }

@@ -122,6 +122,27 @@ impl FromRequestParts<AppState> for AuthUser {
     }
 }
 
+/// An authenticated administrator: 401 without a session, 403 for other users.
+#[derive(Debug, Clone)]
+pub struct AdminUser(pub UserView);
+
+impl FromRequestParts<AppState> for AdminUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let AuthUser(user) = AuthUser::from_request_parts(parts, state).await?;
+        if user.role != app::wire::Role::Admin {
+            return Err(ApiError::Forbidden(
+                "Mission Control is for administrators (`calos users create --admin`).".into(),
+            ));
+        }
+        Ok(AdminUser(user))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,5 +8,5 @@ pub mod service;
 pub mod throttle;
 pub mod validate;
 
-pub use extract::{AuthUser, SESSION_COOKIE};
+pub use extract::{AdminUser, AuthUser, SESSION_COOKIE};
 pub use service::{AuthError, AuthService, AuthedUser};

@@ -11,6 +11,7 @@ mod chat_user;
 mod cookies;
 mod health;
 mod llm;
+mod monitor;
 mod openai_compat;
 mod pages;
 
@@ -36,6 +37,9 @@ pub fn app_router(state: AppState) -> Router {
         .merge(llm::router())
         .merge(openai_compat::router())
         .merge(pages::router(&state))
+        // Only matched routes: their label is the route pattern, so the
+        // series stay bounded whatever paths clients invent.
+        .route_layer(middleware::from_fn_with_state(state.clone(), http_metrics))
         .fallback(fallback)
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -45,15 +49,35 @@ pub fn app_router(state: AppState) -> Router {
     with_common_layers(router)
 }
 
-/// The Mission Control listener (default 3003). Until the dashboard lands it
-/// serves the health check.
+/// The Mission Control listener (default 3003): the health check, `/metrics`
+/// and the admin-only `/api/monitor/*`.
 pub fn dashboard_router(state: AppState) -> Router {
     with_common_layers(
         Router::new()
             .merge(health::router())
+            .merge(monitor::router())
             .fallback(api_not_found)
             .with_state(state),
     )
+}
+
+/// Counts and times every answered request by its route pattern.
+async fn http_metrics(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().clone();
+    let response = next.run(req).await;
+    state.chat.metrics().exporter.http(
+        &route,
+        method.as_str(),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
 }
 
 /// Layers shared by both listeners, innermost first: the body limit for

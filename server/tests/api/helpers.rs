@@ -287,3 +287,24 @@ pub async fn mock(ttft_ms: u64, tokens_per_sec: f64, tokens: u32) -> server::moc
     .await
     .unwrap()
 }
+
+impl TestApp {
+    /// Sets an account's role directly in the database (what `calos users
+    /// create --admin` writes), e.g. to promote or demote a signed-in user.
+    pub async fn set_role(&self, username: &str, role: &str) {
+        let target = server::db::DbTarget::resolve(self.database_url.as_deref(), &self.data_dir);
+        let db = server::db::Db::connect(&target, 1).await.expect("database");
+        server::with_pool!(&db, pool => sqlx::query("update users set role = $2 where username = $1")
+            .bind(username).bind(role).execute(pool).await.map(|_| ()))
+        .expect("role updated");
+        db.close().await;
+    }
+
+    /// A token for a fresh administrator.
+    pub async fn admin_token(&self) -> String {
+        let name = unique("admin");
+        let token = self.token_for(&name, "admin-password").await;
+        self.set_role(&name, "admin").await;
+        token
+    }
+}

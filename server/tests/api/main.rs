@@ -4,6 +4,7 @@
 mod accounts;
 mod chat;
 mod helpers;
+mod monitor;
 mod pages;
 mod process;
 mod requests;

@@ -1,0 +1,164 @@
+//! The log feed's memory: a bounded ring of recent log lines (calos's own and
+//! the managed processes' output) that Mission Control reads. Lines are cleaned
+//! on the way in: control characters escaped (a process cannot repaint an
+//! operator's terminal or page) and credentials redacted.
+
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+/// Lines kept; older ones fall off.
+pub const CAPACITY: usize = 5_000;
+/// Longest line kept, in characters.
+const MAX_LINE_CHARS: usize = 4_096;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LogLine {
+    /// Increases by one per line, so a client can ask for what it has not seen.
+    pub seq: u64,
+    /// RFC 3339 wall-clock time.
+    pub time: String,
+    pub level: String,
+    /// `calos` or `process:<name>`.
+    pub source: String,
+    pub message: String,
+}
+
+#[derive(Default)]
+struct Ring {
+    lines: VecDeque<LogLine>,
+    next_seq: u64,
+}
+
+#[derive(Clone, Default)]
+pub struct LogRing {
+    inner: Arc<Mutex<Ring>>,
+}
+
+/// Words after which the rest of a token is a secret.
+const SECRET_MARKERS: [&str; 6] = [
+    "bearer ",
+    "password=",
+    "password:",
+    "token=",
+    "api_key=",
+    "secret=",
+];
+
+/// Replaces credentials with `[redacted]`: whatever follows a marker up to the
+/// next space, and OpenAI-style `sk-…` keys.
+pub fn redact(line: &str) -> String {
+    let mut out = line.to_string();
+    for marker in SECRET_MARKERS {
+        let mut from = 0;
+        while let Some(at) = out[from..].to_ascii_lowercase().find(marker) {
+            let start = from + at + marker.len();
+            let end = out[start..]
+                .find(|c: char| c.is_whitespace() || c == '"' || c == ',')
+                .map_or(out.len(), |e| start + e);
+            if end > start {
+                out.replace_range(start..end, "[redacted]");
+            }
+            from = start + "[redacted]".len().min(out.len() - start);
+        }
+    }
+    out.split(' ')
+        .map(|word| {
+            if word.starts_with("sk-") && word.len() > 20 {
+                "[redacted]"
+            } else {
+                word
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Escapes control characters (ANSI escapes, NUL, CR…) except tab.
+pub fn escape_controls(line: &str) -> String {
+    line.chars()
+        .flat_map(|c| -> Box<dyn Iterator<Item = char>> {
+            if c.is_control() && c != '\t' {
+                Box::new(c.escape_default())
+            } else {
+                Box::new(std::iter::once(c))
+            }
+        })
+        .collect()
+}
+
+impl LogRing {
+    pub fn push(&self, level: &str, source: &str, message: &str) {
+        let mut message = escape_controls(&redact(message));
+        if message.chars().count() > MAX_LINE_CHARS {
+            message = message.chars().take(MAX_LINE_CHARS).collect::<String>() + "…";
+        }
+        let Ok(mut ring) = self.inner.lock() else {
+            return;
+        };
+        let seq = ring.next_seq;
+        ring.next_seq += 1;
+        if ring.lines.len() == CAPACITY {
+            ring.lines.pop_front();
+        }
+        ring.lines.push_back(LogLine {
+            seq,
+            time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            level: level.to_string(),
+            source: source.to_string(),
+            message,
+        });
+    }
+
+    /// Up to `limit` most recent lines with `seq >= after`, oldest first.
+    pub fn recent(&self, after: u64, limit: usize) -> Vec<LogLine> {
+        let Ok(ring) = self.inner.lock() else {
+            return Vec::new();
+        };
+        let newer: Vec<&LogLine> = ring.lines.iter().filter(|l| l.seq >= after).collect();
+        newer[newer.len().saturating_sub(limit)..]
+            .iter()
+            .map(|l| (*l).clone())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_redacted_and_controls_escaped() {
+        assert_eq!(
+            redact("Authorization: Bearer eyJhbGciOi.x.y sent"),
+            "Authorization: Bearer [redacted] sent"
+        );
+        assert_eq!(
+            redact("login password=hunter2 ok"),
+            "login password=[redacted] ok"
+        );
+        assert_eq!(
+            redact("key sk-abcdefghijklmnopqrstuvwxyz done"),
+            "key [redacted] done"
+        );
+        assert_eq!(escape_controls("red\u{1b}[31m\r\n"), "red\\u{1b}[31m\\r\\n");
+    }
+
+    #[test]
+    fn the_ring_is_bounded_and_sequenced() {
+        let ring = LogRing::default();
+        for i in 0..CAPACITY + 10 {
+            ring.push("info", "calos", &format!("line {i}"));
+        }
+        let all = ring.recent(0, usize::MAX);
+        assert_eq!(all.len(), CAPACITY);
+        assert_eq!(all[0].seq, 10);
+        let last = ring.recent(0, 2);
+        assert_eq!(
+            last.iter().map(|l| l.seq).collect::<Vec<_>>(),
+            vec![CAPACITY as u64 + 8, CAPACITY as u64 + 9]
+        );
+        assert_eq!(ring.recent(CAPACITY as u64 + 9, 10).len(), 1);
+    }
+}

@@ -1,0 +1,303 @@
+//! Mission Control's data on the dashboard listener: who may see it, the
+//! process manager restarting a failing process, and `/metrics` as a
+//! Prometheus text parser reads it.
+
+use crate::helpers::{error_code, mock, unique, Backend, TestApp};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+fn dashboard(app: &TestApp, path: &str) -> String {
+    format!("http://{}{}", app.dashboard_addr, path)
+}
+
+async fn get(app: &TestApp, path: &str, token: &str) -> reqwest::Response {
+    app.client
+        .get(dashboard(app, path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// calos with one managed process declared in a config file.
+async fn with_process(toml: &str) -> (TestApp, String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("calos.toml");
+    std::fs::write(&path, toml).unwrap();
+    let app = TestApp::spawn_with(Backend::Sqlite, &["--config", path.to_str().unwrap()]).await;
+    let admin = app.admin_token().await;
+    (app, admin, dir)
+}
+
+/// Polls the process list until `check` holds for `name` (10 s at most).
+async fn wait_for(app: &TestApp, admin: &str, name: &str, check: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..200 {
+        let list: Value = get(app, "/api/monitor/processes", admin)
+            .await
+            .json()
+            .await
+            .unwrap();
+        if let Some(p) = list.as_array().unwrap().iter().find(|p| p["name"] == name) {
+            if check(p) {
+                return p.clone();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{name} never reached the expected state");
+}
+
+crate::on_both_databases! {
+    async fn monitor_endpoints_are_for_administrators_only(app) {
+        for path in ["/api/monitor/processes", "/api/monitor/logs", "/api/monitor/latency"] {
+            let anonymous = app.client.get(dashboard(&app, path)).send().await.unwrap();
+            assert_eq!(error_code(anonymous).await, (401, "unauthorized".into()), "{path}");
+        }
+        let name = unique("user");
+        let user = app.token_for(&name, "user-password").await;
+        let forbidden = get(&app, "/api/monitor/processes", &user).await;
+        assert_eq!(error_code(forbidden).await, (403, "forbidden".into()));
+        // Promoted: allowed; demoted again: refused on the very next request.
+        app.set_role(&name, "admin").await;
+        assert_eq!(get(&app, "/api/monitor/processes", &user).await.status(), 200);
+        app.set_role(&name, "user").await;
+        assert_eq!(get(&app, "/api/monitor/processes", &user).await.status(), 403);
+        // A cookie-carried order from another site's page is refused.
+        let admin = app.admin_token().await;
+        let cross = app.client.post(dashboard(&app, "/api/monitor/processes/x/stop"))
+            .header("cookie", format!("calos_session={admin}"))
+            .header("origin", "http://evil.example.com").send().await.unwrap();
+        assert_eq!(cross.status(), 403);
+        // Monitor routes live on the dashboard port only.
+        let on_api = app.client.get(app.url("/api/monitor/processes")).bearer_auth(&admin).send().await.unwrap();
+        assert_eq!(on_api.status(), 404);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_process_is_restarted_with_backoff_and_its_output_logged() {
+    let (app, admin, _dir) = with_process(
+        r#"
+        [[process]]
+        name = "flaky"
+        command = "sh"
+        args = ["-c", "echo 'flaky starting password=hunter2'; exit 3"]
+        restart = "on-failure"
+        restart_delay_ms = 20
+        crash_loop_restarts = 1000
+        "#,
+    )
+    .await;
+    let p = wait_for(&app, &admin, "flaky", |p| p["restarts"].as_u64() >= Some(2)).await;
+    assert_eq!(p["lastExitCode"], 3, "{p}");
+    assert_eq!(
+        p["command"],
+        "sh -c echo 'flaky starting password=hunter2'; exit 3"
+    );
+    let logs: Value = get(&app, "/api/monitor/logs?limit=50", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let lines: Vec<&Value> = logs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["source"] == "process:flaky")
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "flaky starting password=[redacted]"),
+        "{logs:#}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "exited (code 3)" && l["level"] == "error"),
+        "{logs:#}"
+    );
+    // An administrator stops it; it stays stopped.
+    let stop = app
+        .client
+        .post(dashboard(&app, "/api/monitor/processes/flaky/stop"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stop.status(), 200);
+    let stopped = wait_for(&app, &admin, "flaky", |p| p["status"] == "stopped").await;
+    let restarts = stopped["restarts"].as_u64();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let still = wait_for(&app, &admin, "flaky", |p| p["status"] == "stopped").await;
+    assert_eq!(
+        still["restarts"].as_u64(),
+        restarts,
+        "no restarts while stopped"
+    );
+    // Unknown processes and actions are 404s in the API's shape.
+    let unknown = app
+        .client
+        .post(dashboard(&app, "/api/monitor/processes/nope/stop"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(unknown).await, (404, "not_found".into()));
+    let bad = app
+        .client
+        .post(dashboard(&app, "/api/monitor/processes/flaky/explode"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(bad).await, (404, "not_found".into()));
+    let bad_query = get(&app, "/api/monitor/logs?limit=lots", &admin).await;
+    assert_eq!(error_code(bad_query).await, (400, "invalid_query".into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_loop_stops_the_restarts_until_an_administrator_starts_it() {
+    let (app, admin, _dir) = with_process(
+        r#"
+        [[process]]
+        name = "doomed"
+        command = "false"
+        restart = "always"
+        restart_delay_ms = 10
+        crash_loop_restarts = 3
+        crash_loop_window_secs = 60
+        "#,
+    )
+    .await;
+    let p = wait_for(&app, &admin, "doomed", |p| p["status"] == "crash-loop").await;
+    assert_eq!(p["restarts"], 3, "{p}");
+    let start = app
+        .client
+        .post(dashboard(&app, "/api/monitor/processes/doomed/start"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), 200);
+    wait_for(&app, &admin, "doomed", |p| p["restarts"].as_u64() > Some(3)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_running_process_is_stopped_when_calos_shuts_down() {
+    let (app, admin, dir) = with_process(
+        r#"
+        [[process]]
+        name = "sleeper"
+        command = "sleep"
+        args = ["600"]
+        "#,
+    )
+    .await;
+    let p = wait_for(&app, &admin, "sleeper", |p| p["status"] == "running").await;
+    let pid = p["pid"].as_u64().unwrap();
+    assert!(p["uptimeSecs"].as_f64().is_some());
+    drop(app);
+    let alive = || {
+        std::path::Path::new(&format!("/proc/{pid}")).exists()
+            && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .unwrap_or_default()
+                .contains(") Z ")
+    };
+    for _ in 0..100 {
+        if !alive() {
+            drop(dir);
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the managed process {pid} outlived calos");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_scrape_clean_with_routes_phases_and_streams() {
+    let mock = mock(5, 1000.0, 3).await;
+    let app = TestApp::spawn_with(Backend::Sqlite, &["--ollama-url", &mock.url()]).await;
+    let token = app.token_for(&unique("scraped"), "scraped-password").await;
+    let body = json!({"model": "mock-llama", "messages": [{"role": "user", "content": "hi"}], "stream": false});
+    let chat = app
+        .client
+        .post(app.url("/api/llm/complete"))
+        .bearer_auth(&token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(chat.status(), 200);
+    let response = app
+        .client
+        .get(dashboard(&app, "/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .contains("openmetrics-text"));
+    let text = response.text().await.unwrap();
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).unwrap();
+    let find = |name: &str, label: (&str, &str)| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && s.labels.get(label.0) == Some(label.1))
+    };
+    let requests =
+        find("calos_http_requests_total", ("route", "/api/llm/complete")).expect("route counted");
+    assert_eq!(requests.labels.get("status"), Some("200"));
+    assert!(
+        matches!(requests.value, prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) if v >= 1.0),
+        "{text}"
+    );
+    assert!(
+        find("calos_chat_requests_total", ("model", "mock-llama")).is_some(),
+        "{text}"
+    );
+    assert!(
+        find("calos_chat_phase_seconds", ("phase", "ttft")).is_some(),
+        "{text}"
+    );
+    assert!(
+        find("calos_cache_lookups_total", ("result", "miss")).is_some(),
+        "{text}"
+    );
+    assert!(
+        find("calos_queue_running", ("provider", "ollama")).is_some(),
+        "{text}"
+    );
+    assert!(text.contains("calos_active_streams 0"), "{text}");
+    // Raw paths never become labels: a made-up path is not a series.
+    let _ = app
+        .client
+        .get(app.url("/api/made-up-12345"))
+        .send()
+        .await
+        .unwrap();
+    let again = app
+        .client
+        .get(dashboard(&app, "/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!again.contains("made-up-12345"));
+    // Not on the public port.
+    assert_eq!(
+        app.client
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+}
