@@ -224,6 +224,10 @@ impl Exporter {
         StreamGuard(self.active_streams.clone())
     }
 
+    pub fn active_streams(&self) -> i64 {
+        self.active_streams.get()
+    }
+
     pub fn queue(&self, provider: &str, waiting: usize, running: usize) {
         let labels = ProviderLabels {
             provider: provider.to_string(),

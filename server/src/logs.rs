@@ -5,7 +5,8 @@
 
 use serde::Serialize;
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use tokio::sync::broadcast;
 
 /// Lines kept; older ones fall off.
 pub const CAPACITY: usize = 5_000;
@@ -31,9 +32,28 @@ struct Ring {
     next_seq: u64,
 }
 
-#[derive(Clone, Default)]
+/// Cheap to clone; every clone is the same ring.
+#[derive(Clone)]
 pub struct LogRing {
     inner: Arc<Mutex<Ring>>,
+    live: broadcast::Sender<LogLine>,
+}
+
+impl Default for LogRing {
+    fn default() -> Self {
+        Self {
+            inner: Arc::default(),
+            // Subscribers that fall this far behind lose lines (and are told so).
+            live: broadcast::channel(1024).0,
+        }
+    }
+}
+
+/// The process's ring: calos's own tracing events land here (see
+/// `telemetry`), and the server hands it to Mission Control.
+pub fn global() -> &'static LogRing {
+    static RING: OnceLock<LogRing> = OnceLock::new();
+    RING.get_or_init(LogRing::default)
 }
 
 /// Words after which the rest of a token is a secret.
@@ -102,13 +122,22 @@ impl LogRing {
         if ring.lines.len() == CAPACITY {
             ring.lines.pop_front();
         }
-        ring.lines.push_back(LogLine {
+        let line = LogLine {
             seq,
             time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             level: level.to_string(),
             source: source.to_string(),
             message,
-        });
+        };
+        ring.lines.push_back(line.clone());
+        drop(ring);
+        // No subscribers is fine.
+        let _ = self.live.send(line);
+    }
+
+    /// New lines as they are pushed.
+    pub fn subscribe(&self) -> broadcast::Receiver<LogLine> {
+        self.live.subscribe()
     }
 
     /// Up to `limit` most recent lines with `seq >= after`, oldest first.

@@ -36,9 +36,21 @@ struct Inner {
     outcomes: BTreeMap<(String, String, String), u64>,
 }
 
+/// What happened since the dashboard's last one-second sample: counts and
+/// per-phase histograms across providers, swapped out by [`Metrics::take_interval`].
+#[derive(Default)]
+pub struct Interval {
+    pub outcomes: BTreeMap<String, u64>,
+    pub by_model: BTreeMap<(String, String), u64>,
+    pub cache_hits: u64,
+    pub cache_lookups: u64,
+    pub phases: BTreeMap<&'static str, Histogram<u64>>,
+}
+
 #[derive(Clone, Default)]
 pub struct Metrics {
     inner: Arc<Mutex<Inner>>,
+    interval: Arc<Mutex<Interval>>,
     /// The same requests as cumulative histograms and counters for `/metrics`.
     pub exporter: crate::exporter::Exporter,
 }
@@ -90,6 +102,7 @@ impl Metrics {
     pub fn record(&self, provider: &str, model: &str, breakdown: &Breakdown, outcome: &str) {
         self.exporter.chat(provider, model, breakdown, outcome);
         self.exporter.cache_lookup(breakdown.cache_status.as_str());
+        self.record_interval(provider, model, breakdown, outcome);
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
@@ -113,6 +126,46 @@ impl Metrics {
             .outcomes
             .entry((provider.to_string(), model.to_string(), outcome.to_string()))
             .or_insert(0) += 1;
+    }
+
+    fn record_interval(&self, provider: &str, model: &str, b: &Breakdown, outcome: &str) {
+        let Ok(mut interval) = self.interval.lock() else {
+            return;
+        };
+        *interval.outcomes.entry(outcome.to_string()).or_default() += 1;
+        *interval
+            .by_model
+            .entry((provider.to_string(), model.to_string()))
+            .or_default() += 1;
+        match b.cache_status {
+            crate::timing::CacheStatus::Hit => {
+                interval.cache_hits += 1;
+                interval.cache_lookups += 1;
+            }
+            crate::timing::CacheStatus::Miss => interval.cache_lookups += 1,
+            crate::timing::CacheStatus::Bypass => {}
+        }
+        for phase in PHASES {
+            let Some(ms) = phase_value(b, phase) else {
+                continue;
+            };
+            let histogram = match interval.phases.entry(phase) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(v) => match Histogram::new_with_bounds(1, MAX_MICROS, 3) {
+                    Ok(h) => v.insert(h),
+                    Err(_) => continue,
+                },
+            };
+            let _ = histogram.record((ms * 1000.0).round().clamp(1.0, MAX_MICROS as f64) as u64);
+        }
+    }
+
+    /// Everything recorded since the last call, and a fresh interval.
+    pub fn take_interval(&self) -> Interval {
+        self.interval
+            .lock()
+            .map(|mut i| std::mem::take(&mut *i))
+            .unwrap_or_default()
     }
 
     pub fn snapshot(&self) -> Snapshot {

@@ -54,10 +54,11 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("CALOS_TRUSTED_PROXIES: {e}"))?;
         let bots = crate::routes::BotGuard::new(trusted);
         // Read now so a bad file stops startup; the processes start in `run`.
-        let processes = match &args.config {
-            Some(path) => crate::processes::config::load(path)?.processes,
-            None => Vec::new(),
+        let config = match &args.config {
+            Some(path) => crate::processes::config::load(path)?,
+            None => crate::processes::config::ConfigFile::default(),
         };
+        let processes = config.processes;
 
         let mut leptos = leptos::config::get_configuration(None)
             .context("reading the Leptos site configuration (LEPTOS_* variables)")?
@@ -77,8 +78,10 @@ impl Application {
             auth,
             chat,
             bots,
-            logs: crate::logs::LogRing::default(),
+            logs: crate::logs::global().clone(),
             processes: crate::processes::ProcessManager::default(),
+            monitor: crate::monitor::Monitor::default(),
+            targets: std::sync::Arc::new(config.targets),
             runtime: Runtime {
                 started: Instant::now(),
                 cookie_secure: args.cookie_secure,
@@ -121,6 +124,7 @@ impl Application {
             state.chat.metrics().exporter.clone(),
         );
         let managed = state.processes.clone();
+        state.monitor.start(state.clone(), shutdown.clone());
         let throttle = state.auth.throttle().clone();
         let bots = state.bots.clone();
         let housekeeping = tokio::spawn({

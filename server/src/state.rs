@@ -22,6 +22,10 @@ pub struct AppState {
     pub logs: crate::logs::LogRing,
     /// The processes declared in the config file.
     pub processes: crate::processes::ProcessManager,
+    /// Mission Control's live feed.
+    pub monitor: crate::monitor::Monitor,
+    /// Extra health-check targets from the config file.
+    pub targets: std::sync::Arc<Vec<crate::processes::config::TargetSpec>>,
     /// Process facts reported by health checks and used for cookies.
     pub runtime: Runtime,
 }

@@ -11,7 +11,9 @@ use axum::middleware::Next;
 use axum::response::Response;
 use std::net::SocketAddr;
 use std::time::Instant;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
@@ -34,15 +36,26 @@ pub fn filter(level: &str) -> EnvFilter {
     EnvFilter::new(format!("warn,server={level},calos={level},app={level}"))
 }
 
-/// Installs the global subscriber (stderr). Safe to call more than once.
+/// Installs the global subscriber: stderr per `LOG_LEVEL`/`LOG_FORMAT`, and
+/// Mission Control's log feed (calos's info and above, dependencies' warnings).
+/// Safe to call more than once.
 pub fn init(level: &str, format: LogFormat) {
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter(level))
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
+    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let stderr = match format {
+        LogFormat::Json => stderr.json().flatten_event(true).boxed(),
+        LogFormat::Text => stderr.boxed(),
     };
+    let _ = tracing_subscriber::registry()
+        .with(stderr.with_filter(filter(level)))
+        .with(crate::log_feed::FeedLayer.with_filter(crate::log_feed::feed_filter()))
+        .try_init();
+}
+
+/// Only the log feed (tests, which keep stderr quiet).
+pub fn init_feed_only() {
+    let _ = tracing_subscriber::registry()
+        .with(crate::log_feed::FeedLayer.with_filter(crate::log_feed::feed_filter()))
+        .try_init();
 }
 
 /// When a request arrived and its id: the start of every timing breakdown.

@@ -8,6 +8,10 @@
 //! args = ["serve"]
 //! restart = "on-failure"          # always | on-failure | never
 //! health = "http://127.0.0.1:11434/api/tags"
+//!
+//! [[target]]
+//! name = "minio"
+//! url = "http://127.0.0.1:9000/minio/health/live"
 //! ```
 
 use serde::{Deserialize, Serialize};
@@ -75,11 +79,22 @@ pub struct ProcessSpec {
     pub stop_timeout_secs: u64,
 }
 
+/// Something else Mission Control should watch: `http(s)://…` (up on 2xx, e.g.
+/// MinIO's `/minio/health/live`) or `tcp://host:port` (up when it accepts).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSpec {
+    pub name: String,
+    pub url: String,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
     #[serde(default, rename = "process")]
     pub processes: Vec<ProcessSpec>,
+    #[serde(default, rename = "target")]
+    pub targets: Vec<TargetSpec>,
 }
 
 /// Reads and checks the file: names present, unique and URL-safe; commands present.

@@ -1,7 +1,7 @@
 //! The dashboard listener's data: `/metrics` for scrapers, and the admin-only
 //! `/api/monitor/*` (Bearer token or the session cookie, cross-site cookie
-//! writes refused): managed processes and orders to them, recent logs, and the
-//! in-process latency percentiles.
+//! writes refused): the live feed's WebSocket, managed processes and orders to
+//! them, recent logs, and the in-process latency percentiles.
 
 use crate::auth::AdminUser;
 use crate::error::{ApiError, ApiResult};
@@ -9,11 +9,14 @@ use crate::logs::LogLine;
 use crate::processes::{Order, ProcessView};
 use crate::state::AppState;
 use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
-use axum::http::header;
-use axum::response::IntoResponse;
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use futures::stream::SplitSink;
+use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -24,6 +27,100 @@ pub fn router() -> Router<AppState> {
         .route("/api/monitor/processes/{name}/{action}", post(order))
         .route("/api/monitor/logs", get(logs))
         .route("/api/monitor/latency", get(latency))
+        .route("/api/monitor/ws", get(socket))
+}
+
+/// How often a socket re-checks that its user is still a signed-in admin.
+const RECHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// A socket whose client does not take a message within this long is dropped.
+const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Close codes (4000-4999 are the application's).
+const CLOSE_NOT_ADMIN: u16 = 4003;
+const CLOSE_TOO_SLOW: u16 = 4008;
+
+/// The live feed. Browsers always send `Origin` on a WebSocket handshake, and a
+/// cookie rides along on cross-site ones too, so the origin must be ours.
+async fn socket(
+    AdminUser(_admin): AdminUser,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> ApiResult<Response> {
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default();
+        let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+        if host.is_empty() || !origin_host.eq_ignore_ascii_case(host) {
+            return Err(ApiError::Forbidden("Cross-site WebSocket refused.".into()));
+        }
+    }
+    let token = match crate::auth::extract::credential(&headers)? {
+        Some(
+            crate::auth::extract::Credential::Bearer(t)
+            | crate::auth::extract::Credential::Cookie(t),
+        ) => t.to_string(),
+        None => return Err(crate::auth::extract::authentication_required()),
+    };
+    Ok(upgrade.on_upgrade(move |socket| feed(socket, state, token)))
+}
+
+async fn feed(socket: WebSocket, state: AppState, token: String) {
+    let (mut sink, mut incoming) = socket.split();
+    // Subscribe before the snapshot so nothing published in between is lost.
+    let mut live = state.monitor.subscribe();
+    for text in state.monitor.snapshot(&state) {
+        if !send(&mut sink, text).await {
+            return;
+        }
+    }
+    let mut recheck = tokio::time::interval(RECHECK_EVERY);
+    loop {
+        tokio::select! {
+            message = live.recv() => match message {
+                Ok(text) => if !send(&mut sink, text).await { return },
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    close(&mut sink, CLOSE_TOO_SLOW, "too slow: reconnect to resume").await;
+                    return;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+            _ = recheck.tick() => {
+                let still_admin = state
+                    .auth
+                    .authenticate(&token)
+                    .await
+                    .is_ok_and(|a| a.user.role == app::wire::Role::Admin);
+                if !still_admin {
+                    close(&mut sink, CLOSE_NOT_ADMIN, "signed out or no longer an administrator").await;
+                    return;
+                }
+            }
+            from_client = incoming.next() => match from_client {
+                // Pings are answered by axum; the page sends nothing else.
+                Some(Ok(WsMessage::Close(_))) | Some(Err(_)) | None => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
+async fn send(sink: &mut SplitSink<WebSocket, WsMessage>, text: std::sync::Arc<str>) -> bool {
+    let message = WsMessage::Text(text.as_ref().into());
+    matches!(
+        tokio::time::timeout(SEND_TIMEOUT, sink.send(message)).await,
+        Ok(Ok(()))
+    )
+}
+
+async fn close(sink: &mut SplitSink<WebSocket, WsMessage>, code: u16, reason: &'static str) {
+    let frame = CloseFrame {
+        code,
+        reason: reason.into(),
+    };
+    let _ = tokio::time::timeout(SEND_TIMEOUT, sink.send(WsMessage::Close(Some(frame)))).await;
 }
 
 /// Prometheus/OpenMetrics text. Unauthenticated like most exporters: the

@@ -130,6 +130,8 @@ impl TestApp {
         database_url: Option<String>,
         extra: &[&str],
     ) -> Self {
+        // calos's own log events feed Mission Control's log stream.
+        server::telemetry::init_feed_only();
         let dir = tempfile::tempdir().expect("temp dir");
         let mut args = serve_args(extra);
         args.store.data_dir = dir.path().to_path_buf();

@@ -301,3 +301,159 @@ async fn metrics_scrape_clean_with_routes_phases_and_streams() {
         404
     );
 }
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens the feed; `Err(status)` when the handshake is refused.
+async fn open_feed(
+    app: &TestApp,
+    token: Option<&str>,
+    origin: Option<&str>,
+) -> Result<Socket, u16> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let url = format!("ws://{}/api/monitor/ws", app.dashboard_addr);
+    let mut request = url.into_client_request().unwrap();
+    if let Some(token) = token {
+        request
+            .headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    }
+    if let Some(origin) = origin {
+        request
+            .headers_mut()
+            .insert("origin", origin.parse().unwrap());
+    }
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((socket, _)) => Ok(socket),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            Err(response.status().as_u16())
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// The next JSON message, or the close code.
+async fn next_message(socket: &mut Socket) -> Result<Value, Option<u16>> {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(5), socket.next())
+            .await
+            .expect("a message within 5 s");
+        match message {
+            Some(Ok(Message::Text(text))) => return Ok(serde_json::from_str(&text).unwrap()),
+            Some(Ok(Message::Close(frame))) => return Err(frame.map(|f| u16::from(f.code))),
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => return Err(None),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_feed_is_for_admins_and_starts_with_a_snapshot_of_every_kind() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    assert_eq!(open_feed(&app, None, None).await.err(), Some(401));
+    let user = app.token_for(&unique("user"), "user-password").await;
+    assert_eq!(open_feed(&app, Some(&user), None).await.err(), Some(403));
+    let admin = app.admin_token().await;
+    assert_eq!(
+        open_feed(&app, Some(&admin), Some("http://evil.example.com"))
+            .await
+            .err(),
+        Some(403)
+    );
+    let origin = format!("http://{}", app.dashboard_addr);
+    let mut socket = open_feed(&app, Some(&admin), Some(&origin)).await.unwrap();
+    let mut kinds = Vec::new();
+    for _ in 0..4 {
+        kinds.push(
+            next_message(&mut socket).await.unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    assert_eq!(kinds, ["health", "log", "metrics", "process"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_request_shows_in_the_log_and_metrics_feed_within_two_seconds() {
+    let mock = mock(5, 1000.0, 3).await;
+    let app = TestApp::spawn_with(Backend::Sqlite, &["--ollama-url", &mock.url()]).await;
+    let admin = app.admin_token().await;
+    let mut socket = open_feed(&app, Some(&admin), None).await.unwrap();
+    for _ in 0..4 {
+        next_message(&mut socket).await.unwrap();
+    }
+    let token = app.token_for(&unique("chatter"), "chatter-password").await;
+    let body = json!({"model": "mock-llama", "messages": [{"role": "user", "content": "hi"}], "stream": false});
+    let sent = std::time::Instant::now();
+    let chat = app
+        .client
+        .post(app.url("/api/llm/complete"))
+        .bearer_auth(&token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(chat.status(), 200);
+    let request_id = chat.headers()["x-request-id"].to_str().unwrap().to_string();
+    let (mut logged, mut counted) = (false, false);
+    while !(logged && counted) {
+        assert!(
+            sent.elapsed() < Duration::from_secs(2),
+            "logged {logged}, counted {counted}"
+        );
+        let message = next_message(&mut socket).await.unwrap();
+        match message["type"].as_str() {
+            Some("log") => {
+                logged |= message["lines"].as_array().unwrap().iter().any(|l| {
+                    let text = l["message"].as_str().unwrap_or_default();
+                    text.starts_with("calos::performance") && text.contains(&request_id)
+                });
+            }
+            Some("metrics") => {
+                counted |= message["samples"][0]["requestsPerSec"].as_f64() > Some(0.0)
+                    && message["samples"][0]["latency"]["total"]["p50"].as_f64() > Some(0.0);
+            }
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_demoted_or_signed_out_admin_loses_the_feed() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let name = unique("boss");
+    let token = app.token_for(&name, "boss-password").await;
+    app.set_role(&name, "admin").await;
+    let mut socket = open_feed(&app, Some(&token), None).await.unwrap();
+    for _ in 0..4 {
+        next_message(&mut socket).await.unwrap();
+    }
+    app.set_role(&name, "user").await;
+    let closed = loop {
+        if let Err(code) = next_message(&mut socket).await {
+            break code;
+        }
+    };
+    assert_eq!(closed, Some(4003));
+    // Signing out ends a socket the same way.
+    let admin = app.admin_token().await;
+    let mut socket = open_feed(&app, Some(&admin), None).await.unwrap();
+    let out = app
+        .client
+        .post(app.url("/api/auth/logout"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 200);
+    let closed = loop {
+        if let Err(code) = next_message(&mut socket).await {
+            break code;
+        }
+    };
+    assert_eq!(closed, Some(4003));
+}

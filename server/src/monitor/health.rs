@@ -1,0 +1,222 @@
+//! Health of everything calos depends on, checked every few seconds: the
+//! server itself, the database, each configured provider, each managed
+//! process with a health URL, and any `[[target]]` (HTTP or TCP). Each keeps a
+//! status history of per-minute rollups for 24 hours, like Uptime Kuma.
+
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// Rollups kept: one per minute for a day.
+pub const ROLLUPS: usize = 24 * 60;
+/// One check's time limit.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Up,
+    Down,
+}
+
+/// One minute of checks.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rollup {
+    /// Unix time of the minute's start, in seconds.
+    pub minute: i64,
+    pub checks: u32,
+    pub up: u32,
+    pub avg_latency_ms: f64,
+}
+
+/// One check's result.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub status: Status,
+    pub latency: Duration,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Component {
+    pub name: String,
+    /// server, database, provider, process or target.
+    pub kind: &'static str,
+    pub status: Status,
+    pub latency_ms: f64,
+    pub message: String,
+    /// RFC 3339 time the status last changed.
+    pub last_change: String,
+    /// Per-minute rollups, oldest first (full in snapshots, the current minute live).
+    pub history: Vec<Rollup>,
+}
+
+struct Tracked {
+    component: Component,
+    rollups: VecDeque<Rollup>,
+}
+
+/// The health of every component, and its history.
+#[derive(Default)]
+pub struct Board {
+    tracked: Vec<Tracked>,
+}
+
+impl Board {
+    /// Records a check at `now_secs` (Unix seconds); true when the status changed.
+    pub fn record(&mut self, name: &str, kind: &'static str, check: Check, now_secs: i64) -> bool {
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let index = match self.tracked.iter().position(|t| t.component.name == name) {
+            Some(i) => i,
+            None => {
+                self.tracked.push(Tracked {
+                    component: Component {
+                        name: name.to_string(),
+                        kind,
+                        status: check.status,
+                        latency_ms: 0.0,
+                        message: String::new(),
+                        last_change: now.clone(),
+                        history: Vec::new(),
+                    },
+                    rollups: VecDeque::new(),
+                });
+                self.tracked.len() - 1
+            }
+        };
+        let t = &mut self.tracked[index];
+        let changed = t.component.status != check.status;
+        if changed {
+            t.component.last_change = now;
+        }
+        let latency_ms = check.latency.as_secs_f64() * 1000.0;
+        t.component.status = check.status;
+        t.component.latency_ms = latency_ms;
+        t.component.message = check.message;
+        let minute = now_secs - now_secs.rem_euclid(60);
+        match t.rollups.back_mut() {
+            Some(r) if r.minute == minute => {
+                r.avg_latency_ms =
+                    (r.avg_latency_ms * f64::from(r.checks) + latency_ms) / f64::from(r.checks + 1);
+                r.checks += 1;
+                r.up += u32::from(check.status == Status::Up);
+            }
+            _ => {
+                if t.rollups.len() == ROLLUPS {
+                    t.rollups.pop_front();
+                }
+                t.rollups.push_back(Rollup {
+                    minute,
+                    checks: 1,
+                    up: u32::from(check.status == Status::Up),
+                    avg_latency_ms: latency_ms,
+                });
+            }
+        }
+        changed
+    }
+
+    /// Every component; `full` includes the whole history, else the current minute.
+    pub fn components(&self, full: bool) -> Vec<Component> {
+        self.tracked
+            .iter()
+            .map(|t| {
+                let mut c = t.component.clone();
+                c.history = if full {
+                    t.rollups.iter().copied().collect()
+                } else {
+                    t.rollups.back().copied().into_iter().collect()
+                };
+                c
+            })
+            .collect()
+    }
+}
+
+/// `GET url` answered 2xx within the time limit.
+pub async fn http(client: &reqwest::Client, url: &str) -> Check {
+    let started = Instant::now();
+    let result = client.get(url).timeout(CHECK_TIMEOUT).send().await;
+    let latency = started.elapsed();
+    match result {
+        Ok(r) if r.status().is_success() => Check {
+            status: Status::Up,
+            latency,
+            message: format!("HTTP {}", r.status().as_u16()),
+        },
+        Ok(r) => Check {
+            status: Status::Down,
+            latency,
+            message: format!("HTTP {}", r.status().as_u16()),
+        },
+        Err(e) => Check {
+            status: Status::Down,
+            latency,
+            message: e.to_string(),
+        },
+    }
+}
+
+/// `tcp://host:port` accepts a connection within the time limit.
+pub async fn tcp(address: &str) -> Check {
+    let started = Instant::now();
+    let result = tokio::time::timeout(CHECK_TIMEOUT, tokio::net::TcpStream::connect(address)).await;
+    let latency = started.elapsed();
+    match result {
+        Ok(Ok(_)) => Check {
+            status: Status::Up,
+            latency,
+            message: "accepting connections".into(),
+        },
+        Ok(Err(e)) => Check {
+            status: Status::Down,
+            latency,
+            message: e.to_string(),
+        },
+        Err(_) => Check {
+            status: Status::Down,
+            latency,
+            message: format!("no answer within {} s", CHECK_TIMEOUT.as_secs()),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(status: Status, ms: u64) -> Check {
+        Check {
+            status,
+            latency: Duration::from_millis(ms),
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn checks_roll_up_per_minute_and_changes_are_noticed() {
+        let mut board = Board::default();
+        let t0 = 1_800_000_000; // a whole minute
+        assert!(!board.record("db", "database", check(Status::Up, 10), t0));
+        assert!(!board.record("db", "database", check(Status::Up, 20), t0 + 30));
+        assert!(board.record("db", "database", check(Status::Down, 30), t0 + 61));
+        let c = &board.components(true)[0];
+        assert_eq!(c.status, Status::Down);
+        assert_eq!(c.history.len(), 2);
+        assert_eq!((c.history[0].checks, c.history[0].up), (2, 2));
+        assert!((c.history[0].avg_latency_ms - 15.0).abs() < 1e-9);
+        assert_eq!((c.history[1].checks, c.history[1].up), (1, 0));
+        assert_eq!(board.components(false)[0].history.len(), 1);
+    }
+
+    #[test]
+    fn a_day_of_minutes_is_kept() {
+        let mut board = Board::default();
+        for m in 0..(ROLLUPS as i64 + 10) {
+            board.record("x", "target", check(Status::Up, 1), m * 60);
+        }
+        assert_eq!(board.components(true)[0].history.len(), ROLLUPS);
+    }
+}
