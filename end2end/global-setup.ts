@@ -3,7 +3,7 @@
 // with its own SQLite data directory; waits for the lines that name their
 // addresses, and stops both (and removes the directory) when the run ends.
 // Tests reach calos through CALOS_BASE_URL.
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -17,7 +17,7 @@ export default async function globalSetup() {
     ["mock-llm", "--port", "0", "--ttft-ms", "400", "--tokens-per-sec", "6", "--tokens", "12"],
     { cwd: root, stdio: ["ignore", "pipe", "inherit"] },
   );
-  const mockURL = await listening(mock, "mock-llm");
+  const [mockURL] = await listening(mock, "mock-llm");
   const child = spawn(
     binary,
     ["serve", "--local", "--port", "0", "--dashboard-port", "0"],
@@ -27,8 +27,16 @@ export default async function globalSetup() {
       stdio: ["ignore", "pipe", "inherit"],
     },
   );
-  const baseURL = await listening(child, "calos");
+  const [baseURL, dashboardURL] = await listening(child, "calos");
   process.env.CALOS_BASE_URL = baseURL;
+  process.env.CALOS_DASHBOARD_URL = dashboardURL;
+  // An administrator for Mission Control, made the way an operator would.
+  const admin = spawnSync(
+    binary,
+    ["users", "create", "--username", "e2e-admin", "--admin", "--password-stdin"],
+    { cwd: root, env: { ...process.env, CALOS_DATA_DIR: dataDir, DATABASE_URL: "" }, input: "e2e-admin-password\n" },
+  );
+  if (admin.status !== 0) throw new Error(`creating the admin failed: ${admin.stderr}`);
   return async () => {
     for (const proc of [child, mock]) {
       proc.kill("SIGTERM");
@@ -38,9 +46,10 @@ export default async function globalSetup() {
   };
 }
 
-/** Resolves with the URL a process prints in its `listening on URL` line. */
-function listening(child: ChildProcess, name: string): Promise<string> {
-  return new Promise<string>((ok, fail) => {
+/** Resolves with the URL a process prints in its `listening on URL` line, and
+ * calos's dashboard URL from the same line when there is one. */
+function listening(child: ChildProcess, name: string): Promise<[string, string]> {
+  return new Promise<[string, string]>((ok, fail) => {
     const timer = setTimeout(() => fail(new Error(`${name} did not start within 30 s`)), 30_000);
     let seen = "";
     child.stdout!.on("data", (chunk: Buffer) => {
@@ -48,7 +57,8 @@ function listening(child: ChildProcess, name: string): Promise<string> {
       const match = seen.match(/listening on (http:\/\/[^\s]+)/);
       if (match) {
         clearTimeout(timer);
-        ok(match[1]);
+        const dashboard = seen.match(/dashboard (http:\/\/[^\s)]+)/);
+        ok([match[1], dashboard ? dashboard[1] : ""]);
       }
     });
     child.on("exit", (code) => fail(new Error(`${name} exited early with code ${code}`)));

@@ -162,3 +162,54 @@ pub async fn stream_chat(
         }
     }
 }
+
+/// Opens the Mission Control feed on this page's own host and calls `on_text`
+/// with each message, `on_open(true/false)` as the socket opens and closes;
+/// reconnects two seconds after a close. The closures live as long as the page.
+pub fn monitor_feed(on_text: impl Fn(String) + 'static, on_open: impl Fn(bool) + 'static) {
+    use std::rc::Rc;
+    use wasm_bindgen::closure::Closure;
+    let on_text: Rc<dyn Fn(String)> = Rc::new(on_text);
+    let on_open: Rc<dyn Fn(bool)> = Rc::new(on_open);
+    fn connect(on_text: Rc<dyn Fn(String)>, on_open: Rc<dyn Fn(bool)>) {
+        let Some(location) = web_sys::window().map(|w| w.location()) else {
+            return;
+        };
+        let scheme = match location.protocol().as_deref() {
+            Ok("https:") => "wss:",
+            _ => "ws:",
+        };
+        let host = location.host().unwrap_or_default();
+        let Ok(socket) = web_sys::WebSocket::new(&format!("{scheme}//{host}/api/monitor/ws"))
+        else {
+            return;
+        };
+        let text = on_text.clone();
+        let message =
+            Closure::<dyn Fn(web_sys::MessageEvent)>::new(move |ev: web_sys::MessageEvent| {
+                if let Some(s) = ev.data().as_string() {
+                    text(s);
+                }
+            });
+        socket.set_onmessage(Some(message.as_ref().unchecked_ref()));
+        message.forget();
+        let opened = on_open.clone();
+        let open = Closure::<dyn Fn()>::new(move || opened(true));
+        socket.set_onopen(Some(open.as_ref().unchecked_ref()));
+        open.forget();
+        let close = Closure::<dyn Fn()>::new(move || {
+            on_open(false);
+            let (text, open) = (on_text.clone(), on_open.clone());
+            let retry = Closure::once_into_js(move || connect(text, open));
+            if let Some(window) = web_sys::window() {
+                let _ = window.set_timeout_with_callback_and_timeout_and_arguments_0(
+                    retry.unchecked_ref(),
+                    2_000,
+                );
+            }
+        });
+        socket.set_onclose(Some(close.as_ref().unchecked_ref()));
+        close.forget();
+    }
+    connect(on_text, on_open);
+}

@@ -1,11 +1,14 @@
-//! The pages calos serves on its main port, and the pieces they share.
+//! The pages calos serves (chat and login on the main port, Mission Control on
+//! the dashboard port), and the pieces they share.
 
 mod breakdown;
 mod chat;
+mod dashboard;
 mod header;
 mod login;
 
 pub use chat::ChatPage;
+pub use dashboard::DashboardPage;
 pub use header::Header;
 pub use login::LoginPage;
 

@@ -8,6 +8,7 @@
 //! per-minute health rollups, and the broadcast channel (a client that falls
 //! behind it is dropped, not waited for).
 
+pub mod chart;
 pub mod health;
 pub mod sample;
 
@@ -62,6 +63,11 @@ impl Default for Monitor {
 }
 
 impl Monitor {
+    /// The kept samples, oldest first.
+    pub fn samples(&self) -> Vec<MetricsSample> {
+        self.history.lock().map(|h| h.all()).unwrap_or_default()
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<str>> {
         self.hub.subscribe()
     }

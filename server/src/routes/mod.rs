@@ -41,6 +41,7 @@ pub fn app_router(state: AppState) -> Router {
         // series stay bounded whatever paths clients invent.
         .route_layer(middleware::from_fn_with_state(state.clone(), http_metrics))
         .fallback(fallback)
+        .layer(middleware::from_fn(dashboard_elsewhere))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             pages::page_session,
@@ -49,16 +50,57 @@ pub fn app_router(state: AppState) -> Router {
     with_common_layers(router)
 }
 
-/// The Mission Control listener (default 3003): the health check, `/metrics`
-/// and the admin-only `/api/monitor/*`.
+/// The Mission Control listener (default 3003): the dashboard page (admins
+/// only; sign-in pages too, so a signed-out visitor can sign in here), the
+/// health check, `/metrics` and the admin-only `/api/monitor/*`.
 pub fn dashboard_router(state: AppState) -> Router {
     with_common_layers(
         Router::new()
+            .merge(auth::router())
             .merge(health::router())
             .merge(monitor::router())
-            .fallback(api_not_found)
+            .merge(pages::router(&state))
+            .fallback(fallback)
+            .layer(middleware::from_fn(dashboard_guard))
+            .layer(middleware::from_fn_with_state(
+                state.clone(),
+                pages::page_session,
+            ))
             .with_state(state),
     )
+}
+
+fn is_dashboard(path: &str) -> bool {
+    path == "/dashboard" || path == "/dashboard.html"
+}
+
+/// On the dashboard port: `/` is the dashboard; signed-out visitors are sent to
+/// sign in; signed-in users who are not administrators get 403.
+async fn dashboard_guard(req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if req.method() == axum::http::Method::GET && path == "/" {
+        return axum::response::Redirect::to("/dashboard").into_response();
+    }
+    if is_dashboard(path) {
+        match req.extensions().get::<app::session::SessionUser>() {
+            None => return axum::response::Redirect::to("/login").into_response(),
+            Some(app::session::SessionUser(user)) if user.role != app::wire::Role::Admin => {
+                let page = "<!DOCTYPE html><html lang=\"en\"><title>calos: 403</title><body><h1>Mission Control is for administrators</h1><p>Ask an administrator, or create one with <code>calos users create --admin</code>.</p><form method=\"post\" action=\"/logout\"><button>Sign out</button></form></body></html>";
+                return (StatusCode::FORBIDDEN, axum::response::Html(page)).into_response();
+            }
+            Some(_) => {}
+        }
+    }
+    next.run(req).await
+}
+
+/// On the main port the dashboard is not served: it lives on its own port.
+async fn dashboard_elsewhere(req: Request, next: Next) -> Response {
+    if is_dashboard(req.uri().path()) {
+        let page = "<!DOCTYPE html><html lang=\"en\"><title>calos: Mission Control</title><body><h1>Mission Control is on the dashboard port</h1><p>Open this path on the dashboard port instead (3003 by default, <code>CALOS_DASHBOARD_PORT</code>).</p></body></html>";
+        return (StatusCode::NOT_FOUND, axum::response::Html(page)).into_response();
+    }
+    next.run(req).await
 }
 
 /// Counts and times every answered request by its route pattern.

@@ -28,6 +28,39 @@ pub fn router() -> Router<AppState> {
         .route("/api/monitor/logs", get(logs))
         .route("/api/monitor/latency", get(latency))
         .route("/api/monitor/ws", get(socket))
+        .route("/api/monitor/chart.svg", get(chart))
+}
+
+#[derive(Debug, Deserialize)]
+struct ChartQuery {
+    kind: String,
+    /// The page's cache-buster; ignored.
+    #[serde(default, rename = "n")]
+    _n: Option<String>,
+}
+
+/// A chart of the last 15 minutes as SVG (`kind=latency|errors`).
+async fn chart(
+    _admin: AdminUser,
+    State(state): State<AppState>,
+    query: Result<Query<ChartQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    let Query(query) = query.map_err(|e| ApiError::BadRequest {
+        code: "invalid_query",
+        message: e.body_text(),
+        field: None,
+    })?;
+    let kind = crate::monitor::chart::Kind::parse(&query.kind).ok_or(ApiError::BadRequest {
+        code: "invalid_query",
+        message: "kind must be latency or errors".into(),
+        field: Some("kind"),
+    })?;
+    let samples = state.monitor.samples();
+    let svg = tokio::task::spawn_blocking(move || crate::monitor::chart::render(kind, &samples))
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("chart task: {e}")))?
+        .map_err(ApiError::Internal)?;
+    Ok(([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response())
 }
 
 /// How often a socket re-checks that its user is still a signed-in admin.

@@ -457,3 +457,65 @@ async fn a_demoted_or_signed_out_admin_loses_the_feed() {
     };
     assert_eq!(closed, Some(4003));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_page_is_for_admins_on_the_dashboard_port() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let page = |path: &str, token: Option<&str>| {
+        let mut request = app.client.get(dashboard(&app, path));
+        if let Some(token) = token {
+            request = request.header("cookie", format!("calos_session={token}"));
+        }
+        request.send()
+    };
+    for path in ["/dashboard", "/dashboard.html"] {
+        let anonymous = page(path, None).await.unwrap();
+        assert!(
+            anonymous.status().is_redirection(),
+            "{path}: {}",
+            anonymous.status()
+        );
+        assert_eq!(anonymous.headers()["location"], "/login");
+    }
+    let user = app.token_for(&unique("viewer"), "viewer-password").await;
+    assert_eq!(page("/dashboard", Some(&user)).await.unwrap().status(), 403);
+    let admin = app.admin_token().await;
+    let ok = page("/dashboard.html", Some(&admin)).await.unwrap();
+    assert_eq!(ok.status(), 200);
+    let html = ok.text().await.unwrap();
+    assert!(
+        html.contains("Mission Control") && html.contains("/api/monitor/chart.svg"),
+        "{html}"
+    );
+    // `/` on the dashboard port is the dashboard; the sign-in page is served there too.
+    let root = page("/", Some(&admin)).await.unwrap();
+    assert_eq!(root.headers()["location"], "/dashboard");
+    assert_eq!(
+        page("/", None).await.unwrap().headers()["location"],
+        "/login"
+    );
+    assert_eq!(page("/login", None).await.unwrap().status(), 200);
+    // Not on the main port.
+    let elsewhere = app
+        .client
+        .get(app.url("/dashboard"))
+        .header("cookie", format!("calos_session={admin}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.status(), 404);
+    // The charts are SVG drawn by the server; a wrong kind is a 400 in the API's shape.
+    let chart = get(&app, "/api/monitor/chart.svg?kind=latency&n=3", &admin).await;
+    assert_eq!(chart.status(), 200);
+    assert_eq!(chart.headers()["content-type"], "image/svg+xml");
+    assert!(chart.text().await.unwrap().starts_with("<svg"));
+    let bad = get(&app, "/api/monitor/chart.svg?kind=pie", &admin).await;
+    assert_eq!(error_code(bad).await, (400, "invalid_query".into()));
+    let anonymous_chart = app
+        .client
+        .get(dashboard(&app, "/api/monitor/chart.svg?kind=errors"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous_chart.status(), 401);
+}

@@ -1,0 +1,58 @@
+import { expect, test } from "@playwright/test";
+
+// Mission Control on the dashboard port; global-setup.ts made the admin.
+const dashboard = () => process.env.CALOS_DASHBOARD_URL!;
+
+test("an admin watches health live and sees a chat request in the log feed and latency chart within 2 s", async ({ page, browser }) => {
+  // Signed out: sent to sign in.
+  await page.goto(`${dashboard()}/dashboard.html`);
+  await expect(page).toHaveURL(/\/login$/);
+  const login = await page.request.post(`${dashboard()}/api/auth/login`, {
+    data: { username: "e2e-admin", password: "e2e-admin-password" },
+  });
+  expect(login.status()).toBe(200);
+  await page.goto(`${dashboard()}/dashboard.html`);
+  await expect(page.locator("main[data-hydrated='true']")).toBeVisible();
+  await expect(page.getByTestId("feed-status")).toHaveText("live");
+  for (const name of ["server", "database", "sim"]) {
+    await expect(page.locator(`[data-testid='health-tile'][data-name='${name}']`)).toContainText("up");
+  }
+
+  // Someone chats in another tab (another browser context, another user).
+  const other = await browser.newContext({ baseURL: process.env.CALOS_BASE_URL });
+  const username = `e2e-watched-${Date.now()}`;
+  const registered = await other.request.post("/api/auth/register", { data: { username, password: "watched-password-1" } });
+  expect(registered.status()).toBe(201);
+  const chat = await other.request.post("/api/llm/complete", {
+    data: { model: "mock-llama", messages: [{ role: "user", content: "watch me" }], stream: false },
+  });
+  expect(chat.status()).toBe(200);
+  const requestId = chat.headers()["x-request-id"];
+  const answered = Date.now();
+
+  // Its [Performance] line reaches the log feed...
+  await expect(page.getByTestId("log-lines")).toContainText(requestId, { timeout: 2_000 });
+  // ...and its latency the figures and the chart (whose SVG says how many
+  // seconds it plots).
+  await expect(page.getByTestId("total-p50")).toHaveText(/ms$/, { timeout: 2_000 - (Date.now() - answered) });
+  const chart = await page.request.get(`${dashboard()}/api/monitor/chart.svg?kind=latency`);
+  expect(await chart.text()).toMatch(/<desc>[1-9]\d* seconds with data<\/desc>/);
+
+  // Filtering and pausing work on the page.
+  await page.getByLabel("Filter log text").fill(requestId);
+  const lines = page.getByTestId("log-line");
+  await expect(lines.first()).toContainText(requestId);
+  for (const text of await lines.allTextContents()) expect(text).toContain(requestId);
+  await page.getByTestId("pause-logs").click();
+  await expect(page.getByTestId("pause-logs")).toHaveText("Resume");
+  await other.close();
+});
+
+test("a signed-in user who is not an administrator gets 403", async ({ page }) => {
+  const username = `e2e-nosy-${Date.now()}`;
+  const registered = await page.request.post(`${dashboard()}/api/auth/register`, { data: { username, password: "nosy-password-1" } });
+  expect(registered.status()).toBe(201);
+  const response = await page.goto(`${dashboard()}/dashboard`);
+  expect(response?.status()).toBe(403);
+  await expect(page.locator("h1")).toHaveText("Mission Control is for administrators");
+});
