@@ -71,6 +71,18 @@ pub fn authentication_required() -> ApiError {
     }
 }
 
+/// `Some(true)` when the request's `Origin` names the host it was sent to,
+/// `Some(false)` when it names another, `None` without an `Origin`.
+pub fn origin_matches_host(headers: &HeaderMap) -> Option<bool> {
+    let origin = headers.get(header::ORIGIN)?.to_str().ok()?;
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+    Some(!host.is_empty() && origin_host.eq_ignore_ascii_case(host))
+}
+
 /// For cookie-authenticated writes: the browser's `Origin` (or `Sec-Fetch-Site`)
 /// must say the request comes from a page of ours.
 fn same_origin(parts: &Parts) -> bool {
@@ -78,16 +90,8 @@ fn same_origin(parts: &Parts) -> bool {
         return true;
     }
     let headers = &parts.headers;
-    if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
-        let host = headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or_default();
-        let origin_host = origin
-            .split_once("://")
-            .map(|(_, rest)| rest)
-            .unwrap_or(origin);
-        return !host.is_empty() && origin_host.eq_ignore_ascii_case(host);
+    if let Some(matches) = origin_matches_host(headers) {
+        return matches;
     }
     match headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
         Some(site) => site == "same-origin" || site == "none",

@@ -159,28 +159,36 @@ pub async fn http(client: &reqwest::Client, url: &str) -> Check {
     }
 }
 
+/// Runs `probe` within the time limit and times it: up when it succeeds
+/// (`describe` words the success), down with the error or the timeout.
+pub async fn timed<T, E: std::fmt::Display>(
+    probe: impl std::future::Future<Output = Result<T, E>>,
+    describe: impl FnOnce(&T) -> String,
+) -> Check {
+    let started = Instant::now();
+    let result = tokio::time::timeout(CHECK_TIMEOUT, probe).await;
+    let latency = started.elapsed();
+    let (status, message) = match result {
+        Ok(Ok(value)) => (Status::Up, describe(&value)),
+        Ok(Err(e)) => (Status::Down, e.to_string()),
+        Err(_) => (
+            Status::Down,
+            format!("no answer within {} s", CHECK_TIMEOUT.as_secs()),
+        ),
+    };
+    Check {
+        status,
+        latency,
+        message,
+    }
+}
+
 /// `tcp://host:port` accepts a connection within the time limit.
 pub async fn tcp(address: &str) -> Check {
-    let started = Instant::now();
-    let result = tokio::time::timeout(CHECK_TIMEOUT, tokio::net::TcpStream::connect(address)).await;
-    let latency = started.elapsed();
-    match result {
-        Ok(Ok(_)) => Check {
-            status: Status::Up,
-            latency,
-            message: "accepting connections".into(),
-        },
-        Ok(Err(e)) => Check {
-            status: Status::Down,
-            latency,
-            message: e.to_string(),
-        },
-        Err(_) => Check {
-            status: Status::Down,
-            latency,
-            message: format!("no answer within {} s", CHECK_TIMEOUT.as_secs()),
-        },
-    }
+    timed(tokio::net::TcpStream::connect(address), |_| {
+        "accepting connections".into()
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -153,54 +153,21 @@ impl Monitor {
                     message: format!("up {} s", state.runtime.started.elapsed().as_secs()),
                 },
             )];
-            let started = Instant::now();
-            let db = tokio::time::timeout(health::CHECK_TIMEOUT, state.db.ping()).await;
+            let backend = state.db.backend();
             checks.push((
                 "database".into(),
                 "database",
-                match db {
-                    Ok(Ok(latency)) => Check {
-                        status: Status::Up,
-                        latency,
-                        message: state.db.backend().into(),
-                    },
-                    Ok(Err(e)) => Check {
-                        status: Status::Down,
-                        latency: started.elapsed(),
-                        message: e.to_string(),
-                    },
-                    Err(_) => Check {
-                        status: Status::Down,
-                        latency: started.elapsed(),
-                        message: "no answer within 2 s".into(),
-                    },
-                },
+                health::timed(state.db.ping(), |_| backend.into()).await,
             ));
             for slot in state.chat.router().providers() {
                 let provider = &slot.provider;
                 if matches!(provider, crate::llm::Provider::Unconfigured { .. }) {
                     continue;
                 }
-                let started = Instant::now();
-                let answer = tokio::time::timeout(health::CHECK_TIMEOUT, provider.models()).await;
-                let latency = started.elapsed();
-                let check = match answer {
-                    Ok(Ok(models)) => Check {
-                        status: Status::Up,
-                        latency,
-                        message: format!("{} models", models.len()),
-                    },
-                    Ok(Err(e)) => Check {
-                        status: Status::Down,
-                        latency,
-                        message: e.to_string(),
-                    },
-                    Err(_) => Check {
-                        status: Status::Down,
-                        latency,
-                        message: "no answer within 2 s".into(),
-                    },
-                };
+                let check = health::timed(provider.models(), |models| {
+                    format!("{} models", models.len())
+                })
+                .await;
                 checks.push((provider.name().to_string(), "provider", check));
             }
             for process in state.processes.list() {

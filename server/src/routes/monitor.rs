@@ -80,15 +80,8 @@ async fn socket(
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> ApiResult<Response> {
-    if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
-        let host = headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or_default();
-        let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
-        if host.is_empty() || !origin_host.eq_ignore_ascii_case(host) {
-            return Err(ApiError::Forbidden("Cross-site WebSocket refused.".into()));
-        }
+    if crate::auth::extract::origin_matches_host(&headers) == Some(false) {
+        return Err(ApiError::Forbidden("Cross-site WebSocket refused.".into()));
     }
     let token = match crate::auth::extract::credential(&headers)? {
         Some(

@@ -108,7 +108,7 @@ pub async fn measure(args: &PerfArgs) -> Result<PerfReport, ToolError> {
         .bearer_auth(&token)
         .header("X-Timing-Detail", "true")
         .json(&ChatApi::Calos.body(&args.model, &args.prompt, args.stream))
-        .timeout(super::load::seconds(args.timeout));
+        .timeout(crate::config::secs(args.timeout));
     if !args.allow_cache {
         request = request.header(reqwest::header::CACHE_CONTROL, "no-cache");
     }

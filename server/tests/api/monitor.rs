@@ -19,6 +19,15 @@ async fn get(app: &TestApp, path: &str, token: &str) -> reqwest::Response {
         .unwrap()
 }
 
+async fn post(app: &TestApp, path: &str, token: &str) -> reqwest::Response {
+    app.client
+        .post(dashboard(app, path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// calos with one managed process declared in a config file.
 async fn with_process(toml: &str) -> (TestApp, String, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -118,13 +127,7 @@ async fn a_failing_process_is_restarted_with_backoff_and_its_output_logged() {
         "{logs:#}"
     );
     // An administrator stops it; it stays stopped.
-    let stop = app
-        .client
-        .post(dashboard(&app, "/api/monitor/processes/flaky/stop"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
+    let stop = post(&app, "/api/monitor/processes/flaky/stop", &admin).await;
     assert_eq!(stop.status(), 200);
     let stopped = wait_for(&app, &admin, "flaky", |p| p["status"] == "stopped").await;
     let restarts = stopped["restarts"].as_u64();
@@ -136,21 +139,9 @@ async fn a_failing_process_is_restarted_with_backoff_and_its_output_logged() {
         "no restarts while stopped"
     );
     // Unknown processes and actions are 404s in the API's shape.
-    let unknown = app
-        .client
-        .post(dashboard(&app, "/api/monitor/processes/nope/stop"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
+    let unknown = post(&app, "/api/monitor/processes/nope/stop", &admin).await;
     assert_eq!(error_code(unknown).await, (404, "not_found".into()));
-    let bad = app
-        .client
-        .post(dashboard(&app, "/api/monitor/processes/flaky/explode"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
+    let bad = post(&app, "/api/monitor/processes/flaky/explode", &admin).await;
     assert_eq!(error_code(bad).await, (404, "not_found".into()));
     let bad_query = get(&app, "/api/monitor/logs?limit=lots", &admin).await;
     assert_eq!(error_code(bad_query).await, (400, "invalid_query".into()));
@@ -172,13 +163,7 @@ async fn a_crash_loop_stops_the_restarts_until_an_administrator_starts_it() {
     .await;
     let p = wait_for(&app, &admin, "doomed", |p| p["status"] == "crash-loop").await;
     assert_eq!(p["restarts"], 3, "{p}");
-    let start = app
-        .client
-        .post(dashboard(&app, "/api/monitor/processes/doomed/start"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
+    let start = post(&app, "/api/monitor/processes/doomed/start", &admin).await;
     assert_eq!(start.status(), 200);
     wait_for(&app, &admin, "doomed", |p| p["restarts"].as_u64() > Some(3)).await;
 }

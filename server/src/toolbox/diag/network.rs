@@ -183,7 +183,7 @@ async fn probe(url: &Url, timeout: Duration) -> Probe {
 pub async fn measure(args: &NetworkArgs) -> Result<NetworkReport, ToolError> {
     let url =
         Url::parse(&args.url).map_err(|e| anyhow::anyhow!("{:?} is not a URL: {e}", args.url))?;
-    let timeout = crate::toolbox::load::seconds(args.timeout);
+    let timeout = crate::config::secs(args.timeout);
     let mut probes = Vec::new();
     for i in 0..args.count.max(1) {
         if i > 0 {

@@ -106,11 +106,6 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-/// Seconds from a flag, bounded to something tokio accepts.
-pub fn seconds(value: f64) -> Duration {
-    Duration::from_secs_f64(value.clamp(0.001, 86_400.0))
-}
-
 /// A throwaway account.
 struct Ephemeral {
     username: String,
@@ -290,7 +285,7 @@ async fn load(
         args.api,
         (&args.model, &args.prompt, args.stream),
         args.no_cache,
-        seconds(args.timeout),
+        crate::config::secs(args.timeout),
         &tokens,
     )?);
     let quiet = args.json;
