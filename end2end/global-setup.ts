@@ -2,7 +2,7 @@
 // calos binary pointed at it as its Ollama, both on free ports (port 0), calos
 // with its own SQLite data directory; waits for the lines that name their
 // addresses, and stops both (and removes the directory) when the run ends.
-// Tests reach calos through CALOS_BASE_URL.
+// A `calos mock-oauth` plays Google. Tests reach calos through CALOS_BASE_URL.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -18,12 +18,25 @@ export default async function globalSetup() {
     { cwd: root, stdio: ["ignore", "pipe", "inherit"] },
   );
   const [mockURL] = await listening(mock, "mock-llm");
+  // A local OAuth / OpenID provider: calos's "Sign in with Google" goes there.
+  const idp = spawn(binary, ["mock-oauth", "--port", "0"], { cwd: root, stdio: ["ignore", "pipe", "inherit"] });
+  const [idpURL] = await listening(idp, "mock-oauth");
   const child = spawn(
     binary,
     ["serve", "--local", "--port", "0", "--dashboard-port", "0"],
     {
       cwd: root,
-      env: { ...process.env, CALOS_DATA_DIR: dataDir, DATABASE_URL: "", LOG_LEVEL: "warn", OLLAMA_URL: mockURL },
+      env: {
+        ...process.env,
+        CALOS_DATA_DIR: dataDir,
+        DATABASE_URL: "",
+        LOG_LEVEL: "warn",
+        OLLAMA_URL: mockURL,
+        // mock-oauth's default client registration.
+        GOOGLE_CLIENT_ID: "calos-local",
+        GOOGLE_CLIENT_SECRET: "calos-local-secret",
+        CALOS_GOOGLE_ISSUER: `${idpURL}/google`,
+      },
       stdio: ["ignore", "pipe", "inherit"],
     },
   );
@@ -38,7 +51,7 @@ export default async function globalSetup() {
   );
   if (admin.status !== 0) throw new Error(`creating the admin failed: ${admin.stderr}`);
   return async () => {
-    for (const proc of [child, mock]) {
+    for (const proc of [child, mock, idp]) {
       proc.kill("SIGTERM");
       await new Promise((done) => proc.once("exit", done));
     }

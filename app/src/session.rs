@@ -18,5 +18,17 @@ pub async fn whoami() -> Result<Option<UserView>, ServerFnError> {
     Ok(parts.and_then(|p| p.extensions.get::<SessionUser>().map(|s| s.0.clone())))
 }
 
+/// The OAuth providers this server offers, inserted by the server for pages.
+#[derive(Debug, Clone, Default)]
+pub struct OAuthOptions(pub Vec<crate::wire::OAuthButton>);
+
+#[server(endpoint = "session/sign_in_options")]
+pub async fn sign_in_options() -> Result<Vec<crate::wire::OAuthButton>, ServerFnError> {
+    let parts = use_context::<http::request::Parts>();
+    Ok(parts
+        .and_then(|p| p.extensions.get::<OAuthOptions>().map(|o| o.0.clone()))
+        .unwrap_or_default())
+}
+
 /// The current user, available to every component under `App`.
 pub type CurrentUser = OnceResource<Result<Option<UserView>, ServerFnError>>;

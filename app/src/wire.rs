@@ -62,6 +62,50 @@ pub struct AuthResponse {
     pub user: UserView,
 }
 
+/// `POST /api/auth/soulfra/challenge`: the Ed25519 public key, 32 bytes as hex.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ChallengeRequest {
+    pub public_key: String,
+}
+
+/// A single-use challenge: sign its UTF-8 bytes before `expires_at`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChallengeResponse {
+    pub success: bool,
+    pub challenge: String,
+    /// RFC 3339, UTC.
+    pub expires_at: String,
+}
+
+/// `POST /api/auth/soulfra/verify`: hex key and hex signature over the challenge.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct VerifyRequest {
+    pub public_key: String,
+    pub challenge: String,
+    pub signature: String,
+    /// Only used when this proof creates the account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+}
+
+/// A configured OAuth provider, as the login page's button shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OAuthButton {
+    pub name: String,
+    pub label: String,
+    pub url: String,
+}
+
+/// `PATCH /api/auth/me`: rename the account.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateMeRequest {
+    pub username: String,
+}
+
 /// `GET /api/auth/me`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MeResponse {
@@ -113,6 +157,23 @@ pub fn login_error_message(code: &str) -> Option<&'static str> {
         "password_too_long" => "Passwords can have at most 128 characters.",
         "missing_field" => "Please fill in every required field.",
         "service_unavailable" => "The service is busy. Try again in a moment.",
+        "not_found" => "That sign-in method is not configured here.",
+        "oauth_denied" => "The sign-in was cancelled at the provider.",
+        "oauth_state_mismatch" | "oauth_missing_code" | "invalid_query" => {
+            "That sign-in expired or was not started in this browser. Please try again."
+        }
+        "oauth_issuer_mismatch" | "oauth_code_rejected" | "oauth_id_token_invalid" => {
+            "The provider's answer could not be verified. Please try again."
+        }
+        "oauth_provider_unavailable" | "oauth_misconfigured" => {
+            "The sign-in provider cannot be reached right now."
+        }
+        "oauth_account_exists" => {
+            "An account with this email exists. Sign in with your password, then link the provider."
+        }
+        "identity_taken" => "That sign-in is already linked to another account.",
+        "forbidden" => "The provider has not verified this email, so it cannot be linked.",
+        "invalid_proof" => "The key's signature did not check out. Please try again.",
         _ => return None,
     })
 }

@@ -56,3 +56,25 @@ test("a signed-in user who is not an administrator gets 403", async ({ page }) =
   expect(response?.status()).toBe(403);
   await expect(page.locator("h1")).toHaveText("Mission Control is for administrators");
 });
+
+test("an admin records a CPU flamegraph of the running server from the page", async ({ page }) => {
+  const login = await page.request.post(`${dashboard()}/api/auth/login`, {
+    data: { username: "e2e-admin", password: "e2e-admin-password" },
+  });
+  expect(login.status()).toBe(200);
+  await page.goto(`${dashboard()}/dashboard`);
+  await page.getByTestId("profile-seconds").fill("2");
+  // Keep calos busy while it samples, so the flamegraph has something in it.
+  const busy = (async () => {
+    const until = Date.now() + 2_500;
+    while (Date.now() < until) {
+      await page.request.get(`${dashboard()}/api/monitor/chart.svg?kind=latency`);
+    }
+  })();
+  await page.getByTestId("profile-start").click();
+  await busy;
+  const frame = page.frameLocator("iframe[name='profile-frame']");
+  // inferno's flamegraph: each frame's title says "function (N samples, P%)";
+  // an idle window would say "No CPU samples" instead.
+  await expect(frame.locator("svg").first()).toContainText(/\d+ samples?, \d/, { timeout: 15_000 });
+});

@@ -32,6 +32,10 @@ pub enum Command {
     Users(crate::users_cli::UsersArgs),
     /// A real HTTP upstream emulator (Ollama and OpenAI wire formats) for tests and benchmarks.
     MockLlm(crate::mock_llm::MockArgs),
+    /// A real HTTP OAuth 2.0 / OpenID provider emulator (Google, GitHub and Apple flavours) for tests.
+    MockOauth(crate::mock_oauth::MockOAuthArgs),
+    /// Ed25519 identities: make a key, show it, sign in with it (no email, no password).
+    Identity(crate::identity_cli::IdentityArgs),
     /// Sign in and time one chat; split it into auth, database, queue, LLM, network; name the culprit.
     Perf(Box<crate::toolbox::perf::PerfArgs>),
     /// Load-test a chat endpoint (closed or open loop, streamed or not) with HDR percentiles.
@@ -123,8 +127,32 @@ pub struct ServeArgs {
     /// Comma-separated proxy IPs whose X-Forwarded-For is believed.
     #[arg(long, env = "CALOS_TRUSTED_PROXIES", default_value = "")]
     pub trusted_proxies: String,
+    /// Where people reach calos (`https://chat.example.com`): OAuth redirect URIs
+    /// and Ed25519 challenges name it. Unset: `http://localhost:PORT`.
+    #[arg(long, env = "CALOS_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    #[command(flatten)]
+    pub oauth: crate::auth::oauth::OAuthArgs,
     #[command(flatten)]
     pub llm: LlmArgs,
+}
+
+impl ServeArgs {
+    /// The public URL without a trailing slash.
+    pub fn public_url(&self, bound_port: u16) -> String {
+        match self.public_url.as_deref().map(str::trim) {
+            Some(url) if !url.is_empty() => url.trim_end_matches('/').to_string(),
+            _ => format!("http://localhost:{bound_port}"),
+        }
+    }
+
+    pub fn bind_ip(&self) -> IpAddr {
+        if self.local {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        } else {
+            self.host
+        }
+    }
 }
 
 /// Providers, routing, queueing, caching and stream limits.
@@ -220,16 +248,6 @@ pub struct LlmArgs {
 
 pub fn secs(value: f64) -> std::time::Duration {
     std::time::Duration::from_secs_f64(value.clamp(0.001, 86_400.0))
-}
-
-impl ServeArgs {
-    pub fn bind_ip(&self) -> IpAddr {
-        if self.local {
-            IpAddr::V4(Ipv4Addr::LOCALHOST)
-        } else {
-            self.host
-        }
-    }
 }
 
 #[cfg(test)]

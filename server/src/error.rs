@@ -240,6 +240,54 @@ impl From<crate::auth::AuthError> for ApiError {
             A::Password(PasswordError::Failed(cause)) => ApiError::Internal(anyhow::anyhow!(cause)),
             A::Db(db) => ApiError::from(db),
             A::Token(cause) => ApiError::Internal(anyhow::anyhow!(cause)),
+            A::Taken(Taken::Identity) => ApiError::Conflict {
+                code: "identity_taken",
+                message: "That sign-in is already linked to an account.".into(),
+                field: None,
+            },
+            A::MalformedProof(m) => {
+                use crate::auth::soulfra::MalformedProof as M;
+                let field = match m {
+                    M::PublicKeyEncoding | M::PublicKeyPoint => "publicKey",
+                    M::SignatureEncoding => "signature",
+                    M::Challenge => "challenge",
+                };
+                ApiError::invalid_field("invalid_field", field, m.to_string())
+            }
+            A::OAuthAccountExists(_) => ApiError::Conflict {
+                code: "oauth_account_exists",
+                message: e.to_string(),
+                field: None,
+            },
+            A::OAuthEmailUnverified(_) => ApiError::Forbidden(e.to_string()),
+            A::ProofRejected(_) => ApiError::Unauthorized {
+                code: "invalid_proof",
+                message: e.to_string(),
+            },
+        }
+    }
+}
+
+impl From<crate::auth::oauth::OAuthError> for ApiError {
+    fn from(e: crate::auth::oauth::OAuthError) -> Self {
+        use crate::auth::oauth::OAuthError as O;
+        let code = e.code();
+        match e {
+            O::NotConfigured(_) => ApiError::NotFound(e.to_string()),
+            O::Denied(_) | O::State | O::IssuerMismatch | O::MissingCode => {
+                ApiError::bad_request(code, e.to_string())
+            }
+            O::CodeRejected(_) | O::IdToken(_) => ApiError::Unauthorized {
+                code,
+                message: e.to_string(),
+            },
+            O::ProviderUnavailable(_) => ApiError::Upstream {
+                status: StatusCode::BAD_GATEWAY,
+                code,
+                message: e.to_string(),
+                retry_after: None,
+            },
+            O::Misconfigured(_) => ApiError::Unavailable(e.to_string()),
         }
     }
 }

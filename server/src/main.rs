@@ -13,6 +13,8 @@ async fn main() -> std::process::ExitCode {
         Some(Command::Users(args)) => server::users_cli::run(args, &mut std::io::stdout()).await,
         Some(Command::Serve(args)) => serve(*args).await,
         Some(Command::MockLlm(args)) => server::mock_llm::run(args).await,
+        Some(Command::MockOauth(args)) => server::mock_oauth::run(args).await,
+        Some(Command::Identity(args)) => server::identity_cli::run(args).await,
         Some(Command::Perf(args)) => {
             return tool(server::toolbox::perf::run(*args).await.map(|()| 0))
         }

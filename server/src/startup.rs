@@ -48,7 +48,6 @@ impl Application {
                 args.login_failure_refill_secs.clamp(0.001, 86_400.0),
             ),
         });
-        let auth = AuthService::new(db.clone(), passwords, jwt, throttle);
         let chat = crate::providers::build_chat(&args.llm).await?;
         let trusted = crate::net::parse_ips(&args.trusted_proxies)
             .map_err(|e| anyhow::anyhow!("CALOS_TRUSTED_PROXIES: {e}"))?;
@@ -71,11 +70,18 @@ impl Application {
             .await
             .with_context(|| format!("binding {ip}:{} for Mission Control", args.dashboard_port))?;
         leptos.site_addr = api_listener.local_addr()?;
+        let public_url = args.public_url(leptos.site_addr.port());
+        let auth = AuthService::new(db.clone(), passwords, jwt, throttle, &public_url);
+        let oauth = crate::auth::oauth::OAuthService::new(&args.oauth, &public_url)?;
+        for provider in oauth.configured() {
+            tracing::info!(provider = provider.name(), "oauth sign-in enabled");
+        }
 
         let state = AppState {
             leptos,
             db,
             auth,
+            oauth,
             chat,
             bots,
             logs: crate::logs::global().clone(),

@@ -14,6 +14,8 @@ pub struct AppState {
     pub db: Db,
     /// Registration, sign-in, sign-out and token checks.
     pub auth: AuthService,
+    /// Sign-in through Google, GitHub or Apple.
+    pub oauth: crate::auth::oauth::OAuthService,
     /// Chat: routing, cache, queues, upstream calls.
     pub chat: crate::chat::ChatService,
     /// Per-IP throttle for unauthenticated chat callers.

@@ -164,6 +164,9 @@ async fn create(
         }
         Err(InsertError::Taken(Taken::Username)) => bail!("username {username:?} is already taken"),
         Err(InsertError::Taken(Taken::Email)) => bail!("that email is already registered"),
+        Err(InsertError::Taken(Taken::Identity)) => {
+            bail!("that sign-in identity already has an account")
+        }
         Err(InsertError::Db(e)) => Err(e.into()),
     }
 }

@@ -124,6 +124,7 @@ pub fn DashboardPage() -> impl IntoView {
             </section>
             <Processes feed/>
             <Logs feed/>
+            <Profiler/>
         </main>
     }
 }
@@ -290,6 +291,25 @@ fn Logs(feed: Feed) -> impl IntoView {
                     </li>
                 </For>
             </ol>
+        </section>
+    }
+}
+
+/// An on-demand CPU flamegraph of the server. A plain GET form aimed at the
+/// frame below, so it works before (and without) the WASM bundle.
+#[component]
+fn Profiler() -> impl IntoView {
+    view! {
+        <section class="profile">
+            <h2>"CPU profile"</h2>
+            <form method="get" action="/api/monitor/profile" target="profile-frame" class="inline">
+                <label>"Seconds "
+                    <input name="seconds" type="number" min="1" max="60" value="10" data-testid="profile-seconds"/>
+                </label>
+                <button type="submit" data-testid="profile-start">"Record flamegraph"</button>
+            </form>
+            <p class="muted">"Samples every thread at 99 Hz while calos serves requests; an idle server shows no samples."</p>
+            <iframe name="profile-frame" title="CPU flamegraph" data-testid="profile-frame" class="flamegraph"></iframe>
         </section>
     }
 }

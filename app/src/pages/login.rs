@@ -41,6 +41,7 @@ pub fn LoginPage() -> impl IntoView {
     let register_error = RwSignal::new(from_url(Form::Register));
     let pending = RwSignal::new(false);
 
+    let providers = OnceResource::new_blocking(crate::session::sign_in_options());
     let on_login = move |ev: SubmitEvent| submit_login(ev, login_error, pending);
     let on_register = move |ev: SubmitEvent| submit_register(ev, register_error, pending);
 
@@ -64,6 +65,21 @@ pub fn LoginPage() -> impl IntoView {
                     <FormError error=login_error field=Some("password")/>
                     <button type="submit" disabled=move || pending.get()>"Sign in"</button>
                 </form>
+                <Suspense fallback=|| ()>
+                    {move || Suspend::new(async move {
+                        let list = providers.await.unwrap_or_default();
+                        (!list.is_empty()).then(|| view! {
+                            <div class="oauth" data-testid="oauth-buttons">
+                                <p class="muted">"or continue with"</p>
+                                {list.into_iter().map(|p| view! {
+                                    <a class="button secondary" href=p.url data-provider=p.name.clone()>
+                                        {p.label}
+                                    </a>
+                                }).collect_view()}
+                            </div>
+                        })
+                    })}
+                </Suspense>
             </section>
             <section class="card" aria-labelledby="register-title">
                 <h2 id="register-title">"Create account"</h2>

@@ -3,8 +3,10 @@
 
 pub mod extract;
 pub mod jwt;
+pub mod oauth;
 pub mod password;
 pub mod service;
+pub mod soulfra;
 pub mod throttle;
 pub mod validate;
 

@@ -3,8 +3,10 @@
 
 use super::jwt::{JwtKeys, TokenError};
 use super::password::{PasswordError, Passwords};
+use super::soulfra::{Challenge, Challenges, MalformedProof, ProofRejected};
 use super::throttle::LoginThrottle;
 use super::validate::{self, FieldError};
+use crate::db::identities::{self, Identity};
 use crate::db::users::{self, InsertError, NewUser, Taken, UserRow};
 use crate::db::Db;
 use app::wire::{LoginRequest, RegisterRequest, Role, UserView};
@@ -35,6 +37,18 @@ pub enum AuthError {
     Db(#[from] sqlx::Error),
     #[error("could not issue a token: {0}")]
     Token(String),
+    #[error(transparent)]
+    MalformedProof(#[from] MalformedProof),
+    /// An OAuth sign-in whose verified email already belongs to an account that
+    /// has not linked this provider: never merged silently (ASVS 10.5.2).
+    #[error("An account with this email already exists. Sign in to it first, then link {0}.")]
+    OAuthAccountExists(&'static str),
+    /// Linking needs the provider to vouch for the email.
+    #[error("{0} has not verified this account's email address, so it cannot be linked.")]
+    OAuthEmailUnverified(&'static str),
+    /// An Ed25519 proof that proves nothing (the reason is logged, not told).
+    #[error("The signature does not prove this key: ask for a new challenge and sign it.")]
+    ProofRejected(ProofRejected),
 }
 
 /// A successfully authenticated request's user, as of this request.
@@ -53,6 +67,7 @@ pub struct AuthService {
     passwords: Passwords,
     jwt: JwtKeys,
     throttle: LoginThrottle,
+    challenges: Challenges,
 }
 
 /// A fresh session: the token and who it is for.
@@ -61,13 +76,217 @@ pub struct Session {
     pub user: UserView,
 }
 
+/// An account that signs in only through an identity (no password).
+fn passwordless<'a>(username: &'a str, email: Option<&'a str>) -> NewUser<'a> {
+    NewUser {
+        username,
+        email,
+        password_hash: None,
+        role: Role::User,
+        persistent: false,
+    }
+}
+
+/// A username for a new OAuth account: the provider's login or name, else the
+/// email's local part, reduced to the allowed characters; else `github-user`.
+fn oauth_username(provider: &str, name: Option<&str>, email: Option<&str>) -> String {
+    let local = email.and_then(|e| e.split('@').next());
+    let cleaned: String = name
+        .into_iter()
+        .chain(local)
+        .map(|candidate| {
+            candidate
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                        c
+                    } else {
+                        '-'
+                    }
+                })
+                .collect::<String>()
+                .trim_matches('-')
+                .chars()
+                .take(48)
+                .collect::<String>()
+        })
+        .find(|c| c.len() >= 3)
+        .unwrap_or_else(|| format!("{provider}-user"));
+    cleaned
+}
+
 impl AuthService {
-    pub fn new(db: Db, passwords: Passwords, jwt: JwtKeys, throttle: LoginThrottle) -> Self {
+    /// `origin` is this server's public URL, written into Ed25519 challenges.
+    pub fn new(
+        db: Db,
+        passwords: Passwords,
+        jwt: JwtKeys,
+        throttle: LoginThrottle,
+        origin: &str,
+    ) -> Self {
         Self {
             db,
             passwords,
             jwt,
             throttle,
+            challenges: Challenges::new(origin),
+        }
+    }
+
+    pub fn jwt(&self) -> &JwtKeys {
+        &self.jwt
+    }
+
+    /// A single-use challenge for an Ed25519 key to sign.
+    pub fn soulfra_challenge(&self, public_key: &str) -> Result<Challenge, AuthError> {
+        Ok(self.challenges.issue(public_key)?)
+    }
+
+    /// Signs in the holder of an Ed25519 key: the first valid proof creates the
+    /// account (named `username` when given and free, else after the key).
+    pub async fn soulfra_verify(
+        &self,
+        public_key: &str,
+        challenge: &str,
+        signature: &str,
+        username: Option<&str>,
+    ) -> Result<(Session, bool), AuthError> {
+        let key = match self.challenges.verify(public_key, challenge, signature)? {
+            Ok(key) => key,
+            Err(why) => {
+                tracing::info!(reason = %why, "ed25519 sign-in refused");
+                return Err(AuthError::ProofRejected(why));
+            }
+        };
+        let wanted = match username.map(str::trim).filter(|u| !u.is_empty()) {
+            Some(name) => Some(validate::username(name)?.to_string()),
+            None => None,
+        };
+        let identity = Identity::Ed25519 { public_key: &key };
+        let generated = format!("key-{}", &key[..12]);
+        let (row, created) = self
+            .user_for_identity(&identity, wanted.as_deref().unwrap_or(&generated), None)
+            .await?;
+        tracing::info!(user_id = %row.user_id, created, "ed25519 sign-in succeeded");
+        Ok((self.session_for(&row)?, created))
+    }
+
+    /// The account behind an identity, created on first use. A race between two
+    /// first sign-ins is settled by the identity's primary key: the loser reads
+    /// the winner's account.
+    pub async fn user_for_identity(
+        &self,
+        identity: &Identity<'_>,
+        username: &str,
+        email: Option<&str>,
+    ) -> Result<(UserRow, bool), AuthError> {
+        if let Some(row) = identities::find_user(&self.db, identity).await? {
+            return Ok((row, false));
+        }
+        let mut candidate = username.to_string();
+        let mut attempt =
+            users::insert_with_identity(&self.db, passwordless(&candidate, email), Some(identity))
+                .await;
+        for _ in 0..3 {
+            if !matches!(attempt, Err(InsertError::Taken(Taken::Username))) {
+                break;
+            }
+            // Generated and asked-for names can collide; a short random suffix
+            // keeps the sign-in working (the name can be changed later).
+            let suffix: u32 = rand::random();
+            let base = &username[..username.len().min(54)];
+            candidate = format!("{base}-{:06x}", suffix & 0xff_ffff);
+            attempt = users::insert_with_identity(
+                &self.db,
+                passwordless(&candidate, email),
+                Some(identity),
+            )
+            .await;
+        }
+        match attempt {
+            Ok(row) => Ok((row, true)),
+            Err(InsertError::Taken(Taken::Identity)) => identities::find_user(&self.db, identity)
+                .await?
+                .map(|row| (row, false))
+                .ok_or(AuthError::InvalidToken),
+            Err(InsertError::Taken(which)) => Err(AuthError::Taken(which)),
+            Err(InsertError::Db(e)) => Err(AuthError::Db(e)),
+        }
+    }
+
+    /// Turns a provider-verified identity into a session: its account when it
+    /// has one; else, with `link_user`, attaches it to that (signed-in) account;
+    /// else a new account. Accounts are found by (provider, subject) only.
+    pub async fn oauth_sign_in(
+        &self,
+        found: &crate::auth::oauth::VerifiedIdentity,
+        link_user: Option<&str>,
+    ) -> Result<Session, AuthError> {
+        let provider = found.provider;
+        let verified_email = found
+            .email
+            .as_deref()
+            .filter(|_| found.email_verified)
+            .and_then(|e| validate::email(e).ok());
+        let identity = Identity::OAuth {
+            provider: provider.name(),
+            subject: &found.subject,
+            email: found.email.as_deref(),
+        };
+        if let Some(user_id) = link_user {
+            if verified_email.is_none() {
+                return Err(AuthError::OAuthEmailUnverified(provider.label()));
+            }
+            match identities::link(&self.db, user_id, &identity).await {
+                Ok(()) => {}
+                // Linking twice to the same account is fine; to another is not.
+                Err(InsertError::Taken(Taken::Identity)) => {
+                    let owner = identities::find_user(&self.db, &identity).await?;
+                    if owner.as_ref().map(|o| o.user_id.as_str()) != Some(user_id) {
+                        return Err(AuthError::Taken(Taken::Identity));
+                    }
+                }
+                Err(InsertError::Taken(which)) => return Err(AuthError::Taken(which)),
+                Err(InsertError::Db(e)) => return Err(AuthError::Db(e)),
+            }
+            let row = users::find_by_id(&self.db, user_id)
+                .await?
+                .ok_or(AuthError::InvalidToken)?;
+            tracing::info!(user_id = %row.user_id, provider = provider.name(), "oauth identity linked");
+            return self.session_for(&row);
+        }
+        if let Some(row) = identities::find_user(&self.db, &identity).await? {
+            identities::touch_oauth_email(
+                &self.db,
+                provider.name(),
+                &found.subject,
+                found.email.as_deref(),
+            )
+            .await?;
+            tracing::info!(user_id = %row.user_id, provider = provider.name(), "oauth sign-in succeeded");
+            return self.session_for(&row);
+        }
+        if let Some(email) = verified_email {
+            if users::find_by_email(&self.db, email).await?.is_some() {
+                return Err(AuthError::OAuthAccountExists(provider.label()));
+            }
+        }
+        let username = oauth_username(provider.name(), found.name_hint.as_deref(), verified_email);
+        let (row, _) = self
+            .user_for_identity(&identity, &username, verified_email)
+            .await?;
+        tracing::info!(user_id = %row.user_id, provider = provider.name(), "oauth account created");
+        self.session_for(&row)
+    }
+
+    /// Renames the caller's account.
+    pub async fn rename(&self, user: &UserView, username: &str) -> Result<UserView, AuthError> {
+        let username = validate::username(username)?;
+        match users::set_username(&self.db, &user.user_id, username).await {
+            Ok(Some(row)) => Ok(row.view()),
+            Ok(None) => Err(AuthError::InvalidToken),
+            Err(InsertError::Taken(which)) => Err(AuthError::Taken(which)),
+            Err(InsertError::Db(e)) => Err(AuthError::Db(e)),
         }
     }
 
@@ -209,7 +428,7 @@ impl AuthService {
         })
     }
 
-    fn session_for(&self, row: &UserRow) -> Result<Session, AuthError> {
+    pub fn session_for(&self, row: &UserRow) -> Result<Session, AuthError> {
         let token = self
             .jwt
             .issue(&row.user_id, row.session_epoch)

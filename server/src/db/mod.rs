@@ -6,6 +6,7 @@
 //! backend's pool. The dialect differences live in the two migration folders and
 //! in the connection setup below, nowhere else.
 
+pub mod identities;
 pub mod users;
 
 use anyhow::Context;

@@ -1,6 +1,7 @@
 //! Queries on `users`. Every query binds its inputs; lookups go through the
 //! `lower(...)` expression indexes created by the migrations.
 
+use super::identities::Identity;
 use super::Db;
 use crate::with_pool;
 use app::wire::{Role, UserView};
@@ -46,7 +47,7 @@ pub struct NewUser<'a> {
     pub persistent: bool,
 }
 
-const COLUMNS: &str =
+pub(super) const COLUMNS: &str =
     "user_id, username, email, password_hash, role, persistent, session_epoch, created_at";
 
 /// Which unique value an insert collided with.
@@ -54,6 +55,8 @@ const COLUMNS: &str =
 pub enum Taken {
     Username,
     Email,
+    /// The sign-in identity (an Ed25519 key, an OAuth subject) already has an account.
+    Identity,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,14 +68,26 @@ pub enum InsertError {
 }
 
 pub async fn insert(db: &Db, user: NewUser<'_>) -> Result<UserRow, InsertError> {
+    insert_with_identity(db, user, None).await
+}
+
+/// Creates the account and, in the same transaction, the sign-in identity it is
+/// for, so there is never an account nobody can sign in to, nor two accounts for
+/// one identity (the identity's primary key decides a race: [`Taken::Identity`]).
+pub async fn insert_with_identity(
+    db: &Db,
+    user: NewUser<'_>,
+    identity: Option<&Identity<'_>>,
+) -> Result<UserRow, InsertError> {
     let id = uuid::Uuid::new_v4().to_string();
     let now = Utc::now();
     let sql = format!(
         "insert into users (user_id, username, email, password_hash, role, persistent, session_epoch, created_at, updated_at) \
          values ($1, $2, $3, $4, $5, $6, 0, $7, $7) returning {COLUMNS}"
     );
-    let result = with_pool!(db, pool => {
-        sqlx::query_as::<_, UserRow>(&sql)
+    let result = with_pool!(db, pool => async {
+        let mut tx = pool.begin().await?;
+        let row = sqlx::query_as::<_, UserRow>(&sql)
             .bind(&id)
             .bind(user.username)
             .bind(user.email)
@@ -80,9 +95,18 @@ pub async fn insert(db: &Db, user: NewUser<'_>) -> Result<UserRow, InsertError> 
             .bind(user.role.as_str())
             .bind(user.persistent)
             .bind(now)
-            .fetch_one(pool)
-            .await
-    });
+            .fetch_one(&mut *tx)
+            .await?;
+        if let Some(identity) = identity {
+            let mut query = sqlx::query(identity.insert_sql()).bind(&row.user_id).bind(now);
+            for value in identity.values() {
+                query = query.bind(value);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(row)
+    }.await);
     result.map_err(|e| match unique_violation(&e) {
         Some(which) => InsertError::Taken(which),
         None => InsertError::Db(e),
@@ -92,7 +116,7 @@ pub async fn insert(db: &Db, user: NewUser<'_>) -> Result<UserRow, InsertError> 
 /// Maps a unique-constraint violation to the value that collided: the one place
 /// that knows how each backend names it (PostgreSQL: the index as constraint;
 /// SQLite: the indexed expression in the message).
-fn unique_violation(e: &sqlx::Error) -> Option<Taken> {
+pub(super) fn unique_violation(e: &sqlx::Error) -> Option<Taken> {
     let sqlx::Error::Database(db) = e else {
         return None;
     };
@@ -100,7 +124,9 @@ fn unique_violation(e: &sqlx::Error) -> Option<Taken> {
         return None;
     }
     let named = db.constraint().unwrap_or_default().to_string() + db.message();
-    Some(if named.contains("email") {
+    Some(if named.contains("identities") {
+        Taken::Identity
+    } else if named.contains("email") {
         Taken::Email
     } else {
         Taken::Username
@@ -197,6 +223,24 @@ pub async fn prune(db: &Db, prefix: &str) -> Result<Vec<String>, sqlx::Error> {
             Ok(names)
         }
     }
+}
+
+/// Renames the account (accounts made from an Ed25519 key or OAuth start with a
+/// generated name).
+pub async fn set_username(
+    db: &Db,
+    user_id: &str,
+    username: &str,
+) -> Result<Option<UserRow>, InsertError> {
+    let now = Utc::now();
+    let sql = format!(
+        "update users set username = $2, updated_at = $3 where user_id = $1 returning {COLUMNS}"
+    );
+    let result = with_pool!(db, pool => sqlx::query_as::<_, UserRow>(&sql).bind(user_id).bind(username).bind(now).fetch_optional(pool).await);
+    result.map_err(|e| match unique_violation(&e) {
+        Some(which) => InsertError::Taken(which),
+        None => InsertError::Db(e),
+    })
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 
 pub mod chart;
 pub mod health;
+pub mod profile;
 pub mod sample;
 
 use crate::logs::LogLine;

@@ -1,4 +1,5 @@
-//! `/api/auth/*`: register, sign in, who am I, sign out, close the account.
+//! `/api/auth/*`: register, sign in (password or Ed25519 key), who am I, rename,
+//! sign out, close the account.
 //!
 //! Register and login answer in the compact shape scripts grep
 //! (`{"success":true,"token":…,"user":{…}}`) and also set the HttpOnly session
@@ -11,7 +12,10 @@ use crate::error::ApiResult;
 use crate::json::ApiJson;
 use crate::net::client_ip;
 use crate::state::{AppState, Runtime};
-use app::wire::{AuthResponse, DeleteAccountRequest, LoginRequest, MeResponse, RegisterRequest};
+use app::wire::{
+    AuthResponse, ChallengeRequest, ChallengeResponse, DeleteAccountRequest, LoginRequest,
+    MeResponse, RegisterRequest, UpdateMeRequest, VerifyRequest,
+};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -23,8 +27,66 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/auth/register", post(register))
         .route("/api/auth/login", post(login))
-        .route("/api/auth/me", get(me).delete(delete_me))
+        .route("/api/auth/me", get(me).patch(update_me).delete(delete_me))
         .route("/api/auth/logout", post(logout))
+        .route("/api/auth/soulfra/challenge", post(soulfra_challenge))
+        .route("/api/auth/soulfra/verify", post(soulfra_verify))
+}
+
+async fn soulfra_challenge(
+    State(auth): State<AuthService>,
+    ApiJson(req): ApiJson<ChallengeRequest>,
+) -> ApiResult<Json<ChallengeResponse>> {
+    let issued = auth.soulfra_challenge(&req.public_key)?;
+    let expires_at = chrono::DateTime::from_timestamp(issued.expires_at as i64, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    Ok(Json(ChallengeResponse {
+        success: true,
+        challenge: issued.challenge,
+        expires_at,
+    }))
+}
+
+/// The proof of an Ed25519 key: the same answer and cookie as a password sign-in
+/// (201 when this proof created the account).
+async fn soulfra_verify(
+    State(auth): State<AuthService>,
+    State(runtime): State<Runtime>,
+    ApiJson(req): ApiJson<VerifyRequest>,
+) -> ApiResult<Response> {
+    let (session, created) = auth
+        .soulfra_verify(
+            &req.public_key,
+            &req.challenge,
+            &req.signature,
+            req.username.as_deref(),
+        )
+        .await?;
+    let cookie = cookies::session(&session.token, auth.token_ttl(), runtime.cookie_secure);
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let body = AuthResponse {
+        success: true,
+        token: session.token,
+        user: session.user,
+    };
+    Ok((status, [cookie], Json(body)).into_response())
+}
+
+async fn update_me(
+    State(auth): State<AuthService>,
+    AuthUser(user): AuthUser,
+    ApiJson(req): ApiJson<UpdateMeRequest>,
+) -> ApiResult<Json<MeResponse>> {
+    let user = auth.rename(&user, &req.username).await?;
+    Ok(Json(MeResponse {
+        success: true,
+        user,
+    }))
 }
 
 async fn register(

@@ -10,6 +10,30 @@ pub fn session(token: &str, ttl: Duration, secure: bool) -> (header::HeaderName,
     build(token, ttl.as_secs(), secure)
 }
 
+/// The OAuth flow binding: only sent back to the OAuth routes, gone after the
+/// flow's lifetime. Lax, because the callback is a top-level GET from the provider.
+pub fn oauth_flow(binding: &str, secure: bool) -> (header::HeaderName, HeaderValue) {
+    use crate::auth::oauth::{FLOW_COOKIE, FLOW_TTL};
+    let secure = if secure { "; Secure" } else { "" };
+    let cookie = format!(
+        "{FLOW_COOKIE}={binding}; Path=/api/auth/oauth; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
+        FLOW_TTL.as_secs()
+    );
+    (
+        header::SET_COOKIE,
+        HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static("calos_oauth=")),
+    )
+}
+
+pub fn oauth_flow_cleared() -> (header::HeaderName, HeaderValue) {
+    (
+        header::SET_COOKIE,
+        HeaderValue::from_static(
+            "calos_oauth=; Path=/api/auth/oauth; HttpOnly; SameSite=Lax; Max-Age=0",
+        ),
+    )
+}
+
 pub fn cleared(secure: bool) -> (header::HeaderName, HeaderValue) {
     build("", 0, secure)
 }

@@ -12,6 +12,7 @@ mod cookies;
 mod health;
 mod llm;
 mod monitor;
+mod oauth;
 mod openai_compat;
 mod pages;
 
@@ -33,6 +34,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 pub fn app_router(state: AppState) -> Router {
     let router = Router::new()
         .merge(auth::router())
+        .merge(oauth::router())
         .merge(health::router())
         .merge(llm::router())
         .merge(openai_compat::router())
@@ -42,12 +44,30 @@ pub fn app_router(state: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), http_metrics))
         .fallback(fallback)
         .layer(middleware::from_fn(dashboard_elsewhere))
+        // The login page's "continue with" buttons (only on this listener: the
+        // OAuth routes and their redirect URIs live here).
+        .layer(axum::Extension(sign_in_options(&state)))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             pages::page_session,
         ))
         .with_state(state);
     with_common_layers(router)
+}
+
+fn sign_in_options(state: &AppState) -> app::session::OAuthOptions {
+    app::session::OAuthOptions(
+        state
+            .oauth
+            .configured()
+            .into_iter()
+            .map(|kind| app::wire::OAuthButton {
+                name: kind.name().into(),
+                label: format!("Sign in with {}", kind.label()),
+                url: format!("/api/auth/oauth/{}", kind.name()),
+            })
+            .collect(),
+    )
 }
 
 /// The Mission Control listener (default 3003): the dashboard page (admins

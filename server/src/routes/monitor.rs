@@ -29,6 +29,56 @@ pub fn router() -> Router<AppState> {
         .route("/api/monitor/latency", get(latency))
         .route("/api/monitor/ws", get(socket))
         .route("/api/monitor/chart.svg", get(chart))
+        .route("/api/monitor/profile", get(profile))
+}
+
+#[derive(Debug, Deserialize)]
+struct ProfileQuery {
+    seconds: Option<u64>,
+    /// The page's cache-buster; ignored.
+    #[serde(default, rename = "n")]
+    _n: Option<String>,
+}
+
+/// A CPU flamegraph (SVG) of the next `seconds` (1-60, default 10); the
+/// `X-Profile-Samples` header says how many samples it rests on.
+async fn profile(
+    _admin: AdminUser,
+    query: Result<Query<ProfileQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    use crate::monitor::profile::{cpu, ProfileError, MAX_SECONDS};
+    let Query(query) = query.map_err(|e| ApiError::BadRequest {
+        code: "invalid_query",
+        message: e.body_text(),
+        field: Some("seconds"),
+    })?;
+    let seconds = query.seconds.unwrap_or(10);
+    if !(1..=MAX_SECONDS).contains(&seconds) {
+        return Err(ApiError::invalid_field(
+            "invalid_seconds",
+            "seconds",
+            format!("seconds must be 1-{MAX_SECONDS}"),
+        ));
+    }
+    match cpu(seconds).await {
+        Ok(profile) => Ok((
+            [
+                (header::CONTENT_TYPE, "image/svg+xml".to_string()),
+                (
+                    header::HeaderName::from_static("x-profile-samples"),
+                    profile.samples.to_string(),
+                ),
+            ],
+            profile.svg,
+        )
+            .into_response()),
+        Err(ProfileError::Busy) => Err(ApiError::Conflict {
+            code: "profile_running",
+            message: ProfileError::Busy.to_string(),
+            field: None,
+        }),
+        Err(e) => Err(ApiError::Internal(anyhow::anyhow!(e))),
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -15,12 +15,25 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::post;
 use axum::{Form, Router};
-use leptos_axum::{generate_route_list, LeptosRoutes};
+use leptos_axum::{generate_route_list, AxumRouteListing, LeptosRoutes};
 use serde::Deserialize;
 use std::net::SocketAddr;
+use std::sync::OnceLock;
+
+/// The app's routes, walked once per process.
+///
+/// Walking the route tree sets a process-wide "suppress resource loads" flag in
+/// leptos_server (leptos-rs/leptos#4773): a page whose `OnceResource` is created
+/// on another thread during the walk never loads, and its response hangs. One
+/// walk before anything is served (other callers wait on the `OnceLock`) means no
+/// render can overlap it, even with several servers in one process (the tests).
+fn route_list() -> Vec<AxumRouteListing> {
+    static ROUTES: OnceLock<Vec<AxumRouteListing>> = OnceLock::new();
+    ROUTES.get_or_init(|| generate_route_list(app::App)).clone()
+}
 
 pub fn router(state: &AppState) -> Router<AppState> {
-    let routes = generate_route_list(app::App);
+    let routes = route_list();
     let options = state.leptos.clone();
     Router::new()
         .route("/login", post(login_form))

@@ -4,7 +4,9 @@
 mod accounts;
 mod chat;
 mod helpers;
+mod identity;
 mod monitor;
+mod oauth;
 mod pages;
 mod process;
 mod requests;

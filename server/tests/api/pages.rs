@@ -121,3 +121,37 @@ async fn unknown_error_codes_in_the_url_are_not_echoed() {
         .unwrap();
     assert!(!html.contains("<script>alert(1)"), "{html}");
 }
+
+/// Starting a server walks the app's routes, which in leptos_server stops every
+/// resource in the process from loading while it runs (leptos-rs/leptos#4773).
+/// Pages rendered by one server while others start must still finish; before the
+/// route list was walked once per process, some of these hung until the timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_render_while_other_servers_start() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let starting = tokio::spawn(async {
+        let mut others = Vec::new();
+        for _ in 0..6 {
+            others.push(TestApp::spawn(Backend::Sqlite).await);
+        }
+        others.len()
+    });
+    let mut rendered = 0;
+    while !starting.is_finished() || rendered < 20 {
+        let page = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            app.client.get(app.url("/login")).send(),
+        )
+        .await
+        .expect("the login page answers while other servers start")
+        .unwrap();
+        assert_eq!(page.status(), 200);
+        let html = tokio::time::timeout(std::time::Duration::from_secs(10), page.text())
+            .await
+            .expect("the login page's body completes")
+            .unwrap();
+        assert!(html.contains("</html>"), "{html}");
+        rendered += 1;
+    }
+    assert_eq!(starting.await.unwrap(), 6);
+}

@@ -1,0 +1,312 @@
+//! Soulfra: sign in with an Ed25519 key instead of an email and a password.
+//!
+//! The public key is the identity. calos hands out a random challenge bound to
+//! the key and to this server; the client signs the challenge's UTF-8 bytes and
+//! sends the signature back. Each challenge works once and for a short time, so a
+//! captured proof cannot be replayed, and a signature made for another server
+//! (whose challenges name a different origin) is worthless here.
+//!
+//! Verification is `verify_strict` (RFC 8032 with the malleability checks: a
+//! canonical `S`, no small-order `R`) and weak (small-order) public keys are
+//! refused, as SECURITY.md §4.26 asks.
+
+use ed25519_dalek::{Signature, VerifyingKey, PUBLIC_KEY_LENGTH, SIGNATURE_LENGTH};
+use moka::sync::Cache;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How long a challenge may be answered.
+pub const CHALLENGE_TTL: Duration = Duration::from_secs(120);
+/// Outstanding challenges kept at most; beyond it the oldest are forgotten, so a
+/// flood of challenge requests costs bounded memory (their owners just ask again).
+const MAX_PENDING: u64 = 100_000;
+/// Challenges are short; anything longer cannot be one of ours.
+pub const CHALLENGE_MAX_LEN: usize = 512;
+
+/// Input that is not a well-formed key, signature or challenge (400).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MalformedProof {
+    #[error("`publicKey` must be 32 bytes as 64 hex characters")]
+    PublicKeyEncoding,
+    #[error("`publicKey` is not a point on Ed25519")]
+    PublicKeyPoint,
+    #[error("`signature` must be 64 bytes as 128 hex characters")]
+    SignatureEncoding,
+    #[error("`challenge` must be 1-{CHALLENGE_MAX_LEN} characters")]
+    Challenge,
+}
+
+/// A well-formed proof that does not prove anything (401). One message for all,
+/// so a caller learns nothing about which check failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ProofRejected {
+    #[error("small-order public key")]
+    WeakKey,
+    #[error("unknown, used, expired or foreign challenge")]
+    Challenge,
+    #[error("signature does not verify")]
+    Signature,
+}
+
+/// A challenge handed out and not yet answered.
+#[derive(Debug, Clone)]
+pub struct Challenge {
+    pub challenge: String,
+    /// Unix seconds.
+    pub expires_at: u64,
+}
+
+/// The outstanding challenges of this process, keyed by (key, challenge) so a
+/// challenge issued for one key cannot be answered with another.
+#[derive(Clone)]
+pub struct Challenges {
+    pending: Cache<(String, String), u64>,
+    origin: String,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+/// Parses a hex public key (either case) into a point; returns it with its
+/// canonical lower-case hex.
+pub fn parse_public_key(hex_key: &str) -> Result<(VerifyingKey, String), MalformedProof> {
+    let mut bytes = [0u8; PUBLIC_KEY_LENGTH];
+    hex::decode_to_slice(hex_key.trim(), &mut bytes)
+        .map_err(|_| MalformedProof::PublicKeyEncoding)?;
+    let key = VerifyingKey::from_bytes(&bytes).map_err(|_| MalformedProof::PublicKeyPoint)?;
+    Ok((key, hex::encode(bytes)))
+}
+
+fn parse_signature(hex_sig: &str) -> Result<Signature, MalformedProof> {
+    let mut bytes = [0u8; SIGNATURE_LENGTH];
+    hex::decode_to_slice(hex_sig.trim(), &mut bytes)
+        .map_err(|_| MalformedProof::SignatureEncoding)?;
+    Ok(Signature::from_bytes(&bytes))
+}
+
+impl Challenges {
+    /// `origin` is written into every challenge (this server's public URL), so a
+    /// signature over another server's challenge never verifies here.
+    pub fn new(origin: &str) -> Self {
+        Self {
+            pending: Cache::builder()
+                .max_capacity(MAX_PENDING)
+                .time_to_live(CHALLENGE_TTL)
+                .build(),
+            origin: origin.trim_end_matches('/').to_string(),
+        }
+    }
+
+    /// A fresh challenge for this key: 32 random bytes, the origin and the expiry,
+    /// readable so a person asked to sign it can see what it is for.
+    pub fn issue(&self, public_key: &str) -> Result<Challenge, MalformedProof> {
+        let (_, key) = parse_public_key(public_key)?;
+        let expires_at = unix_now() + CHALLENGE_TTL.as_secs();
+        let nonce: [u8; 32] = rand::random();
+        let challenge = format!(
+            "calos-login:v1 origin={} nonce={} expires={expires_at}",
+            self.origin,
+            hex::encode(nonce)
+        );
+        self.pending.insert((key, challenge.clone()), expires_at);
+        Ok(Challenge {
+            challenge,
+            expires_at,
+        })
+    }
+
+    /// Checks a proof and, when it holds, returns the key's canonical hex. The
+    /// challenge is used up by any attempt that names it, right or wrong, so a
+    /// guess cannot be retried against it.
+    pub fn verify(
+        &self,
+        public_key: &str,
+        challenge: &str,
+        signature: &str,
+    ) -> Result<Result<String, ProofRejected>, MalformedProof> {
+        let (key, key_hex) = parse_public_key(public_key)?;
+        let signature = parse_signature(signature)?;
+        if challenge.is_empty() || challenge.len() > CHALLENGE_MAX_LEN {
+            return Err(MalformedProof::Challenge);
+        }
+        if key.is_weak() {
+            return Ok(Err(ProofRejected::WeakKey));
+        }
+        let Some(expires_at) = self
+            .pending
+            .remove(&(key_hex.clone(), challenge.to_string()))
+        else {
+            return Ok(Err(ProofRejected::Challenge));
+        };
+        if unix_now() > expires_at {
+            return Ok(Err(ProofRejected::Challenge));
+        }
+        Ok(match key.verify_strict(challenge.as_bytes(), &signature) {
+            Ok(()) => Ok(key_hex),
+            Err(_) => Err(ProofRejected::Signature),
+        })
+    }
+
+    /// Test hook: makes a pending challenge look expired without waiting.
+    #[cfg(test)]
+    fn expire(&self, public_key: &str, challenge: &str) {
+        self.pending
+            .insert((public_key.to_string(), challenge.to_string()), 0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::{Signer, SigningKey};
+
+    fn key() -> SigningKey {
+        SigningKey::from_bytes(&rand::random())
+    }
+
+    fn hex_key(k: &SigningKey) -> String {
+        hex::encode(k.verifying_key().to_bytes())
+    }
+
+    fn sign(k: &SigningKey, msg: &str) -> String {
+        hex::encode(k.sign(msg.as_bytes()).to_bytes())
+    }
+
+    #[test]
+    fn a_signed_challenge_verifies_once() {
+        let challenges = Challenges::new("http://calos.example.com/");
+        let k = key();
+        let c = challenges.issue(&hex_key(&k)).unwrap();
+        assert!(c
+            .challenge
+            .contains("origin=http://calos.example.com nonce="));
+        let sig = sign(&k, &c.challenge);
+        assert_eq!(
+            challenges.verify(&hex_key(&k).to_uppercase(), &c.challenge, &sig),
+            Ok(Ok(hex_key(&k)))
+        );
+        assert_eq!(
+            challenges.verify(&hex_key(&k), &c.challenge, &sig),
+            Ok(Err(ProofRejected::Challenge)),
+            "replay"
+        );
+    }
+
+    #[test]
+    fn wrong_foreign_expired_and_made_up_challenges_fail() {
+        let challenges = Challenges::new("http://calos.example.com");
+        let (k, other) = (key(), key());
+        let c = challenges.issue(&hex_key(&k)).unwrap();
+        // Another key answering k's challenge.
+        let foreign = sign(&other, &c.challenge);
+        assert_eq!(
+            challenges.verify(&hex_key(&other), &c.challenge, &foreign),
+            Ok(Err(ProofRejected::Challenge))
+        );
+        // A signature over something else.
+        let c = challenges.issue(&hex_key(&k)).unwrap();
+        let wrong = sign(&k, "calos-login:v1 origin=http://elsewhere.example.com");
+        assert_eq!(
+            challenges.verify(&hex_key(&k), &c.challenge, &wrong),
+            Ok(Err(ProofRejected::Signature))
+        );
+        // The wrong attempt used the challenge up.
+        let right = sign(&k, &c.challenge);
+        assert_eq!(
+            challenges.verify(&hex_key(&k), &c.challenge, &right),
+            Ok(Err(ProofRejected::Challenge))
+        );
+        let c = challenges.issue(&hex_key(&k)).unwrap();
+        challenges.expire(&hex_key(&k), &c.challenge);
+        let sig = sign(&k, &c.challenge);
+        assert_eq!(
+            challenges.verify(&hex_key(&k), &c.challenge, &sig),
+            Ok(Err(ProofRejected::Challenge))
+        );
+        let made_up = "calos-login:v1 origin=http://calos.example.com nonce=00 expires=9999999999";
+        assert_eq!(
+            challenges.verify(&hex_key(&k), made_up, &sign(&k, made_up)),
+            Ok(Err(ProofRejected::Challenge))
+        );
+    }
+
+    #[test]
+    fn small_order_keys_and_non_canonical_signatures_fail() {
+        let challenges = Challenges::new("http://calos.example.com");
+        // The identity point (encoding of (0, 1)): order 1.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let weak = hex::encode(identity);
+        let c = challenges.issue(&weak).unwrap();
+        assert_eq!(
+            challenges.verify(&weak, &c.challenge, &"00".repeat(64)),
+            Ok(Err(ProofRejected::WeakKey))
+        );
+        // S + L is the same signature to a lax verifier, not to verify_strict.
+        let k = key();
+        let c = challenges.issue(&hex_key(&k)).unwrap();
+        let mut sig = k.sign(c.challenge.as_bytes()).to_bytes();
+        add_group_order(&mut sig[32..]);
+        assert_eq!(
+            challenges.verify(&hex_key(&k), &c.challenge, &hex::encode(sig)),
+            Ok(Err(ProofRejected::Signature))
+        );
+    }
+
+    /// Adds L = 2^252 + 27742317777372353535851937790883648493 (little-endian).
+    fn add_group_order(s: &mut [u8]) {
+        const L: [u8; 32] = [
+            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9,
+            0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+        ];
+        let mut carry = 0u16;
+        for (byte, l) in s.iter_mut().zip(L) {
+            let sum = *byte as u16 + l as u16 + carry;
+            *byte = sum as u8;
+            carry = sum >> 8;
+        }
+    }
+
+    #[test]
+    fn malformed_input_is_told_apart() {
+        let challenges = Challenges::new("http://calos.example.com");
+        let k = hex_key(&key());
+        let sig = "00".repeat(64);
+        assert_eq!(
+            challenges.verify("abc", "x", &sig),
+            Err(MalformedProof::PublicKeyEncoding)
+        );
+        assert_eq!(
+            challenges.verify(&"zz".repeat(32), "x", &sig),
+            Err(MalformedProof::PublicKeyEncoding)
+        );
+        assert_eq!(
+            challenges.verify(&k, "x", "00"),
+            Err(MalformedProof::SignatureEncoding)
+        );
+        assert_eq!(
+            challenges.verify(&k, "", &sig),
+            Err(MalformedProof::Challenge)
+        );
+        assert_eq!(
+            challenges.verify(&k, &"x".repeat(CHALLENGE_MAX_LEN + 1), &sig),
+            Err(MalformedProof::Challenge)
+        );
+        // About half of all y have no x on the curve; take the first such one.
+        let not_a_point = (2u8..)
+            .map(|y| {
+                let mut bytes = [0u8; 32];
+                bytes[0] = y;
+                bytes
+            })
+            .find(|bytes| VerifyingKey::from_bytes(bytes).is_err())
+            .unwrap();
+        assert_eq!(
+            challenges.issue(&hex::encode(not_a_point)).err(),
+            Some(MalformedProof::PublicKeyPoint)
+        );
+    }
+}
