@@ -20,26 +20,49 @@ impl FormFields {
     }
 }
 
-/// POSTs `body` as JSON; maps any failure to the API's error shape.
-pub async fn post_json<T: serde::Serialize>(url: &str, body: &T) -> Result<(), ErrorDetail> {
-    let network = |_| ErrorDetail {
+fn network_error<E>(_: E) -> ErrorDetail {
+    ErrorDetail {
         code: "network".into(),
         message: "Could not reach the server. Check your connection and try again.".into(),
         field: None,
-    };
+    }
+}
+
+/// POSTs `body` as JSON; a non-2xx answer becomes the API's error.
+async fn post<T: serde::Serialize>(
+    url: &str,
+    body: &T,
+) -> Result<gloo_net::http::Response, ErrorDetail> {
     let response = gloo_net::http::Request::post(url)
         .json(body)
-        .map_err(network)?
+        .map_err(network_error)?
         .send()
         .await
-        .map_err(network)?;
+        .map_err(network_error)?;
     if response.ok() {
-        return Ok(());
+        return Ok(response);
     }
     match response.json::<ErrorResponse>().await {
         Ok(body) => Err(body.error),
-        Err(e) => Err(network(e)),
+        Err(e) => Err(network_error(e)),
     }
+}
+
+/// POSTs `body` as JSON; maps any failure to the API's error shape.
+pub async fn post_json<T: serde::Serialize>(url: &str, body: &T) -> Result<(), ErrorDetail> {
+    post(url, body).await.map(|_| ())
+}
+
+/// POSTs `body` as JSON and reads the answer as `R`.
+pub async fn post_json_for<T: serde::Serialize, R: serde::de::DeserializeOwned>(
+    url: &str,
+    body: &T,
+) -> Result<R, ErrorDetail> {
+    post(url, body)
+        .await?
+        .json::<R>()
+        .await
+        .map_err(network_error)
 }
 
 pub fn navigate(path: &str) {

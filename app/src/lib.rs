@@ -8,6 +8,8 @@
 
 #[cfg(feature = "hydrate")]
 mod browser;
+#[cfg(feature = "hydrate")]
+mod browser_key;
 pub mod markdown;
 pub mod pages;
 pub mod session;

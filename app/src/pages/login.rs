@@ -42,6 +42,13 @@ pub fn LoginPage() -> impl IntoView {
     let pending = RwSignal::new(false);
 
     let providers = OnceResource::new_blocking(crate::session::sign_in_options());
+    // Shown once hydrated, and only where WebCrypto does Ed25519.
+    let key_supported = RwSignal::new(false);
+    #[cfg(feature = "hydrate")]
+    leptos::task::spawn_local(async move {
+        key_supported.set(crate::browser_key::supported().await);
+    });
+    let on_key = move |_| key_login(login_error, pending);
     let on_login = move |ev: SubmitEvent| submit_login(ev, login_error, pending);
     let on_register = move |ev: SubmitEvent| submit_register(ev, register_error, pending);
 
@@ -65,6 +72,14 @@ pub fn LoginPage() -> impl IntoView {
                     <FormError error=login_error field=Some("password")/>
                     <button type="submit" disabled=move || pending.get()>"Sign in"</button>
                 </form>
+                <Show when=move || key_supported.get()>
+                    <div class="oauth">
+                        <button type="button" class="key" data-testid="key-login"
+                            on:click=on_key disabled=move || pending.get()>
+                            "Sign in with this browser's key"
+                        </button>
+                    </div>
+                </Show>
                 <Suspense fallback=|| ()>
                     {move || Suspend::new(async move {
                         let list = providers.await.unwrap_or_default();
@@ -72,7 +87,8 @@ pub fn LoginPage() -> impl IntoView {
                             <div class="oauth" data-testid="oauth-buttons">
                                 <p class="muted">"or continue with"</p>
                                 {list.into_iter().map(|p| view! {
-                                    <a class="button secondary" href=p.url data-provider=p.name.clone()>
+                                    // rel=external: a full navigation to the server, not a client-side route.
+                                    <a class="button secondary" href=p.url rel="external" data-provider=p.name.clone()>
                                         {p.label}
                                     </a>
                                 }).collect_view()}
@@ -220,6 +236,25 @@ fn send<T: serde::Serialize + 'static>(
         }
     });
 }
+
+/// Soulfra from the page: an Ed25519 key kept by this browser signs a challenge.
+#[cfg(feature = "hydrate")]
+fn key_login(error: RwSignal<Option<ErrorDetail>>, pending: RwSignal<bool>) {
+    error.set(None);
+    pending.set(true);
+    leptos::task::spawn_local(async move {
+        match crate::browser_key::sign_in().await {
+            Ok(()) => crate::browser::navigate("/"),
+            Err(e) => {
+                error.set(Some(e));
+                pending.set(false);
+            }
+        }
+    });
+}
+
+#[cfg(not(feature = "hydrate"))]
+fn key_login(_: RwSignal<Option<ErrorDetail>>, _: RwSignal<bool>) {}
 
 #[cfg(not(feature = "hydrate"))]
 fn submit_login(_: SubmitEvent, _: RwSignal<Option<ErrorDetail>>, _: RwSignal<bool>) {}
