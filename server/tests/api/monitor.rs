@@ -504,3 +504,55 @@ async fn the_dashboard_page_is_for_admins_on_the_dashboard_port() {
         .unwrap();
     assert_eq!(anonymous_chart.status(), 401);
 }
+
+/// `GET /api/monitor/profile`: admins only, bounded seconds, one at a time, and a
+/// flamegraph with samples when calos was busy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cpu_profiles_are_for_admins_one_at_a_time() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let admin = app.admin_token().await;
+    let user = app.token_for(&unique("plain"), "plain-password").await;
+    let path = "/api/monitor/profile?seconds=2";
+    let anonymous = app.client.get(dashboard(&app, path)).send().await.unwrap();
+    assert_eq!(error_code(anonymous).await.0, 401);
+    assert_eq!(
+        error_code(get(&app, path, &user).await).await,
+        (403, "forbidden".into())
+    );
+    for bad in ["0", "61", "ten"] {
+        let response = get(&app, &format!("/api/monitor/profile?seconds={bad}"), &admin).await;
+        assert_eq!(response.status(), 400, "seconds={bad}");
+    }
+
+    let (client, url) = (app.client.clone(), dashboard(&app, path));
+    let first = tokio::spawn({
+        let admin = admin.clone();
+        async move { client.get(url).bearer_auth(admin).send().await.unwrap() }
+    });
+    // Keep calos busy (charts are drawn on demand) while it samples.
+    let started = std::time::Instant::now();
+    let mut asked_again = false;
+    while started.elapsed() < Duration::from_millis(2_300) {
+        let _ = get(&app, "/api/monitor/chart.svg?kind=latency", &admin).await;
+        if !asked_again && started.elapsed() > Duration::from_millis(300) {
+            let second = get(&app, path, &admin).await;
+            assert_eq!(error_code(second).await, (409, "profile_running".into()));
+            asked_again = true;
+        }
+    }
+    let profile = first.await.unwrap();
+    assert_eq!(profile.status(), 200);
+    assert_eq!(profile.headers()["content-type"], "image/svg+xml");
+    let samples: u64 = profile.headers()["x-profile-samples"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(samples > 0);
+    let svg = profile.text().await.unwrap();
+    assert!(
+        svg.contains("<svg") && svg.contains("samples"),
+        "{}",
+        &svg[..200.min(svg.len())]
+    );
+}
