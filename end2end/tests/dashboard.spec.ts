@@ -17,6 +17,8 @@ test("an admin watches health live and sees a chat request in the log feed and l
   for (const name of ["server", "database", "sim"]) {
     await expect(page.locator(`[data-testid='health-tile'][data-name='${name}']`)).toContainText("up");
   }
+  // Each tile's per-minute strip has this minute in it.
+  await expect(page.locator("[data-testid='health-tile'][data-name='server'] .bar.up").first()).toBeAttached();
 
   // Someone chats in another tab (another browser context, another user).
   const other = await browser.newContext({ baseURL: process.env.CALOS_BASE_URL });
@@ -30,8 +32,9 @@ test("an admin watches health live and sees a chat request in the log feed and l
   const requestId = chat.headers()["x-request-id"];
   const answered = Date.now();
 
-  // Its [Performance] line reaches the log feed...
+  // Its [Performance] line reaches the log feed, the request id in its own column...
   await expect(page.getByTestId("log-lines")).toContainText(requestId, { timeout: 2_000 });
+  await expect(page.getByTestId("log-request-id").filter({ hasText: requestId }).first()).toBeVisible();
   // ...and its latency the figures and the chart (whose SVG says how many
   // seconds it plots).
   await expect(page.getByTestId("total-p50")).toHaveText(/ms$/, { timeout: 2_000 - (Date.now() - answered) });

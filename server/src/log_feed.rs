@@ -22,6 +22,7 @@ pub struct FeedLayer;
 #[derive(Default)]
 struct Fields {
     message: String,
+    request_id: Option<String>,
     rest: String,
 }
 
@@ -29,6 +30,8 @@ impl Visit for Fields {
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "message" {
             self.message.push_str(value);
+        } else if field.name() == "request_id" {
+            self.request_id = Some(value.to_string());
         } else {
             let _ = write!(self.rest, " {}={value:?}", field.name());
         }
@@ -37,6 +40,9 @@ impl Visit for Fields {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         if field.name() == "message" {
             let _ = write!(self.message, "{value:?}");
+        } else if field.name() == "request_id" {
+            // `%id` arrives here as Display-through-Debug: no quotes to strip.
+            self.request_id = Some(format!("{value:?}"));
         } else {
             let _ = write!(self.rest, " {}={value:?}", field.name());
         }
@@ -49,7 +55,42 @@ impl<S: Subscriber> tracing_subscriber::Layer<S> for FeedLayer {
         event.record(&mut fields);
         let meta = event.metadata();
         let level = meta.level().as_str().to_ascii_lowercase();
-        let line = format!("{}: {}{}", meta.target(), fields.message, fields.rest);
-        crate::logs::global().push(&level, "calos", &line);
+        let line = format!("{}{}", fields.message, fields.rest);
+        crate::logs::global().push_event(
+            &level,
+            meta.target(),
+            fields.request_id.as_deref(),
+            &line,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    #[test]
+    fn events_keep_their_target_and_request_id_apart_from_the_text() {
+        let subscriber = tracing_subscriber::registry().with(FeedLayer);
+        let marker = format!("served-{}", uuid::Uuid::new_v4().simple());
+        tracing::subscriber::with_default(subscriber, || {
+            let id = "req-123\u{1b}[31m";
+            tracing::info!(request_id = %id, model = "mock-llama", "{marker}");
+        });
+        let line = crate::logs::global()
+            .recent(0, usize::MAX)
+            .into_iter()
+            .find(|l| l.message.starts_with(&marker))
+            .expect("the event reached the ring");
+        assert_eq!(line.level, "info");
+        assert_eq!(line.source, "calos");
+        assert_eq!(line.target.as_deref(), Some("server::log_feed::tests"));
+        assert_eq!(line.message, format!("{marker} model=\"mock-llama\""));
+        let id = line.request_id.expect("request id");
+        assert!(
+            id.starts_with("req-123") && !id.contains('\u{1b}'),
+            "{id:?} is escaped"
+        );
     }
 }

@@ -23,6 +23,12 @@ pub struct LogLine {
     pub level: String,
     /// `calos` or `process:<name>`.
     pub source: String,
+    /// calos's own events: the module that logged (`server::chat`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// The request the event belongs to, when it names one (`X-Request-Id`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
     pub message: String,
 }
 
@@ -109,7 +115,25 @@ pub fn escape_controls(line: &str) -> String {
 }
 
 impl LogRing {
+    /// A managed process's output line.
     pub fn push(&self, level: &str, source: &str, message: &str) {
+        self.push_line(level, source, None, None, message);
+    }
+
+    /// One of calos's own events, with the module that logged it and the
+    /// request it belongs to.
+    pub fn push_event(&self, level: &str, target: &str, request_id: Option<&str>, message: &str) {
+        self.push_line(level, "calos", Some(target), request_id, message);
+    }
+
+    fn push_line(
+        &self,
+        level: &str,
+        source: &str,
+        target: Option<&str>,
+        request_id: Option<&str>,
+        message: &str,
+    ) {
         let mut message = escape_controls(&redact(message));
         if message.chars().count() > MAX_LINE_CHARS {
             message = message.chars().take(MAX_LINE_CHARS).collect::<String>() + "…";
@@ -127,6 +151,11 @@ impl LogRing {
             time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             level: level.to_string(),
             source: source.to_string(),
+            target: target.map(escape_controls),
+            // Request ids are ours (UUIDs) or a client's X-Request-Id: escaped
+            // and bounded like any text from outside.
+            request_id: request_id
+                .map(|id| escape_controls(&id.chars().take(128).collect::<String>())),
             message,
         };
         ring.lines.push_back(line.clone());

@@ -129,6 +129,15 @@ pub fn DashboardPage() -> impl IntoView {
     }
 }
 
+/// Minutes shown in a health tile's strip.
+const STRIP_MINUTES: usize = 60;
+
+/// `HH:MM` of a Unix time (UTC).
+fn clock(unix_secs: i64) -> String {
+    let minutes = unix_secs.rem_euclid(86_400) / 60;
+    format!("{:02}:{:02}", minutes / 60, minutes % 60)
+}
+
 #[component]
 fn HealthTiles(feed: Feed) -> impl IntoView {
     view! {
@@ -143,6 +152,8 @@ fn HealthTiles(feed: Feed) -> impl IntoView {
                          n + r.get("checks").and_then(Value::as_u64).unwrap_or(0))
                     });
                     let uptime = (checks > 0).then(|| format!("{:.1}% up", 100.0 * up as f64 / checks as f64));
+                    // The last hour, a bar per minute (Uptime Kuma's strip).
+                    let recent: Vec<Value> = history.iter().rev().take(STRIP_MINUTES).rev().cloned().collect();
                     view! {
                         <div class=format!("tile {status}") data-testid="health-tile" data-name=text(&c, "name")>
                             <strong>{text(&c, "name")}</strong>
@@ -150,6 +161,16 @@ fn HealthTiles(feed: Feed) -> impl IntoView {
                             <span class="status">{status.clone()}" · "{format!("{latency:.1} ms")}</span>
                             <small>{text(&c, "message")}</small>
                             <small>{uptime}</small>
+                            <div class="strip" data-testid="health-strip" aria-label="status per minute, last hour">
+                                {recent.into_iter().map(|r| {
+                                    let up = r.get("up").and_then(Value::as_u64).unwrap_or(0);
+                                    let checks = r.get("checks").and_then(Value::as_u64).unwrap_or(0);
+                                    let class = if checks == 0 { "none" } else if up == checks { "up" } else if up == 0 { "down" } else { "partial" };
+                                    let minute = r.get("minute").and_then(Value::as_i64).unwrap_or(0);
+                                    let title = format!("{} UTC: {up}/{checks} checks up", clock(minute));
+                                    view! { <span class=format!("bar {class}") title=title></span> }
+                                }).collect_view()}
+                            </div>
                         </div>
                     }
                 }
@@ -259,6 +280,8 @@ fn Logs(feed: Feed) -> impl IntoView {
                 needle.is_empty()
                     || text(l, "message").to_lowercase().contains(&needle)
                     || text(l, "source").to_lowercase().contains(&needle)
+                    || text(l, "target").to_lowercase().contains(&needle)
+                    || text(l, "requestId").to_lowercase().contains(&needle)
             })
             .collect();
         let skip = matching.len().saturating_sub(LOG_SHOWN);
@@ -282,14 +305,20 @@ fn Logs(feed: Feed) -> impl IntoView {
                 }>{move || if frozen.get().is_some() { "Resume" } else { "Pause" }}</button>
             </div>
             <ol class="log-lines" data-testid="log-lines">
-                <For each=shown key=|l| text(l, "seq") let:l>
+                // Re-rendered whole (at most LOG_SHOWN rows): a keyed <For> here
+                // sometimes kept rows a new filter had excluded.
+                {move || shown().into_iter().map(|l| view! {
                     <li class=format!("log {}", text(&l, "level")) data-testid="log-line">
                         <time>{text(&l, "time").get(11..23).unwrap_or_default().to_string()}</time>
                         <span class="lvl">{text(&l, "level")}</span>
-                        <span class="src">{text(&l, "source")}</span>
+                        <span class="src" title=text(&l, "target")>{
+                            let target = text(&l, "target");
+                            if target.is_empty() { text(&l, "source") } else { target }
+                        }</span>
+                        <span class="rid" data-testid="log-request-id">{text(&l, "requestId")}</span>
                         <span class="msg">{text(&l, "message")}</span>
                     </li>
-                </For>
+                }).collect_view()}
             </ol>
         </section>
     }
@@ -311,5 +340,17 @@ fn Profiler() -> impl IntoView {
             <p class="muted">"Samples every thread at 99 Hz while calos serves requests; an idle server shows no samples."</p>
             <iframe name="profile-frame" title="CPU flamegraph" data-testid="profile-frame" class="flamegraph"></iframe>
         </section>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clock;
+
+    #[test]
+    fn strip_minutes_are_labelled_in_utc() {
+        assert_eq!(clock(0), "00:00");
+        assert_eq!(clock(86_400 * 3 + 13 * 3_600 + 7 * 60 + 59), "13:07");
+        assert_eq!(clock(-60), "23:59");
     }
 }

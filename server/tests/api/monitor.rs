@@ -394,8 +394,7 @@ async fn a_chat_request_shows_in_the_log_and_metrics_feed_within_two_seconds() {
         match message["type"].as_str() {
             Some("log") => {
                 logged |= message["lines"].as_array().unwrap().iter().any(|l| {
-                    let text = l["message"].as_str().unwrap_or_default();
-                    text.starts_with("calos::performance") && text.contains(&request_id)
+                    l["target"] == "calos::performance" && l["requestId"] == request_id.as_str()
                 });
             }
             Some("metrics") => {
