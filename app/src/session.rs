@@ -20,13 +20,17 @@ pub async fn whoami() -> Result<Option<UserView>, ServerFnError> {
 
 /// The OAuth providers this server offers, inserted by the server for pages.
 #[derive(Debug, Clone, Default)]
-pub struct OAuthOptions(pub Vec<crate::wire::OAuthButton>);
+pub struct OAuthOptions(pub std::sync::Arc<Vec<crate::wire::OAuthButton>>);
 
 #[server(endpoint = "session/sign_in_options")]
 pub async fn sign_in_options() -> Result<Vec<crate::wire::OAuthButton>, ServerFnError> {
     let parts = use_context::<http::request::Parts>();
     Ok(parts
-        .and_then(|p| p.extensions.get::<OAuthOptions>().map(|o| o.0.clone()))
+        .and_then(|p| {
+            p.extensions
+                .get::<OAuthOptions>()
+                .map(|o| o.0.as_ref().clone())
+        })
         .unwrap_or_default())
 }
 

@@ -55,8 +55,10 @@ pub fn app_router(state: AppState) -> Router {
     with_common_layers(router)
 }
 
+/// Built once; the `Extension` layer clones it into every request, so it is an
+/// `Arc` (a pointer copy, not a list copy, on every chat and API call).
 fn sign_in_options(state: &AppState) -> app::session::OAuthOptions {
-    app::session::OAuthOptions(
+    app::session::OAuthOptions(std::sync::Arc::new(
         state
             .oauth
             .configured()
@@ -67,7 +69,7 @@ fn sign_in_options(state: &AppState) -> app::session::OAuthOptions {
                 url: format!("/api/auth/oauth/{}", kind.name()),
             })
             .collect(),
-    )
+    ))
 }
 
 /// The Mission Control listener (default 3003): the dashboard page (admins

@@ -62,16 +62,12 @@ fn wants_html(headers: &HeaderMap) -> bool {
 }
 
 fn failed(headers: &HeaderMap, error: ApiError) -> Response {
-    if wants_html(headers) {
-        let code = match &error {
-            ApiError::Internal(_) => "service_unavailable",
-            other => other.code(),
-        };
-        tracing::info!(code, reason = %error, "oauth sign-in failed");
-        let to = format!("/login?error={code}&form=oauth");
-        return ([cookies::oauth_flow_cleared()], Redirect::to(&to)).into_response();
-    }
-    let mut response = error.into_response();
+    let mut response = if wants_html(headers) {
+        tracing::info!(code = error.code(), reason = %error, "oauth sign-in failed");
+        super::pages::back_with("oauth", error)
+    } else {
+        error.into_response()
+    };
     let (name, value) = cookies::oauth_flow_cleared();
     response.headers_mut().append(name, value);
     response

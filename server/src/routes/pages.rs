@@ -106,7 +106,7 @@ struct RegisterForm {
 }
 
 /// Where a failed form post goes: back to the page with a known error code.
-fn back_with(form: &str, error: ApiError) -> Response {
+pub(super) fn back_with(form: &str, error: ApiError) -> Response {
     let code = match &error {
         ApiError::Internal(_) => "service_unavailable",
         other => other.code(),

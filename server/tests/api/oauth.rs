@@ -463,26 +463,9 @@ async fn next_never_leaves_the_site_and_unknown_providers_are_404() {
         .await
         .unwrap();
     assert_eq!(error_code(response).await, (404, "not_found".into()));
-    let listed: Value = plain
-        .client
-        .get(plain.url("/api/auth/oauth/providers"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(listed["providers"], json!([]));
-    let listed: Value = w
-        .browser
-        .get(w.app.url("/api/auth/oauth/providers"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let names: Vec<&str> = listed["providers"]
+    assert_eq!(providers(&plain).await, json!([]));
+    let listed = providers(&w.app).await;
+    let names: Vec<&str> = listed
         .as_array()
         .unwrap()
         .iter()
@@ -491,15 +474,22 @@ async fn next_never_leaves_the_site_and_unknown_providers_are_404() {
     assert_eq!(names, ["google", "github", "apple"]);
 }
 
+/// The providers calos lists for its login page.
+async fn providers(app: &TestApp) -> Value {
+    let listed: Value = app
+        .client
+        .get(app.url("/api/auth/oauth/providers"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    listed["providers"].clone()
+}
+
 fn urlencode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    oauth2::url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
