@@ -2,70 +2,9 @@
 //! `///` doc is the `--help` text. Secrets are never printed (`hide_env_values`).
 
 use crate::db::DbTarget;
-use crate::telemetry::LogFormat;
-use clap::{Args, Parser, Subcommand};
+use clap::Args;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "calos",
-    version,
-    about = "calos: a self-hosted LLM chat gateway that tells you where every millisecond of a reply goes",
-    args_conflicts_with_subcommands = true
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Option<Command>,
-    /// `calos` with no subcommand is `calos serve`.
-    #[command(flatten)]
-    pub serve: ServeArgs,
-    #[command(flatten)]
-    pub log: LogArgs,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Serve the pages and API (default port 5001) and Mission Control (3003).
-    Serve(Box<ServeArgs>),
-    /// Manage accounts in the configured database.
-    Users(crate::users_cli::UsersArgs),
-    /// A real HTTP upstream emulator (Ollama and OpenAI wire formats) for tests and benchmarks.
-    MockLlm(crate::mock_llm::MockArgs),
-    /// A real HTTP OAuth 2.0 / OpenID provider emulator (Google, GitHub and Apple flavours) for tests.
-    MockOauth(crate::mock_oauth::MockOAuthArgs),
-    /// Ed25519 identities: make a key, show it, sign in with it (no email, no password).
-    Identity(crate::identity_cli::IdentityArgs),
-    /// Sign in and time one chat; split it into auth, database, queue, LLM, network; name the culprit.
-    Perf(Box<crate::toolbox::perf::PerfArgs>),
-    /// Load-test a chat endpoint (closed or open loop, streamed or not) with HDR percentiles.
-    Load(Box<crate::toolbox::load::LoadArgs>),
-    /// Measure each layer on its own: network, database, the LLM directly, or all of them.
-    Diag(Box<crate::toolbox::diag::DiagArgs>),
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct LogArgs {
-    /// Log verbosity: error, warn, info, debug or trace.
-    #[arg(
-        long = "log-level",
-        env = "LOG_LEVEL",
-        default_value = "info",
-        global = true
-    )]
-    pub level: String,
-    /// Log line format: `text` or `json`.
-    #[arg(long = "log-format", env = "LOG_FORMAT", default_value = "text", global = true, value_parser = parse_log_format)]
-    pub format: LogFormat,
-}
-
-fn parse_log_format(s: &str) -> Result<LogFormat, String> {
-    match s.to_ascii_lowercase().as_str() {
-        "json" => Ok(LogFormat::Json),
-        "text" | "pretty" | "" => Ok(LogFormat::Text),
-        other => Err(format!("unknown log format {other:?}; use text or json")),
-    }
-}
 
 /// Where accounts are stored.
 #[derive(Debug, Clone, Args)]
@@ -248,32 +187,4 @@ pub struct LlmArgs {
 
 pub fn secs(value: f64) -> std::time::Duration {
     std::time::Duration::from_secs_f64(value.clamp(0.001, 86_400.0))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bare_calos_means_serve_with_the_documented_ports() {
-        let cli = Cli::try_parse_from(["calos"]).map_err(|e| e.to_string());
-        let Ok(cli) = cli else { panic!("{cli:?}") };
-        assert!(cli.command.is_none());
-        assert_eq!((cli.serve.port, cli.serve.dashboard_port), (5001, 3003));
-    }
-
-    #[test]
-    fn local_binds_loopback_only() {
-        let cli = Cli::try_parse_from(["calos", "serve", "--local", "--port", "0"])
-            .map_err(|e| e.to_string());
-        let Ok(Cli {
-            command: Some(Command::Serve(args)),
-            ..
-        }) = cli
-        else {
-            panic!("{cli:?}")
-        };
-        assert_eq!(args.bind_ip(), IpAddr::V4(Ipv4Addr::LOCALHOST));
-        assert_eq!(args.port, 0);
-    }
 }

@@ -1,29 +1,27 @@
 //! calos server library: everything behind the `calos` binary, so integration
 //! tests build and start exactly what users run.
+//!
+//! The layers, top to bottom (a module only uses the ones below it):
+//! - `cli`: the command line (`calos serve|users|identity|perf|load|diag|mock-*`);
+//! - `startup`: builds the state and serves both listeners;
+//! - `http`: routes, extractors, the API error type, middleware;
+//! - `ops`: Mission Control's feed, health checks, processes, profiles;
+//! - `chat`: the chat service (validation, cache, queue) over `llm`'s providers;
+//! - `auth`: accounts, tokens, OAuth, Ed25519 sign-in;
+//! - `emulators`: `calos mock-llm` and `calos mock-oauth`;
+//! - `config`: the server's own settings; `db`: storage; `observability`: logs,
+//!   metrics, timing; `charts`: plotting; `shutdown`: signals.
 
 pub mod auth;
+pub mod charts;
 pub mod chat;
-pub mod chat_request;
+pub mod cli;
 pub mod config;
 pub mod db;
-pub mod error;
-pub mod exporter;
-pub mod identity_cli;
-pub mod json;
+pub mod emulators;
+pub mod http;
 pub mod llm;
-pub mod log_feed;
-pub mod logs;
-pub mod metrics;
-pub mod mock_llm;
-pub mod mock_oauth;
-pub mod monitor;
-pub mod net;
-pub mod processes;
-pub mod providers;
-pub mod routes;
+pub mod observability;
+pub mod ops;
+pub mod shutdown;
 pub mod startup;
-pub mod state;
-pub mod telemetry;
-pub mod timing;
-pub mod toolbox;
-pub mod users_cli;

@@ -7,8 +7,8 @@ use crate::auth::throttle::{LoginThrottle, ThrottlePolicy};
 use crate::auth::AuthService;
 use crate::config::ServeArgs;
 use crate::db::Db;
-use crate::routes;
-use crate::state::{AppState, Runtime};
+use crate::http::routes;
+use crate::http::state::{AppState, Runtime};
 use anyhow::Context;
 use axum::serve::ListenerExt;
 use std::net::SocketAddr;
@@ -23,7 +23,7 @@ pub struct Application {
     state: AppState,
     grace: Duration,
     /// Declared in the config file; started by `run`.
-    processes: Vec<crate::processes::config::ProcessSpec>,
+    processes: Vec<crate::ops::processes::config::ProcessSpec>,
 }
 
 impl Application {
@@ -48,14 +48,14 @@ impl Application {
                 args.login_failure_refill_secs.clamp(0.001, 86_400.0),
             ),
         });
-        let chat = crate::providers::build_chat(&args.llm).await?;
-        let trusted = crate::net::parse_ips(&args.trusted_proxies)
+        let chat = crate::chat::setup::build_chat(&args.llm).await?;
+        let trusted = crate::http::client_ip::parse_ips(&args.trusted_proxies)
             .map_err(|e| anyhow::anyhow!("CALOS_TRUSTED_PROXIES: {e}"))?;
-        let bots = crate::routes::BotGuard::new(trusted);
+        let bots = crate::http::routes::BotGuard::new(trusted);
         // Read now so a bad file stops startup; the processes start in `run`.
         let config = match &args.config {
-            Some(path) => crate::processes::config::load(path)?,
-            None => crate::processes::config::ConfigFile::default(),
+            Some(path) => crate::ops::processes::config::load(path)?,
+            None => crate::ops::processes::config::ConfigFile::default(),
         };
         let processes = config.processes;
 
@@ -84,9 +84,9 @@ impl Application {
             oauth,
             chat,
             bots,
-            logs: crate::logs::global().clone(),
-            processes: crate::processes::ProcessManager::default(),
-            monitor: crate::monitor::Monitor::default(),
+            logs: crate::observability::logs::global().clone(),
+            processes: crate::ops::processes::ProcessManager::default(),
+            monitor: crate::ops::monitor::Monitor::default(),
             targets: std::sync::Arc::new(config.targets),
             runtime: Runtime {
                 started: Instant::now(),
@@ -124,7 +124,7 @@ impl Application {
             grace,
             processes,
         } = self;
-        state.processes = crate::processes::ProcessManager::start(
+        state.processes = crate::ops::processes::ProcessManager::start(
             processes,
             state.logs.clone(),
             state.chat.metrics().exporter.clone(),
@@ -191,35 +191,4 @@ async fn serve(
     .with_graceful_shutdown(async move { shutdown.cancelled().await })
     .await
     .context("serving HTTP")
-}
-
-/// Cancels `token` on SIGINT or SIGTERM.
-pub fn cancel_on_signals(token: CancellationToken) {
-    tokio::spawn(async move {
-        stop_signal().await;
-        tracing::info!("shutdown signal received; finishing in-flight requests");
-        token.cancel();
-    });
-}
-
-/// Resolves on the first SIGINT (Ctrl-C) or SIGTERM.
-pub async fn stop_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut sig) => {
-                sig.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = terminate => {},
-    }
 }

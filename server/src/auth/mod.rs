@@ -1,7 +1,6 @@
 //! Accounts and sessions: password hashing, tokens, brute-force throttling, the
 //! account flows, and the extractors that authenticate requests.
 
-pub mod extract;
 pub mod jwt;
 pub mod oauth;
 pub mod password;
@@ -10,5 +9,4 @@ pub mod soulfra;
 pub mod throttle;
 pub mod validate;
 
-pub use extract::{AdminUser, AuthUser, SESSION_COOKIE};
 pub use service::{AuthError, AuthService, AuthedUser};

@@ -2,7 +2,6 @@
 //! routing a model name to one, queueing, caching, and relaying streams with
 //! their timings.
 
-pub mod cache;
 pub mod error;
 pub mod http;
 pub mod lines;

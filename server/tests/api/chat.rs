@@ -4,7 +4,7 @@
 use crate::helpers::{error_code, mock, unique, Backend, TestApp};
 use futures::StreamExt;
 use serde_json::{json, Value};
-use server::mock_llm::{self, Fault, MockArgs, MockServer};
+use server::emulators::mock_llm::{self, Fault, MockArgs, MockServer};
 use std::time::{Duration, Instant};
 
 /// calos with Ollama and an OpenAI-compatible `compat` provider both at `mock`.

@@ -5,7 +5,8 @@
 use clap::Parser;
 use reqwest::{Client, Response};
 use serde_json::{json, Value};
-use server::config::{Cli, Command, ServeArgs};
+use server::cli::{Cli, Command};
+use server::config::ServeArgs;
 use server::startup::Application;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -131,7 +132,7 @@ impl TestApp {
         extra: &[&str],
     ) -> Self {
         // calos's own log events feed Mission Control's log stream.
-        server::telemetry::init_feed_only();
+        server::observability::telemetry::init_feed_only();
         let dir = tempfile::tempdir().expect("temp dir");
         let mut args = serve_args(extra);
         args.store.data_dir = dir.path().to_path_buf();
@@ -279,12 +280,16 @@ macro_rules! on_both_databases {
 
 /// A `calos mock-llm` on a free port: first token after `ttft_ms`, then
 /// `tokens_per_sec` (0 = no gaps), `tokens` in all.
-pub async fn mock(ttft_ms: u64, tokens_per_sec: f64, tokens: u32) -> server::mock_llm::MockServer {
-    server::mock_llm::spawn(&server::mock_llm::MockArgs {
+pub async fn mock(
+    ttft_ms: u64,
+    tokens_per_sec: f64,
+    tokens: u32,
+) -> server::emulators::mock_llm::MockServer {
+    server::emulators::mock_llm::spawn(&server::emulators::mock_llm::MockArgs {
         ttft_ms,
         tokens_per_sec,
         tokens,
-        ..server::mock_llm::MockArgs::default()
+        ..server::emulators::mock_llm::MockArgs::default()
     })
     .await
     .unwrap()

@@ -6,7 +6,7 @@ use crate::helpers::{error_code, unique, Backend, TestApp};
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use reqwest::{Client, Response};
 use serde_json::{json, Value};
-use server::mock_oauth::{MockOAuthArgs, MockOAuthServer};
+use server::emulators::mock_oauth::{MockOAuthArgs, MockOAuthServer};
 
 const CLIENT_ID: &str = "calos-test-client";
 const CLIENT_SECRET: &str = "calos-test-secret";
@@ -53,7 +53,7 @@ fn apple_key() -> (String, String) {
 
 async fn world(backend: Backend) -> World {
     let (apple_private, apple_public) = apple_key();
-    let idp = server::mock_oauth::spawn(&MockOAuthArgs {
+    let idp = server::emulators::mock_oauth::spawn(&MockOAuthArgs {
         port: 0,
         host: [127, 0, 0, 1].into(),
         client_id: CLIENT_ID.into(),

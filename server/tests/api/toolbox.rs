@@ -5,7 +5,7 @@
 
 use crate::helpers::{mock, unique, Backend, PgDatabase, TestApp};
 use serde_json::Value;
-use server::mock_llm::MockServer;
+use server::emulators::mock_llm::MockServer;
 use std::process::Output;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

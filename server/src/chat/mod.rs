@@ -1,0 +1,9 @@
+//! Chat: the service every chat endpoint calls (validate, cache, queue, call the
+//! provider, time each phase), and how it is built from configuration.
+
+pub mod cache;
+mod service;
+pub mod setup;
+pub mod validation;
+
+pub use service::*;

@@ -1,0 +1,354 @@
+//! One chat request end to end: rate limit, route, cache, queue, upstream, and
+//! the timing breakdown with its `[Performance]` log line. The HTTP routes
+//! (`/api/llm/complete`, `/v1/chat/completions`) only frame what this returns.
+
+use crate::chat::cache::{CachedReply, ResponseCache};
+use crate::llm::error::ProviderError;
+use crate::llm::queue::QueueFull;
+use crate::llm::relay::{self, RelayEvent, StreamLimits, Summary};
+use crate::llm::router::ModelRouter;
+use crate::llm::types::{ChatParams, Usage};
+use crate::observability::timing::{ms, Breakdown, CacheStatus};
+use futures::{Stream, StreamExt};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use std::num::NonZeroU32;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Who is asking and what it cost to find out.
+#[derive(Debug, Clone)]
+pub struct ChatContext {
+    pub request_id: String,
+    pub started: Instant,
+    pub user_id: String,
+    pub auth: Duration,
+    pub db: Duration,
+    /// The client asked for a fresh answer (`Cache-Control: no-cache`): skip the
+    /// cache lookup, as `calos perf` does to time the model rather than the cache.
+    pub fresh: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChatError {
+    #[error("too many chat requests; retry in {0:?}")]
+    RateLimited(Duration),
+    #[error("model {model:?} routes to provider {provider:?}, which is not configured")]
+    NoSuchProvider { model: String, provider: String },
+    #[error("{provider} is busy: {full}")]
+    QueueFull { provider: String, full: QueueFull },
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+}
+
+/// A whole answer.
+#[derive(Debug, Clone)]
+pub struct Complete {
+    pub text: String,
+    pub usage: Usage,
+    pub provider: String,
+    pub model: String,
+    pub breakdown: Breakdown,
+}
+
+/// What a streaming answer yields after its headers.
+#[derive(Debug)]
+pub enum StreamItem {
+    Delta(String),
+    Done { usage: Usage, breakdown: Breakdown },
+    Failed(ProviderError),
+}
+
+pub struct Streaming {
+    pub provider: String,
+    pub model: String,
+    /// The phases known before the first byte (for the `Server-Timing` header).
+    pub head: Breakdown,
+    pub items: Pin<Box<dyn Stream<Item = StreamItem> + Send>>,
+}
+
+#[derive(Clone)]
+pub struct ChatService {
+    router: ModelRouter,
+    cache: ResponseCache,
+    limits: StreamLimits,
+    per_user: Arc<DefaultKeyedRateLimiter<String>>,
+    metrics: crate::observability::metrics::Metrics,
+}
+
+impl ChatService {
+    pub fn new(
+        router: ModelRouter,
+        cache: ResponseCache,
+        limits: StreamLimits,
+        per_user_rate: u32,
+        per_user_burst: u32,
+    ) -> Self {
+        let rate = NonZeroU32::new(per_user_rate.max(1)).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(per_user_burst.max(1)).unwrap_or(NonZeroU32::MIN);
+        let per_user = Arc::new(RateLimiter::keyed(
+            Quota::per_second(rate).allow_burst(burst),
+        ));
+        Self {
+            router,
+            cache,
+            limits,
+            per_user,
+            metrics: crate::observability::metrics::Metrics::default(),
+        }
+    }
+
+    /// Latency histograms and outcome counts of every chat so far.
+    pub fn metrics(&self) -> &crate::observability::metrics::Metrics {
+        &self.metrics
+    }
+
+    pub fn router(&self) -> &ModelRouter {
+        &self.router
+    }
+
+    fn admit(
+        &self,
+        ctx: &ChatContext,
+        params: &ChatParams,
+    ) -> Result<Arc<crate::llm::router::ProviderSlot>, ChatError> {
+        if let Err(not_until) = self.per_user.check_key(&ctx.user_id) {
+            return Err(ChatError::RateLimited(
+                not_until.wait_time_from(DefaultClock::default().now()),
+            ));
+        }
+        self.router
+            .route(&params.model)
+            .map_err(|provider| ChatError::NoSuchProvider {
+                model: params.model.clone(),
+                provider,
+            })
+    }
+
+    fn head(ctx: &ChatContext) -> Breakdown {
+        Breakdown {
+            auth: ms(ctx.auth),
+            database: ms(ctx.db),
+            attempts: 0,
+            ..Default::default()
+        }
+    }
+
+    /// Waits for a slot at the provider, opens the upstream and waits for its
+    /// first token, filling in the queue, connect, TTFT and attempt figures. A
+    /// failure here is logged and returned (before any byte reached the client).
+    async fn upstream(
+        &self,
+        ctx: &ChatContext,
+        slot: &crate::llm::router::ProviderSlot,
+        params: &ChatParams,
+        breakdown: &mut Breakdown,
+    ) -> Result<impl Stream<Item = RelayEvent> + Send + use<>, ChatError> {
+        let provider = slot.provider.name().to_string();
+        let (permit, waited) = slot
+            .queue
+            .acquire()
+            .await
+            .map_err(|full| ChatError::QueueFull {
+                provider: provider.clone(),
+                full,
+            })?;
+        breakdown.queue = ms(waited);
+        let started = match relay::start(&slot.provider, params, self.limits).await {
+            Ok(started) => started,
+            Err(e) => {
+                breakdown.total = ms(ctx.started.elapsed());
+                log_performance(
+                    &self.metrics,
+                    ctx,
+                    &params.model,
+                    &provider,
+                    breakdown,
+                    e.code(),
+                );
+                return Err(e.into());
+            }
+        };
+        breakdown.upstream_connect = Some(ms(started.connect));
+        breakdown.ttft = started.ttft.map(ms);
+        breakdown.attempts = started.attempts;
+        Ok(relay::relay(started, self.limits, Some(permit)))
+    }
+
+    /// A whole answer (`stream: false`): served from the cache when the same user
+    /// asked the same thing recently.
+    pub async fn complete(
+        &self,
+        ctx: &ChatContext,
+        params: ChatParams,
+    ) -> Result<Complete, ChatError> {
+        let slot = self.admit(ctx, &params)?;
+        let provider = slot.provider.name().to_string();
+        let mut breakdown = Self::head(ctx);
+        let key = ResponseCache::key(&ctx.user_id, &params);
+        if self.cache.enabled() && ctx.fresh {
+            breakdown.cache_status = CacheStatus::Bypass;
+        } else if self.cache.enabled() {
+            let looked = Instant::now();
+            let hit = self.cache.get(&key).await;
+            breakdown.cache = ms(looked.elapsed());
+            breakdown.cache_status = CacheStatus::Miss;
+            if let Some(hit) = hit {
+                breakdown.cache_status = CacheStatus::Hit;
+                breakdown.total = ms(ctx.started.elapsed());
+                let answer = Complete {
+                    text: hit.text.clone(),
+                    usage: hit.usage,
+                    provider: hit.provider.clone(),
+                    model: params.model,
+                    breakdown,
+                };
+                log_performance(
+                    &self.metrics,
+                    ctx,
+                    &answer.model,
+                    &answer.provider,
+                    &answer.breakdown,
+                    "ok",
+                );
+                return Ok(answer);
+            }
+        }
+        let mut events = Box::pin(self.upstream(ctx, &slot, &params, &mut breakdown).await?);
+        let mut text = String::new();
+        let mut summary = Summary::default();
+        while let Some(event) = events.next().await {
+            match event {
+                RelayEvent::Delta(delta) => text.push_str(&delta),
+                RelayEvent::Finished(s) => summary = s,
+                RelayEvent::Failed(e) => {
+                    breakdown.total = ms(ctx.started.elapsed());
+                    log_performance(
+                        &self.metrics,
+                        ctx,
+                        &params.model,
+                        &provider,
+                        &breakdown,
+                        e.code(),
+                    );
+                    return Err(e.into());
+                }
+            }
+        }
+        let usage = summary.usage.unwrap_or_default();
+        breakdown.llm = Some(ms(summary.llm));
+        breakdown.upstream = summary.upstream;
+        breakdown.total = ms(ctx.started.elapsed());
+        if self.cache.enabled() {
+            self.cache
+                .put(
+                    key,
+                    CachedReply {
+                        text: text.clone(),
+                        usage,
+                        provider: provider.clone(),
+                    },
+                )
+                .await;
+        }
+        log_performance(
+            &self.metrics,
+            ctx,
+            &params.model,
+            &provider,
+            &breakdown,
+            "ok",
+        );
+        Ok(Complete {
+            text,
+            usage,
+            provider,
+            model: params.model,
+            breakdown,
+        })
+    }
+
+    /// A streamed answer: resolves once the first token is in (so failures before
+    /// it are proper HTTP errors), then yields deltas and a final `Done`.
+    pub async fn stream(
+        &self,
+        ctx: &ChatContext,
+        params: ChatParams,
+    ) -> Result<Streaming, ChatError> {
+        let slot = self.admit(ctx, &params)?;
+        let provider = slot.provider.name().to_string();
+        let mut head = Self::head(ctx);
+        let events = self.upstream(ctx, &slot, &params, &mut head).await?;
+        let (ctx_end, head_end, model, prov) = (
+            ctx.clone(),
+            head.clone(),
+            params.model.clone(),
+            provider.clone(),
+        );
+        let metrics_end = self.metrics.clone();
+        // Lives as long as the stream: the active-streams gauge counts it until
+        // it finishes, fails or the client hangs up.
+        let open = self.metrics.exporter.stream_opened();
+        let items = events.map(move |event| {
+            let _open = &open;
+            match event {
+                RelayEvent::Delta(text) => StreamItem::Delta(text),
+                RelayEvent::Finished(summary) => {
+                    let mut breakdown = head_end.clone();
+                    breakdown.llm = Some(ms(summary.llm));
+                    breakdown.upstream = summary.upstream;
+                    breakdown.total = ms(ctx_end.started.elapsed());
+                    log_performance(&metrics_end, &ctx_end, &model, &prov, &breakdown, "ok");
+                    StreamItem::Done {
+                        usage: summary.usage.unwrap_or_default(),
+                        breakdown,
+                    }
+                }
+                RelayEvent::Failed(e) => {
+                    let mut breakdown = head_end.clone();
+                    breakdown.total = ms(ctx_end.started.elapsed());
+                    log_performance(&metrics_end, &ctx_end, &model, &prov, &breakdown, e.code());
+                    StreamItem::Failed(e)
+                }
+            }
+        });
+        Ok(Streaming {
+            provider,
+            model: params.model,
+            head,
+            items: Box::pin(items),
+        })
+    }
+}
+
+/// The one structured line per chat request (the seed's `[Performance]` log).
+fn log_performance(
+    metrics: &crate::observability::metrics::Metrics,
+    ctx: &ChatContext,
+    model: &str,
+    provider: &str,
+    b: &Breakdown,
+    outcome: &str,
+) {
+    metrics.record(provider, model, b, outcome);
+    tracing::info!(
+        target: "calos::performance",
+        request_id = %ctx.request_id,
+        user_id = %ctx.user_id,
+        model = ?model,
+        provider,
+        outcome,
+        auth_ms = b.auth,
+        db_ms = b.database,
+        queue_ms = b.queue,
+        cache_ms = b.cache,
+        cache = b.cache_status.as_str(),
+        connect_ms = b.upstream_connect,
+        ttft_ms = b.ttft,
+        llm_ms = b.llm,
+        total_ms = b.total,
+        attempts = b.attempts,
+        "[Performance]"
+    );
+}

@@ -1,0 +1,135 @@
+//! Validating chat requests into [`ChatParams`], the same rules for
+//! `/api/llm/complete` and `/v1/chat/completions`, before any upstream call.
+
+use crate::http::error::ApiError;
+use crate::llm::types::{ChatMessage, ChatParams};
+use app::wire::{
+    MAX_MESSAGES, MAX_MESSAGE_CHARS, MAX_MODEL_NAME, MAX_OUTPUT_TOKENS, MAX_TOTAL_CHARS,
+};
+
+const ROLES: &[&str] = &["system", "user", "assistant"];
+
+pub fn validate(
+    model: &str,
+    messages: Vec<ChatMessage>,
+    temperature: Option<f32>,
+    max_tokens: Option<u32>,
+) -> Result<ChatParams, ApiError> {
+    let model = model.trim();
+    let model_ok = !model.is_empty()
+        && model.len() <= MAX_MODEL_NAME
+        && model
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:/-@".contains(&b));
+    if !model_ok {
+        return Err(ApiError::invalid_field(
+            "invalid_model",
+            "model",
+            format!(
+                "`model` must be 1-{MAX_MODEL_NAME} characters of letters, digits and . _ : / - @"
+            ),
+        ));
+    }
+    if messages.is_empty() {
+        return Err(ApiError::invalid_field(
+            "invalid_messages",
+            "messages",
+            "`messages` must hold at least one message",
+        ));
+    }
+    if messages.len() > MAX_MESSAGES {
+        return Err(ApiError::invalid_field(
+            "too_many_messages",
+            "messages",
+            format!("at most {MAX_MESSAGES} messages per request"),
+        ));
+    }
+    let mut total = 0;
+    for (i, m) in messages.iter().enumerate() {
+        if !ROLES.contains(&m.role.as_str()) {
+            return Err(ApiError::invalid_field(
+                "invalid_role",
+                "messages",
+                format!("messages[{i}].role must be system, user or assistant"),
+            ));
+        }
+        let chars = m.content.chars().count();
+        if chars > MAX_MESSAGE_CHARS {
+            return Err(ApiError::invalid_field(
+                "message_too_long",
+                "messages",
+                format!("messages[{i}] has {chars} characters; the limit is {MAX_MESSAGE_CHARS}"),
+            ));
+        }
+        total += chars;
+    }
+    if total > MAX_TOTAL_CHARS {
+        return Err(ApiError::invalid_field(
+            "conversation_too_long",
+            "messages",
+            format!("the messages hold {total} characters; the limit is {MAX_TOTAL_CHARS}"),
+        ));
+    }
+    if let Some(t) = temperature {
+        if !(0.0..=2.0).contains(&t) || t.is_nan() {
+            return Err(ApiError::invalid_field(
+                "invalid_temperature",
+                "temperature",
+                "`temperature` must be between 0 and 2",
+            ));
+        }
+    }
+    if let Some(n) = max_tokens {
+        if n == 0 || n > MAX_OUTPUT_TOKENS {
+            return Err(ApiError::invalid_field(
+                "invalid_max_tokens",
+                "max_tokens",
+                format!("`max_tokens` must be between 1 and {MAX_OUTPUT_TOKENS}"),
+            ));
+        }
+    }
+    Ok(ChatParams {
+        model: model.to_string(),
+        messages,
+        temperature,
+        max_tokens,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(role: &str, content: &str) -> ChatMessage {
+        ChatMessage {
+            role: role.into(),
+            content: content.into(),
+        }
+    }
+
+    #[test]
+    fn limits_are_enforced_with_a_field_error() {
+        assert!(validate("llama3.2", vec![msg("user", "hi")], None, None).is_ok());
+        assert!(validate("", vec![msg("user", "hi")], None, None).is_err());
+        assert!(validate("http://evil/x y", vec![msg("user", "hi")], None, None).is_err());
+        assert!(validate("m", vec![], None, None).is_err());
+        assert!(validate("m", vec![msg("wizard", "hi")], None, None).is_err());
+        assert!(validate("m", vec![msg("user", "hi"); MAX_MESSAGES + 1], None, None).is_err());
+        assert!(validate(
+            "m",
+            vec![msg("user", &"x".repeat(MAX_MESSAGE_CHARS + 1))],
+            None,
+            None
+        )
+        .is_err());
+        assert!(validate("m", vec![msg("user", "hi")], Some(3.0), None).is_err());
+        assert!(validate(
+            "m",
+            vec![msg("user", "hi")],
+            None,
+            Some(MAX_OUTPUT_TOKENS + 1)
+        )
+        .is_err());
+        assert!(validate("m", vec![msg("user", "hi")], None, Some(0)).is_err());
+    }
+}

@@ -1,0 +1,173 @@
+//! `calos diag llm --model M`: the seed's "test Ollama directly" step. Routes the
+//! model the way the gateway would (same configuration, same provider client)
+//! but calls the provider straight from here, streamed, and reports its connect
+//! time, TTFT and total beside the provider's own account (Ollama's load /
+//! prompt-eval / eval durations; OpenAI's `openai-processing-ms`).
+
+use super::stats::{summarise, Summary};
+use crate::cli::toolbox::ToolError;
+use crate::config::LlmArgs;
+use crate::llm::types::{ChatMessage, ChatParams, Chunk, UpstreamTimings, Usage};
+use clap::Args;
+use futures::StreamExt;
+use serde::Serialize;
+use std::time::Instant;
+
+#[derive(Debug, Clone, Args)]
+pub struct LlmDiagArgs {
+    /// The model to call (routed as calos routes it).
+    #[arg(long)]
+    pub model: String,
+    #[arg(long, default_value = "Hello")]
+    pub prompt: String,
+    /// Calls to make.
+    #[arg(short = 'n', long, default_value_t = 1)]
+    pub count: u32,
+    #[command(flatten)]
+    pub llm: LlmArgs,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One direct call, in ms.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DirectCall {
+    /// Request sent → response headers (the stream is open).
+    pub connect: f64,
+    /// Request sent → first non-empty token.
+    pub ttft: Option<f64>,
+    pub total: f64,
+    pub deltas: u32,
+    pub usage: Option<Usage>,
+    /// The provider's own durations.
+    pub provider_timings: Option<UpstreamTimings>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LlmReport {
+    pub model: String,
+    pub provider: String,
+    pub address: String,
+    pub calls: Vec<DirectCall>,
+    pub ttft: Option<Summary>,
+    pub total: Option<Summary>,
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+async fn call(
+    provider: &crate::llm::Provider,
+    params: &ChatParams,
+) -> Result<DirectCall, ToolError> {
+    let sent = Instant::now();
+    let mut stream = provider.open(params).await.map_err(|e| {
+        ToolError::Unreachable(format!(
+            "{} ({}) failed: {e}",
+            provider.name(),
+            provider.address()
+        ))
+    })?;
+    let mut result = DirectCall {
+        connect: ms(sent.elapsed()),
+        ..Default::default()
+    };
+    while let Some(chunk) = stream.next().await {
+        match chunk
+            .map_err(|e| ToolError::Refused(format!("{} broke off: {e}", provider.name())))?
+        {
+            Chunk::Delta(text) if !text.is_empty() => {
+                result.ttft.get_or_insert_with(|| ms(sent.elapsed()));
+                result.deltas += 1;
+            }
+            Chunk::Delta(_) => {}
+            Chunk::Usage(usage) => result.usage = Some(usage),
+            Chunk::Timings(t) => result.provider_timings = Some(t),
+        }
+    }
+    result.total = ms(sent.elapsed());
+    Ok(result)
+}
+
+pub async fn measure(args: &LlmDiagArgs) -> Result<LlmReport, ToolError> {
+    let router = crate::chat::setup::build_router(&args.llm)?;
+    let slot = router.route(&args.model).map_err(|provider| {
+        anyhow::anyhow!(
+            "model {:?} routes to {provider:?}, which is not configured",
+            args.model
+        )
+    })?;
+    let provider = &slot.provider;
+    let params = ChatParams {
+        model: args.model.clone(),
+        messages: vec![ChatMessage {
+            role: "user".into(),
+            content: args.prompt.clone(),
+        }],
+        temperature: None,
+        max_tokens: None,
+    };
+    let mut calls = Vec::new();
+    for _ in 0..args.count.max(1) {
+        calls.push(call(provider, &params).await?);
+    }
+    Ok(LlmReport {
+        model: args.model.clone(),
+        provider: provider.name().to_string(),
+        address: provider.address(),
+        ttft: summarise(calls.iter().filter_map(|c| c.ttft)),
+        total: summarise(calls.iter().map(|c| c.total)),
+        calls,
+    })
+}
+
+pub fn render(r: &LlmReport) -> String {
+    let mut out = format!(
+        "LLM direct: {} via {} at {} (calos bypassed)\n",
+        r.model, r.provider, r.address
+    );
+    for (i, c) in r.calls.iter().enumerate() {
+        out.push_str(&format!(
+            "  #{:<2} connect {:>8.1} ms   TTFT {:>8} ms   total {:>8.1} ms   {} deltas{}\n",
+            i + 1,
+            c.connect,
+            c.ttft.map_or("-".into(), |t| format!("{t:.1}")),
+            c.total,
+            c.deltas,
+            c.usage
+                .map(|u| format!(", {} tokens", u.completion_tokens))
+                .unwrap_or_default()
+        ));
+        if let Some(t) = &c.provider_timings {
+            let parts: Vec<String> = [
+                ("load", t.load_ms),
+                ("prompt eval", t.prompt_eval_ms),
+                ("eval", t.eval_ms),
+                ("total", t.total_ms),
+                ("processing", t.processing_ms),
+            ]
+            .into_iter()
+            .filter_map(|(n, v)| v.map(|v| format!("{n} {v:.1} ms")))
+            .chain(t.tokens_per_second.map(|v| format!("{v:.1} tokens/s")))
+            .collect();
+            if !parts.is_empty() {
+                out.push_str(&format!("      provider says: {}\n", parts.join(", ")));
+            }
+        }
+    }
+    let total = r.total.map_or(0.0, |t| t.avg);
+    out.push_str(if total > crate::cli::toolbox::verdict::SLOW_LLM_MS {
+        "  → the model itself is slow (> 2 s): use a smaller model or a GPU; not your code\n"
+    } else {
+        "  → the provider answers in good time\n"
+    });
+    out
+}
+
+pub async fn run(args: LlmDiagArgs) -> Result<(), ToolError> {
+    let report = measure(&args).await?;
+    super::print(&report, args.json, render)
+}

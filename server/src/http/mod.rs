@@ -1,0 +1,9 @@
+//! The HTTP surface: the routers of both listeners, the extractors handlers use,
+//! the one API error type (and how domain errors map to statuses), middleware.
+
+pub mod client_ip;
+pub mod error;
+pub mod extract;
+pub mod json;
+pub mod routes;
+pub mod state;

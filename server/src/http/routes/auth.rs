@@ -1,0 +1,158 @@
+//! `/api/auth/*`: register, sign in (password or Ed25519 key), who am I, rename,
+//! sign out, close the account.
+//!
+//! Register and login answer in the compact shape scripts grep
+//! (`{"success":true,"token":…,"user":{…}}`) and also set the HttpOnly session
+//! cookie, so a browser page that called them is signed in after a reload.
+
+use super::cookies;
+use super::BotGuard;
+use crate::auth::AuthService;
+use crate::http::client_ip::client_ip;
+use crate::http::error::ApiResult;
+use crate::http::extract::AuthUser;
+use crate::http::json::ApiJson;
+use crate::http::state::{AppState, Runtime};
+use app::wire::{
+    AuthResponse, ChallengeRequest, ChallengeResponse, DeleteAccountRequest, LoginRequest,
+    MeResponse, RegisterRequest, UpdateMeRequest, VerifyRequest,
+};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use std::net::SocketAddr;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/auth/register", post(register))
+        .route("/api/auth/login", post(login))
+        .route("/api/auth/me", get(me).patch(update_me).delete(delete_me))
+        .route("/api/auth/logout", post(logout))
+        .route("/api/auth/soulfra/challenge", post(soulfra_challenge))
+        .route("/api/auth/soulfra/verify", post(soulfra_verify))
+}
+
+async fn soulfra_challenge(
+    State(auth): State<AuthService>,
+    ApiJson(req): ApiJson<ChallengeRequest>,
+) -> ApiResult<Json<ChallengeResponse>> {
+    let issued = auth.soulfra_challenge(&req.public_key)?;
+    let expires_at = chrono::DateTime::from_timestamp(issued.expires_at as i64, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    Ok(Json(ChallengeResponse {
+        success: true,
+        challenge: issued.challenge,
+        expires_at,
+    }))
+}
+
+/// The proof of an Ed25519 key: the same answer and cookie as a password sign-in
+/// (201 when this proof created the account).
+async fn soulfra_verify(
+    State(auth): State<AuthService>,
+    State(runtime): State<Runtime>,
+    ApiJson(req): ApiJson<VerifyRequest>,
+) -> ApiResult<Response> {
+    let (session, created) = auth
+        .soulfra_verify(
+            &req.public_key,
+            &req.challenge,
+            &req.signature,
+            req.username.as_deref(),
+        )
+        .await?;
+    let cookie = cookies::session(&session.token, auth.token_ttl(), runtime.cookie_secure);
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let body = AuthResponse {
+        success: true,
+        token: session.token,
+        user: session.user,
+    };
+    Ok((status, [cookie], Json(body)).into_response())
+}
+
+async fn update_me(
+    State(auth): State<AuthService>,
+    AuthUser(user): AuthUser,
+    ApiJson(req): ApiJson<UpdateMeRequest>,
+) -> ApiResult<Json<MeResponse>> {
+    let user = auth.rename(&user, &req.username).await?;
+    Ok(Json(MeResponse {
+        success: true,
+        user,
+    }))
+}
+
+async fn register(
+    State(auth): State<AuthService>,
+    State(runtime): State<Runtime>,
+    ApiJson(req): ApiJson<RegisterRequest>,
+) -> ApiResult<Response> {
+    let session = auth.register(req).await?;
+    let cookie = cookies::session(&session.token, auth.token_ttl(), runtime.cookie_secure);
+    let body = AuthResponse {
+        success: true,
+        token: session.token,
+        user: session.user,
+    };
+    Ok((StatusCode::CREATED, [cookie], Json(body)).into_response())
+}
+
+async fn login(
+    State(auth): State<AuthService>,
+    State(runtime): State<Runtime>,
+    State(bots): State<BotGuard>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> ApiResult<Response> {
+    let ip = client_ip(&headers, peer.ip(), &bots.trusted_proxies);
+    let session = auth.login(req, ip).await?;
+    let cookie = cookies::session(&session.token, auth.token_ttl(), runtime.cookie_secure);
+    let body = AuthResponse {
+        success: true,
+        token: session.token,
+        user: session.user,
+    };
+    Ok(([cookie], Json(body)).into_response())
+}
+
+async fn me(AuthUser(user): AuthUser) -> Json<MeResponse> {
+    Json(MeResponse {
+        success: true,
+        user,
+    })
+}
+
+async fn logout(
+    State(auth): State<AuthService>,
+    State(runtime): State<Runtime>,
+    AuthUser(user): AuthUser,
+) -> ApiResult<Response> {
+    auth.logout(&user).await?;
+    let body = serde_json::json!({ "success": true });
+    Ok(([cookies::cleared(runtime.cookie_secure)], Json(body)).into_response())
+}
+
+/// Closes the caller's account (the load tool's ephemeral users use this to clean up).
+async fn delete_me(
+    State(auth): State<AuthService>,
+    State(runtime): State<Runtime>,
+    State(bots): State<BotGuard>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    AuthUser(user): AuthUser,
+    ApiJson(req): ApiJson<DeleteAccountRequest>,
+) -> ApiResult<Response> {
+    let ip = client_ip(&headers, peer.ip(), &bots.trusted_proxies);
+    auth.delete_account(&user, req.password, ip).await?;
+    let body = serde_json::json!({ "success": true });
+    Ok(([cookies::cleared(runtime.cookie_secure)], Json(body)).into_response())
+}

@@ -1,0 +1,133 @@
+//! `ChatUser`: authentication for the chat endpoints, with the seed's words for
+//! a missing token and a bot guard: unauthenticated callers are counted per
+//! client IP and slowed to 429 + `Retry-After` when they keep trying.
+
+use crate::auth::AuthedUser;
+use crate::chat::ChatContext;
+use crate::http::client_ip::client_ip;
+use crate::http::error::ApiError;
+use crate::http::extract::AuthUser;
+use crate::http::state::AppState;
+use crate::observability::telemetry::RequestContext;
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub const AUTH_REQUIRED: &str = "Authentication required. This endpoint uses bot detection.";
+
+/// Unauthenticated requests per client IP: a burst of 20, then one a second.
+#[derive(Clone)]
+pub struct BotGuard {
+    limiter: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+    pub trusted_proxies: Arc<Vec<IpAddr>>,
+}
+
+impl BotGuard {
+    pub fn new(trusted_proxies: Vec<IpAddr>) -> Self {
+        let quota = Quota::per_second(NonZeroU32::MIN)
+            .allow_burst(NonZeroU32::new(20).unwrap_or(NonZeroU32::MIN));
+        Self {
+            limiter: Arc::new(RateLimiter::keyed(quota)),
+            trusted_proxies: Arc::new(trusted_proxies),
+        }
+    }
+
+    /// Counts one unauthenticated request; `Err(seconds)` once the IP is over its allowance.
+    fn count(&self, ip: IpAddr) -> Result<(), u64> {
+        self.limiter.check_key(&ip).map_err(|not_until| {
+            not_until
+                .wait_time_from(DefaultClock::default().now())
+                .as_secs_f64()
+                .ceil()
+                .max(1.0) as u64
+        })
+    }
+
+    pub fn forget_stale(&self) {
+        self.limiter.retain_recent();
+    }
+}
+
+/// The authenticated caller of a chat endpoint, as a [`ChatContext`].
+pub struct ChatUser(pub ChatContext);
+
+impl FromRequestParts<AppState> for ChatUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let request = parts
+            .extensions
+            .get::<RequestContext>()
+            .cloned()
+            .unwrap_or_else(|| RequestContext {
+                id: uuid::Uuid::new_v4().to_string(),
+                started: Instant::now(),
+            });
+        match AuthUser::from_request_parts(parts, state).await {
+            Ok(AuthUser(user)) => {
+                let (auth, db) = parts
+                    .extensions
+                    .get::<AuthedUser>()
+                    .map(|a| (a.verify_time, a.db_time))
+                    .unwrap_or_default();
+                Ok(ChatUser(ChatContext {
+                    request_id: request.id,
+                    started: request.started,
+                    user_id: user.user_id,
+                    auth,
+                    db,
+                    fresh: wants_fresh(&parts.headers),
+                }))
+            }
+            Err(ApiError::Unauthorized { code, .. }) => {
+                let peer = parts
+                    .extensions
+                    .get::<ConnectInfo<SocketAddr>>()
+                    .map(|c| c.0.ip());
+                if let Some(peer) = peer {
+                    let ip = client_ip(&parts.headers, peer, &state.bots.trusted_proxies);
+                    if let Err(retry_after_secs) = state.bots.count(ip) {
+                        tracing::warn!(%ip, "bot guard: unauthenticated chat requests throttled");
+                        return Err(ApiError::TooManyRequests {
+                            code: "rate_limited",
+                            message: "Too many unauthenticated requests. Sign in and send a token."
+                                .into(),
+                            retry_after_secs,
+                        });
+                    }
+                }
+                let code = if code == "invalid_token" {
+                    "invalid_token"
+                } else {
+                    "unauthorized"
+                };
+                Err(ApiError::Unauthorized {
+                    code,
+                    message: AUTH_REQUIRED.into(),
+                })
+            }
+            Err(other) => Err(other),
+        }
+    }
+}
+
+/// `Cache-Control: no-cache` (or `no-store`) on the request.
+fn wants_fresh(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get_all(axum::http::header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|d| {
+            let d = d.trim();
+            d.eq_ignore_ascii_case("no-cache") || d.eq_ignore_ascii_case("no-store")
+        })
+}

@@ -1,0 +1,213 @@
+//! The HTTP surface: each area owns its routes; this module only merges them and
+//! applies the layers every request goes through.
+//!
+//! Public (unauthenticated) routes, the whole list: `POST /api/auth/register`,
+//! `POST /api/auth/login`, `GET /api/health`, the login page and its form posts,
+//! and static files. Everything else requires a session (`AuthUser`, or
+//! `ChatUser` for the chat endpoints).
+
+mod auth;
+mod chat_user;
+mod cookies;
+mod health;
+mod llm;
+mod monitor;
+mod oauth;
+mod openai_compat;
+mod pages;
+
+pub use chat_user::BotGuard;
+
+use crate::http::error::ApiError;
+use crate::http::json::MAX_BODY_BYTES;
+use crate::http::state::AppState;
+use crate::observability::telemetry::access_log;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+/// The main listener (default 5001): pages and API.
+pub fn app_router(state: AppState) -> Router {
+    let router = Router::new()
+        .merge(auth::router())
+        .merge(oauth::router())
+        .merge(health::router())
+        .merge(llm::router())
+        .merge(openai_compat::router())
+        .merge(pages::router(&state))
+        // Only matched routes: their label is the route pattern, so the
+        // series stay bounded whatever paths clients invent.
+        .route_layer(middleware::from_fn_with_state(state.clone(), http_metrics))
+        .fallback(fallback)
+        .layer(middleware::from_fn(dashboard_elsewhere))
+        // The login page's "continue with" buttons (only on this listener: the
+        // OAuth routes and their redirect URIs live here).
+        .layer(axum::Extension(sign_in_options(&state)))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            pages::page_session,
+        ))
+        .with_state(state);
+    with_common_layers(router)
+}
+
+/// Built once; the `Extension` layer clones it into every request, so it is an
+/// `Arc` (a pointer copy, not a list copy, on every chat and API call).
+fn sign_in_options(state: &AppState) -> app::session::OAuthOptions {
+    app::session::OAuthOptions(std::sync::Arc::new(
+        state
+            .oauth
+            .configured()
+            .into_iter()
+            .map(|kind| app::wire::OAuthButton {
+                name: kind.name().into(),
+                label: format!("Sign in with {}", kind.label()),
+                url: format!("/api/auth/oauth/{}", kind.name()),
+            })
+            .collect(),
+    ))
+}
+
+/// The Mission Control listener (default 3003): the dashboard page (admins
+/// only; sign-in pages too, so a signed-out visitor can sign in here), the
+/// health check, `/metrics` and the admin-only `/api/monitor/*`.
+pub fn dashboard_router(state: AppState) -> Router {
+    with_common_layers(
+        Router::new()
+            .merge(auth::router())
+            .merge(health::router())
+            .merge(monitor::router())
+            .merge(pages::router(&state))
+            .fallback(fallback)
+            .layer(middleware::from_fn(dashboard_guard))
+            .layer(middleware::from_fn_with_state(
+                state.clone(),
+                pages::page_session,
+            ))
+            .with_state(state),
+    )
+}
+
+fn is_dashboard(path: &str) -> bool {
+    path == "/dashboard" || path == "/dashboard.html"
+}
+
+/// On the dashboard port: `/` is the dashboard; signed-out visitors are sent to
+/// sign in; signed-in users who are not administrators get 403.
+async fn dashboard_guard(req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if req.method() == axum::http::Method::GET && path == "/" {
+        return axum::response::Redirect::to("/dashboard").into_response();
+    }
+    if is_dashboard(path) {
+        match req.extensions().get::<app::session::SessionUser>() {
+            None => return axum::response::Redirect::to("/login").into_response(),
+            Some(app::session::SessionUser(user)) if user.role != app::wire::Role::Admin => {
+                let page = "<!DOCTYPE html><html lang=\"en\"><title>calos: 403</title><body><h1>Mission Control is for administrators</h1><p>Ask an administrator, or create one with <code>calos users create --admin</code>.</p><form method=\"post\" action=\"/logout\"><button>Sign out</button></form></body></html>";
+                return (StatusCode::FORBIDDEN, axum::response::Html(page)).into_response();
+            }
+            Some(_) => {}
+        }
+    }
+    next.run(req).await
+}
+
+/// On the main port the dashboard is not served: it lives on its own port.
+async fn dashboard_elsewhere(req: Request, next: Next) -> Response {
+    if is_dashboard(req.uri().path()) {
+        let page = "<!DOCTYPE html><html lang=\"en\"><title>calos: Mission Control</title><body><h1>Mission Control is on the dashboard port</h1><p>Open this path on the dashboard port instead (3003 by default, <code>CALOS_DASHBOARD_PORT</code>).</p></body></html>";
+        return (StatusCode::NOT_FOUND, axum::response::Html(page)).into_response();
+    }
+    next.run(req).await
+}
+
+/// Counts and times every answered request by its route pattern.
+async fn http_metrics(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().clone();
+    let response = next.run(req).await;
+    state.chat.metrics().exporter.http(
+        &route,
+        method.as_str(),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
+
+/// Layers shared by both listeners, innermost first: the body limit for
+/// buffering extractors and a hard limit that also covers chunked bodies; no
+/// caching of (authenticated) answers by browsers or proxies; JSON for errors
+/// raised by those layers; and the access log around everything.
+fn with_common_layers(router: Router) -> Router {
+    router
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("private, no-store"),
+        ))
+        .layer(middleware::from_fn(json_errors))
+        .layer(middleware::from_fn(access_log))
+}
+
+/// Errors produced below the handlers (405 from the router, 413 from the body
+/// limit layer) come without a body; on API paths they get the API's JSON shape
+/// like every other error.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let api = req.uri().path().starts_with("/api/") || req.uri().path().starts_with("/v1/");
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !api || is_json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let error = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge {
+            limit: MAX_BODY_BYTES,
+        },
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
+        StatusCode::NOT_FOUND => ApiError::NotFound("Not found.".into()),
+        s if s.is_server_error() => {
+            ApiError::Internal(anyhow::anyhow!("{s} without a body from a lower layer"))
+        }
+        _ => ApiError::bad_request(
+            "bad_request",
+            status.canonical_reason().unwrap_or("Bad request."),
+        ),
+    };
+    let mut converted = error.into_response();
+    *converted.status_mut() = status;
+    converted
+}
+
+/// Unknown API paths get a JSON 404; anything else is a static file from the
+/// site directory or the pages' 404.
+async fn fallback(State(state): State<AppState>, req: Request) -> Response {
+    if req.uri().path().starts_with("/api/") || req.uri().path().starts_with("/v1/") {
+        return api_not_found(req).await;
+    }
+    let files_and_pages = leptos_axum::file_and_error_handler::<AppState, _>(app::shell);
+    files_and_pages(req.uri().clone(), State(state), req).await
+}
+
+async fn api_not_found(req: Request) -> Response {
+    ApiError::NotFound(format!(
+        "No route for {} {}.",
+        req.method(),
+        req.uri().path()
+    ))
+    .into_response()
+}

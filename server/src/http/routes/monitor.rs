@@ -1,0 +1,287 @@
+//! The dashboard listener's data: `/metrics` for scrapers, and the admin-only
+//! `/api/monitor/*` (Bearer token or the session cookie, cross-site cookie
+//! writes refused): the live feed's WebSocket, managed processes and orders to
+//! them, recent logs, and the in-process latency percentiles.
+
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::AdminUser;
+use crate::http::state::AppState;
+use crate::observability::logs::LogLine;
+use crate::ops::processes::{Order, ProcessView};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::stream::SplitSink;
+use futures::{SinkExt, StreamExt};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/api/monitor/processes", get(processes))
+        .route("/api/monitor/processes/{name}/{action}", post(order))
+        .route("/api/monitor/logs", get(logs))
+        .route("/api/monitor/latency", get(latency))
+        .route("/api/monitor/ws", get(socket))
+        .route("/api/monitor/chart.svg", get(chart))
+        .route("/api/monitor/profile", get(profile))
+}
+
+#[derive(Debug, Deserialize)]
+struct ProfileQuery {
+    seconds: Option<u64>,
+    /// The page's cache-buster; ignored.
+    #[serde(default, rename = "n")]
+    _n: Option<String>,
+}
+
+/// A CPU flamegraph (SVG) of the next `seconds` (1-60, default 10); the
+/// `X-Profile-Samples` header says how many samples it rests on.
+async fn profile(
+    _admin: AdminUser,
+    query: Result<Query<ProfileQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    use crate::ops::profile::{cpu, ProfileError, MAX_SECONDS};
+    let Query(query) = query.map_err(|e| ApiError::BadRequest {
+        code: "invalid_query",
+        message: e.body_text(),
+        field: Some("seconds"),
+    })?;
+    let seconds = query.seconds.unwrap_or(10);
+    if !(1..=MAX_SECONDS).contains(&seconds) {
+        return Err(ApiError::invalid_field(
+            "invalid_seconds",
+            "seconds",
+            format!("seconds must be 1-{MAX_SECONDS}"),
+        ));
+    }
+    match cpu(seconds).await {
+        Ok(profile) => Ok((
+            [
+                (header::CONTENT_TYPE, "image/svg+xml".to_string()),
+                (
+                    header::HeaderName::from_static("x-profile-samples"),
+                    profile.samples.to_string(),
+                ),
+            ],
+            profile.svg,
+        )
+            .into_response()),
+        Err(ProfileError::Busy) => Err(ApiError::Conflict {
+            code: "profile_running",
+            message: ProfileError::Busy.to_string(),
+            field: None,
+        }),
+        Err(e) => Err(ApiError::Internal(anyhow::anyhow!(e))),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ChartQuery {
+    kind: String,
+    /// The page's cache-buster; ignored.
+    #[serde(default, rename = "n")]
+    _n: Option<String>,
+}
+
+/// A chart of the last 15 minutes as SVG (`kind=latency|errors`).
+async fn chart(
+    _admin: AdminUser,
+    State(state): State<AppState>,
+    query: Result<Query<ChartQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    let Query(query) = query.map_err(|e| ApiError::BadRequest {
+        code: "invalid_query",
+        message: e.body_text(),
+        field: None,
+    })?;
+    let kind =
+        crate::ops::monitor::chart::Kind::parse(&query.kind).ok_or(ApiError::BadRequest {
+            code: "invalid_query",
+            message: "kind must be latency or errors".into(),
+            field: Some("kind"),
+        })?;
+    let samples = state.monitor.samples();
+    let svg =
+        tokio::task::spawn_blocking(move || crate::ops::monitor::chart::render(kind, &samples))
+            .await
+            .map_err(|e| ApiError::Internal(anyhow::anyhow!("chart task: {e}")))?
+            .map_err(ApiError::Internal)?;
+    Ok(([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response())
+}
+
+/// How often a socket re-checks that its user is still a signed-in admin.
+const RECHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// A socket whose client does not take a message within this long is dropped.
+const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Close codes (4000-4999 are the application's).
+const CLOSE_NOT_ADMIN: u16 = 4003;
+const CLOSE_TOO_SLOW: u16 = 4008;
+
+/// The live feed. Browsers always send `Origin` on a WebSocket handshake, and a
+/// cookie rides along on cross-site ones too, so the origin must be ours.
+async fn socket(
+    AdminUser(_admin): AdminUser,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> ApiResult<Response> {
+    if crate::http::extract::origin_matches_host(&headers) == Some(false) {
+        return Err(ApiError::Forbidden("Cross-site WebSocket refused.".into()));
+    }
+    let token = match crate::http::extract::credential(&headers)? {
+        Some(
+            crate::http::extract::Credential::Bearer(t)
+            | crate::http::extract::Credential::Cookie(t),
+        ) => t.to_string(),
+        None => return Err(crate::http::extract::authentication_required()),
+    };
+    Ok(upgrade.on_upgrade(move |socket| feed(socket, state, token)))
+}
+
+async fn feed(socket: WebSocket, state: AppState, token: String) {
+    let (mut sink, mut incoming) = socket.split();
+    // Subscribe before the snapshot so nothing published in between is lost.
+    let mut live = state.monitor.subscribe();
+    for text in state.monitor.snapshot(&state) {
+        if !send(&mut sink, text).await {
+            return;
+        }
+    }
+    let mut recheck = tokio::time::interval(RECHECK_EVERY);
+    loop {
+        tokio::select! {
+            message = live.recv() => match message {
+                Ok(text) => if !send(&mut sink, text).await { return },
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    close(&mut sink, CLOSE_TOO_SLOW, "too slow: reconnect to resume").await;
+                    return;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+            _ = recheck.tick() => {
+                let still_admin = state
+                    .auth
+                    .authenticate(&token)
+                    .await
+                    .is_ok_and(|a| a.user.role == app::wire::Role::Admin);
+                if !still_admin {
+                    close(&mut sink, CLOSE_NOT_ADMIN, "signed out or no longer an administrator").await;
+                    return;
+                }
+            }
+            from_client = incoming.next() => match from_client {
+                // Pings are answered by axum; the page sends nothing else.
+                Some(Ok(WsMessage::Close(_))) | Some(Err(_)) | None => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
+async fn send(sink: &mut SplitSink<WebSocket, WsMessage>, text: std::sync::Arc<str>) -> bool {
+    let message = WsMessage::Text(text.as_ref().into());
+    matches!(
+        tokio::time::timeout(SEND_TIMEOUT, sink.send(message)).await,
+        Ok(Ok(()))
+    )
+}
+
+async fn close(sink: &mut SplitSink<WebSocket, WsMessage>, code: u16, reason: &'static str) {
+    let frame = CloseFrame {
+        code,
+        reason: reason.into(),
+    };
+    let _ = tokio::time::timeout(SEND_TIMEOUT, sink.send(WsMessage::Close(Some(frame)))).await;
+}
+
+/// Prometheus/OpenMetrics text. Unauthenticated like most exporters: the
+/// dashboard port is for operators (bind it with `--local` or a firewall).
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let exporter = &state.chat.metrics().exporter;
+    for slot in state.chat.router().providers() {
+        exporter.queue(
+            slot.provider.name(),
+            slot.queue.waiting(),
+            slot.queue.running(),
+        );
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            crate::observability::exporter::CONTENT_TYPE,
+        )],
+        exporter.render(),
+    )
+}
+
+async fn processes(_admin: AdminUser, State(state): State<AppState>) -> Json<Vec<ProcessView>> {
+    Json(state.processes.list())
+}
+
+async fn order(
+    AdminUser(admin): AdminUser,
+    State(state): State<AppState>,
+    Path((name, action)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let order = match action.as_str() {
+        "start" => Order::Start,
+        "stop" => Order::Stop,
+        "restart" => Order::Restart,
+        _ => {
+            return Err(ApiError::NotFound(format!(
+                "unknown action {action:?}: use start, stop or restart"
+            )))
+        }
+    };
+    state
+        .processes
+        .order(&name, order)
+        .await
+        .map_err(|e| ApiError::NotFound(e.to_string()))?;
+    tracing::info!(process = %name, %action, admin = %admin.username, "process order");
+    Ok(Json(json!({ "success": true })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogQuery {
+    /// Only lines with a sequence number at least this.
+    #[serde(default)]
+    after: u64,
+    #[serde(default = "default_limit")]
+    limit: usize,
+}
+
+fn default_limit() -> usize {
+    500
+}
+
+async fn logs(
+    _admin: AdminUser,
+    State(state): State<AppState>,
+    query: Result<Query<LogQuery>, QueryRejection>,
+) -> ApiResult<Json<Vec<LogLine>>> {
+    let Query(query) = query.map_err(|e| ApiError::BadRequest {
+        code: "invalid_query",
+        message: e.body_text(),
+        field: None,
+    })?;
+    Ok(Json(state.logs.recent(
+        query.after,
+        query.limit.min(crate::observability::logs::CAPACITY),
+    )))
+}
+
+async fn latency(
+    _admin: AdminUser,
+    State(state): State<AppState>,
+) -> Json<crate::observability::metrics::Snapshot> {
+    Json(state.chat.metrics().snapshot())
+}

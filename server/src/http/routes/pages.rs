@@ -1,0 +1,217 @@
+//! The pages: Leptos rendering, who-is-signed-in for SSR, page guards, and the
+//! plain HTML form posts that make sign-in work before (or without) WASM.
+
+use super::cookies;
+use crate::auth::{AuthError, AuthService};
+use crate::http::error::ApiError;
+use crate::http::extract::session_cookie;
+use crate::http::state::{AppState, Runtime};
+use app::session::SessionUser;
+use app::wire::{LoginRequest, RegisterRequest};
+use axum::extract::rejection::FormRejection;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::post;
+use axum::{Form, Router};
+use leptos_axum::{generate_route_list, AxumRouteListing, LeptosRoutes};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+
+/// The app's routes, walked once per process.
+///
+/// Walking the route tree sets a process-wide "suppress resource loads" flag in
+/// leptos_server (leptos-rs/leptos#4773): a page whose `OnceResource` is created
+/// on another thread during the walk never loads, and its response hangs. One
+/// walk before anything is served (other callers wait on the `OnceLock`) means no
+/// render can overlap it, even with several servers in one process (the tests).
+fn route_list() -> Vec<AxumRouteListing> {
+    static ROUTES: OnceLock<Vec<AxumRouteListing>> = OnceLock::new();
+    ROUTES.get_or_init(|| generate_route_list(app::App)).clone()
+}
+
+pub fn router(state: &AppState) -> Router<AppState> {
+    let routes = route_list();
+    let options = state.leptos.clone();
+    Router::new()
+        .route("/login", post(login_form))
+        .route("/register", post(register_form))
+        .route("/logout", post(logout_form))
+        .leptos_routes(state, routes, move || app::shell(options.clone()))
+}
+
+/// Whether a path is a page (or the pages' own server function) that needs to
+/// know who is signed in. API routes authenticate through `AuthUser` instead.
+fn is_page(path: &str) -> bool {
+    !(path.starts_with("/api/") || path.starts_with("/pkg/") || path.starts_with("/v1/"))
+        || path.starts_with("/api/session/")
+}
+
+/// Resolves the session cookie for pages, then applies the page guards: the
+/// chat page needs a session, the login page is pointless with one. A cookie
+/// that no longer works is cleared.
+pub async fn page_session(
+    State(auth): State<AuthService>,
+    State(runtime): State<Runtime>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let path = req.uri().path().to_string();
+    if !is_page(&path) {
+        return next.run(req).await;
+    }
+    let mut stale_cookie = false;
+    if let Some(token) = session_cookie(req.headers()) {
+        match auth.authenticate(token).await {
+            Ok(authed) => {
+                req.extensions_mut().insert(SessionUser(authed.user));
+            }
+            Err(AuthError::InvalidToken) => stale_cookie = true,
+            Err(e) => return ApiError::from(e).into_response(),
+        }
+    }
+    let signed_in = req.extensions().get::<SessionUser>().is_some();
+    let mut response = if req.method() == Method::GET && path == "/" && !signed_in {
+        Redirect::to("/login").into_response()
+    } else if req.method() == Method::GET && path == "/login" && signed_in {
+        Redirect::to("/").into_response()
+    } else {
+        next.run(req).await
+    };
+    if stale_cookie {
+        let (name, value) = cookies::cleared(runtime.cookie_secure);
+        response.headers_mut().append(name, value);
+    }
+    response
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    #[serde(default)]
+    login: String,
+    #[serde(default)]
+    password: String,
+}
+
+#[derive(Deserialize)]
+struct RegisterForm {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+}
+
+/// Where a failed form post goes: back to the page with a known error code.
+pub(super) fn back_with(form: &str, error: ApiError) -> Response {
+    let code = match &error {
+        ApiError::Internal(_) => "service_unavailable",
+        other => other.code(),
+    };
+    if matches!(error, ApiError::Internal(_) | ApiError::Unavailable(_)) {
+        // Logs the cause exactly as the API would.
+        let _ = error.into_response();
+    }
+    Redirect::to(&format!("/login?error={code}&form={form}")).into_response()
+}
+
+fn signed_in(token: &str, auth: &AuthService, runtime: &Runtime) -> Response {
+    let cookie = cookies::session(token, auth.token_ttl(), runtime.cookie_secure);
+    ([cookie], Redirect::to("/")).into_response()
+}
+
+async fn login_form(
+    State(auth): State<AuthService>,
+    State(runtime): State<Runtime>,
+    State(bots): State<super::BotGuard>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
+    form: Result<Form<LoginForm>, FormRejection>,
+) -> Response {
+    let ip = crate::http::client_ip::client_ip(&headers, peer.ip(), &bots.trusted_proxies);
+    let Ok(Form(form)) = form else {
+        return back_with("login", ApiError::bad_request("missing_field", "form"));
+    };
+    let login = form.login.trim().to_string();
+    let (email, username) = if login.contains('@') {
+        (Some(login), None)
+    } else {
+        (None, Some(login))
+    };
+    match auth
+        .login(
+            LoginRequest {
+                email,
+                username,
+                password: form.password,
+            },
+            ip,
+        )
+        .await
+    {
+        Ok(session) => signed_in(&session.token, &auth, &runtime),
+        Err(e) => back_with("login", e.into()),
+    }
+}
+
+async fn register_form(
+    State(auth): State<AuthService>,
+    State(runtime): State<Runtime>,
+    form: Result<Form<RegisterForm>, FormRejection>,
+) -> Response {
+    let Ok(Form(form)) = form else {
+        return back_with("register", ApiError::bad_request("missing_field", "form"));
+    };
+    let email = Some(form.email).filter(|e| !e.trim().is_empty());
+    match auth
+        .register(RegisterRequest {
+            username: form.username,
+            password: form.password,
+            email,
+        })
+        .await
+    {
+        Ok(session) => signed_in(&session.token, &auth, &runtime),
+        Err(e) => back_with("register", e.into()),
+    }
+}
+
+/// Ends the session server-side (when the cookie still works) and clears it.
+async fn logout_form(
+    State(auth): State<AuthService>,
+    State(runtime): State<Runtime>,
+    req: Request,
+) -> Response {
+    if let Some(token) = session_cookie(req.headers()) {
+        if let Ok(authed) = auth.authenticate(token).await {
+            if let Err(e) = auth.logout(&authed.user).await {
+                return ApiError::from(e).into_response();
+            }
+        }
+    }
+    let mut response = Redirect::to("/login").into_response();
+    let (name, value) = cookies::cleared(runtime.cookie_secure);
+    response.headers_mut().append(name, value);
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_page;
+
+    #[test]
+    fn pages_and_their_server_function_resolve_sessions_but_the_api_does_not() {
+        assert!(is_page("/"));
+        assert!(is_page("/login"));
+        assert!(is_page("/api/session/whoami"));
+        assert!(!is_page("/api/auth/me"));
+        assert!(!is_page("/pkg/calos.wasm"));
+    }
+}

@@ -1,0 +1,9 @@
+//! What calos says about itself: log lines and the dashboard's log feed, the
+//! per-request timing breakdown, in-process HDR metrics and the Prometheus exporter.
+
+pub mod exporter;
+pub mod feed;
+pub mod logs;
+pub mod metrics;
+pub mod telemetry;
+pub mod timing;

@@ -1,0 +1,243 @@
+//! Mission Control's live feed. Background tasks sample metrics every second,
+//! check health every few seconds, forward log lines as they are written and
+//! process changes as they happen, and publish each as one typed JSON message
+//! (`{"type":"health"|"log"|"metrics"|"process",…}`) to every dashboard socket.
+//! A socket starts from [`Monitor::snapshot`] so a fresh page is never empty.
+//!
+//! Everything is bounded: the log ring, 15 minutes of samples, 24 hours of
+//! per-minute health rollups, and the broadcast channel (a client that falls
+//! behind it is dropped, not waited for).
+
+pub mod chart;
+pub mod health;
+pub mod sample;
+
+use crate::http::state::AppState;
+use crate::observability::logs::LogLine;
+use crate::ops::processes::ProcessView;
+use health::{Board, Check, Component, Status};
+use sample::{History, MetricsSample};
+use serde::Serialize;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+/// Messages a socket may lag behind before it is dropped.
+pub const CLIENT_BACKLOG: usize = 512;
+const HEALTH_EVERY: Duration = Duration::from_secs(5);
+/// Log lines sent in a snapshot.
+const SNAPSHOT_LOG_LINES: usize = 200;
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Message {
+    Health { components: Vec<Component> },
+    Log { lines: Vec<LogLine> },
+    Metrics { samples: Vec<MetricsSample> },
+    Process { processes: Vec<ProcessView> },
+}
+
+impl Message {
+    fn text(&self) -> Arc<str> {
+        serde_json::to_string(self).unwrap_or_default().into()
+    }
+}
+
+/// Shared by the tasks and the sockets. Cheap to clone.
+#[derive(Clone)]
+pub struct Monitor {
+    hub: broadcast::Sender<Arc<str>>,
+    history: Arc<Mutex<History>>,
+    board: Arc<Mutex<Board>>,
+}
+
+impl Default for Monitor {
+    fn default() -> Self {
+        Self {
+            hub: broadcast::channel(CLIENT_BACKLOG).0,
+            history: Arc::default(),
+            board: Arc::default(),
+        }
+    }
+}
+
+impl Monitor {
+    /// The kept samples, oldest first.
+    pub fn samples(&self) -> Vec<MetricsSample> {
+        self.history.lock().map(|h| h.all()).unwrap_or_default()
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<str>> {
+        self.hub.subscribe()
+    }
+
+    fn publish(&self, message: &Message) {
+        let _ = self.hub.send(message.text());
+    }
+
+    /// What a new socket is sent first: one message of each type.
+    pub fn snapshot(&self, state: &AppState) -> Vec<Arc<str>> {
+        let components = self
+            .board
+            .lock()
+            .map(|b| b.components(true))
+            .unwrap_or_default();
+        let samples = self.history.lock().map(|h| h.all()).unwrap_or_default();
+        [
+            Message::Health { components },
+            Message::Log {
+                lines: state.logs.recent(0, SNAPSHOT_LOG_LINES),
+            },
+            Message::Metrics { samples },
+            Message::Process {
+                processes: state.processes.list(),
+            },
+        ]
+        .iter()
+        .map(Message::text)
+        .collect()
+    }
+
+    /// Starts the producers; they end with `shutdown`.
+    pub fn start(&self, state: AppState, shutdown: CancellationToken) {
+        tokio::spawn(self.clone().sample_metrics(state.clone(), shutdown.clone()));
+        tokio::spawn(self.clone().check_health(state.clone(), shutdown.clone()));
+        tokio::spawn(self.clone().forward_logs(state.clone(), shutdown.clone()));
+        tokio::spawn(self.clone().watch_processes(state, shutdown));
+    }
+
+    async fn sample_metrics(self, state: AppState, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut last = Instant::now();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.cancelled() => return,
+            }
+            let metrics = state.chat.metrics();
+            let queue_depth = state
+                .chat
+                .router()
+                .providers()
+                .map(|slot| slot.queue.waiting() as u64)
+                .sum();
+            let s = sample::sample(
+                metrics.take_interval(),
+                last.elapsed().as_secs_f64(),
+                metrics.exporter.active_streams(),
+                queue_depth,
+            );
+            last = Instant::now();
+            if let Ok(mut history) = self.history.lock() {
+                history.push(s.clone());
+            }
+            self.publish(&Message::Metrics { samples: vec![s] });
+        }
+    }
+
+    async fn check_health(self, state: AppState, shutdown: CancellationToken) {
+        let client = reqwest::Client::new();
+        let mut tick = tokio::time::interval(HEALTH_EVERY);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.cancelled() => return,
+            }
+            let mut checks: Vec<(String, &'static str, Check)> = vec![(
+                "server".into(),
+                "server",
+                Check {
+                    status: Status::Up,
+                    latency: Duration::ZERO,
+                    message: format!("up {} s", state.runtime.started.elapsed().as_secs()),
+                },
+            )];
+            let backend = state.db.backend();
+            checks.push((
+                "database".into(),
+                "database",
+                health::timed(state.db.ping(), |_| backend.into()).await,
+            ));
+            for slot in state.chat.router().providers() {
+                let provider = &slot.provider;
+                if matches!(provider, crate::llm::Provider::Unconfigured { .. }) {
+                    continue;
+                }
+                let check = health::timed(provider.models(), |models| {
+                    format!("{} models", models.len())
+                })
+                .await;
+                checks.push((provider.name().to_string(), "provider", check));
+            }
+            for process in state.processes.list() {
+                if let Some(url) = &process.health {
+                    checks.push((
+                        process.name.clone(),
+                        "process",
+                        health::http(&client, url).await,
+                    ));
+                }
+            }
+            for target in state.targets.iter() {
+                let check = match target.url.strip_prefix("tcp://") {
+                    Some(address) => health::tcp(address).await,
+                    None => health::http(&client, &target.url).await,
+                };
+                checks.push((target.name.clone(), "target", check));
+            }
+            let now = chrono::Utc::now().timestamp();
+            let components = match self.board.lock() {
+                Ok(mut board) => {
+                    for (name, kind, check) in checks {
+                        if board.record(&name, kind, check.clone(), now) {
+                            tracing::warn!(component = %name, status = ?check.status, "health changed: {}", check.message);
+                        }
+                    }
+                    board.components(false)
+                }
+                Err(_) => continue,
+            };
+            self.publish(&Message::Health { components });
+        }
+    }
+
+    async fn forward_logs(self, state: AppState, shutdown: CancellationToken) {
+        let mut lines = state.logs.subscribe();
+        loop {
+            let line = tokio::select! {
+                line = lines.recv() => line,
+                _ = shutdown.cancelled() => return,
+            };
+            match line {
+                Ok(line) => self.publish(&Message::Log { lines: vec![line] }),
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+
+    async fn watch_processes(self, state: AppState, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut last = String::new();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.cancelled() => return,
+            }
+            let processes = state.processes.list();
+            // Uptime ticks every second; publish on any other change.
+            let key = serde_json::to_string(
+                &processes
+                    .iter()
+                    .map(|p| (&p.name, p.status, p.pid, p.restarts))
+                    .collect::<Vec<_>>(),
+            )
+            .unwrap_or_default();
+            if key != last {
+                last = key;
+                self.publish(&Message::Process { processes });
+            }
+        }
+    }
+}
