@@ -1,11 +1,30 @@
 //! Validating chat requests into [`ChatParams`], the same rules for
 //! `/api/llm/complete` and `/v1/chat/completions`, before any upstream call.
 
-use crate::http::error::ApiError;
 use crate::llm::types::{ChatMessage, ChatParams};
 use app::wire::{
     MAX_MESSAGES, MAX_MESSAGE_CHARS, MAX_MODEL_NAME, MAX_OUTPUT_TOKENS, MAX_TOTAL_CHARS,
 };
+
+/// A chat request calos will not send upstream: which field, a stable code for
+/// scripts and a message for people. The HTTP layer answers it with 400.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct InvalidRequest {
+    pub code: &'static str,
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl InvalidRequest {
+    fn new(code: &'static str, field: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            field,
+            message: message.into(),
+        }
+    }
+}
 
 const ROLES: &[&str] = &["system", "user", "assistant"];
 
@@ -14,7 +33,7 @@ pub fn validate(
     messages: Vec<ChatMessage>,
     temperature: Option<f32>,
     max_tokens: Option<u32>,
-) -> Result<ChatParams, ApiError> {
+) -> Result<ChatParams, InvalidRequest> {
     let model = model.trim();
     let model_ok = !model.is_empty()
         && model.len() <= MAX_MODEL_NAME
@@ -22,7 +41,7 @@ pub fn validate(
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._:/-@".contains(&b));
     if !model_ok {
-        return Err(ApiError::invalid_field(
+        return Err(InvalidRequest::new(
             "invalid_model",
             "model",
             format!(
@@ -31,14 +50,14 @@ pub fn validate(
         ));
     }
     if messages.is_empty() {
-        return Err(ApiError::invalid_field(
+        return Err(InvalidRequest::new(
             "invalid_messages",
             "messages",
             "`messages` must hold at least one message",
         ));
     }
     if messages.len() > MAX_MESSAGES {
-        return Err(ApiError::invalid_field(
+        return Err(InvalidRequest::new(
             "too_many_messages",
             "messages",
             format!("at most {MAX_MESSAGES} messages per request"),
@@ -47,7 +66,7 @@ pub fn validate(
     let mut total = 0;
     for (i, m) in messages.iter().enumerate() {
         if !ROLES.contains(&m.role.as_str()) {
-            return Err(ApiError::invalid_field(
+            return Err(InvalidRequest::new(
                 "invalid_role",
                 "messages",
                 format!("messages[{i}].role must be system, user or assistant"),
@@ -55,7 +74,7 @@ pub fn validate(
         }
         let chars = m.content.chars().count();
         if chars > MAX_MESSAGE_CHARS {
-            return Err(ApiError::invalid_field(
+            return Err(InvalidRequest::new(
                 "message_too_long",
                 "messages",
                 format!("messages[{i}] has {chars} characters; the limit is {MAX_MESSAGE_CHARS}"),
@@ -64,7 +83,7 @@ pub fn validate(
         total += chars;
     }
     if total > MAX_TOTAL_CHARS {
-        return Err(ApiError::invalid_field(
+        return Err(InvalidRequest::new(
             "conversation_too_long",
             "messages",
             format!("the messages hold {total} characters; the limit is {MAX_TOTAL_CHARS}"),
@@ -72,7 +91,7 @@ pub fn validate(
     }
     if let Some(t) = temperature {
         if !(0.0..=2.0).contains(&t) || t.is_nan() {
-            return Err(ApiError::invalid_field(
+            return Err(InvalidRequest::new(
                 "invalid_temperature",
                 "temperature",
                 "`temperature` must be between 0 and 2",
@@ -81,7 +100,7 @@ pub fn validate(
     }
     if let Some(n) = max_tokens {
         if n == 0 || n > MAX_OUTPUT_TOKENS {
-            return Err(ApiError::invalid_field(
+            return Err(InvalidRequest::new(
                 "invalid_max_tokens",
                 "max_tokens",
                 format!("`max_tokens` must be between 1 and {MAX_OUTPUT_TOKENS}"),

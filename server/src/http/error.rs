@@ -342,3 +342,9 @@ impl From<crate::chat::ChatError> for ApiError {
         }
     }
 }
+
+impl From<crate::chat::validation::InvalidRequest> for ApiError {
+    fn from(e: crate::chat::validation::InvalidRequest) -> Self {
+        Self::invalid_field(e.code, e.field, e.message)
+    }
+}

@@ -1,8 +1,5 @@
-//! Wire types shared by the API (server), the pages (SSR and WASM) and the tests.
-//!
-//! One definition per JSON shape, so the browser, curl and the CLI all speak
-//! exactly what the server parses. Requests reject unknown fields: a typo or an
-//! injected option is an error, never silently ignored.
+//! Accounts: registration, sign-in (password, OAuth buttons, Ed25519 challenges)
+//! and the account's own view of itself.
 
 use serde::{Deserialize, Serialize};
 
@@ -113,22 +110,6 @@ pub struct MeResponse {
     pub user: UserView,
 }
 
-/// Every error the API returns: `{"success":false,"error":{"code","message","field"?}}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ErrorResponse {
-    pub success: bool,
-    pub error: ErrorDetail,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ErrorDetail {
-    pub code: String,
-    pub message: String,
-    /// The request field the error is about, when there is one (for form field errors).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub field: Option<String>,
-}
-
 /// `DELETE /api/auth/me`: closing one's own account needs the password again, so
 /// a stolen token alone cannot delete it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -212,72 +193,4 @@ mod tests {
         assert!(login_error_message("<script>").is_none());
         assert!(login_error_message("invalid_credentials").is_some());
     }
-}
-
-/// One message in `POST /api/llm/complete`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChatMessageIn {
-    pub role: String,
-    pub content: String,
-}
-
-/// `POST /api/llm/complete`. Unknown fields (an `api_base`, say) are rejected:
-/// the upstream is chosen by the server's routing rules only.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CompleteRequest {
-    pub model: String,
-    pub messages: Vec<ChatMessageIn>,
-    #[serde(default)]
-    pub stream: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub temperature: Option<f32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_tokens: Option<u32>,
-    #[serde(default, rename = "includeTimings")]
-    pub include_timings: bool,
-}
-
-/// Chat request limits, checked before any upstream call (documented in the README).
-pub const MAX_MESSAGES: usize = 256;
-pub const MAX_MESSAGE_CHARS: usize = 32 * 1024;
-pub const MAX_TOTAL_CHARS: usize = 256 * 1024;
-pub const MAX_OUTPUT_TOKENS: u32 = 32_768;
-pub const MAX_MODEL_NAME: usize = 128;
-
-/// One model from `GET /v1/models`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ModelInfo {
-    pub id: String,
-    pub object: String,
-    pub created: u64,
-    pub owned_by: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ModelList {
-    pub object: String,
-    pub data: Vec<ModelInfo>,
-}
-
-/// The timing breakdown as clients read it (the server's `timings` object).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Timings {
-    pub auth: f64,
-    pub database: f64,
-    pub queue: f64,
-    pub cache: f64,
-    #[serde(default)]
-    pub cache_status: String,
-    #[serde(default)]
-    pub upstream_connect: Option<f64>,
-    #[serde(default)]
-    pub ttft: Option<f64>,
-    #[serde(default)]
-    pub llm: Option<f64>,
-    pub total: f64,
-    #[serde(default)]
-    pub attempts: u32,
 }

@@ -1,0 +1,50 @@
+//! `POST /api/llm/complete` and `GET /v1/models`: requests, replies, limits.
+
+use serde::{Deserialize, Serialize};
+
+/// One message in `POST /api/llm/complete`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatMessageIn {
+    pub role: String,
+    pub content: String,
+}
+
+/// `POST /api/llm/complete`. Unknown fields (an `api_base`, say) are rejected:
+/// the upstream is chosen by the server's routing rules only.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteRequest {
+    pub model: String,
+    pub messages: Vec<ChatMessageIn>,
+    #[serde(default)]
+    pub stream: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    #[serde(default, rename = "includeTimings")]
+    pub include_timings: bool,
+}
+
+/// Chat request limits, checked before any upstream call (documented in the README).
+pub const MAX_MESSAGES: usize = 256;
+pub const MAX_MESSAGE_CHARS: usize = 32 * 1024;
+pub const MAX_TOTAL_CHARS: usize = 256 * 1024;
+pub const MAX_OUTPUT_TOKENS: u32 = 32_768;
+pub const MAX_MODEL_NAME: usize = 128;
+
+/// One model from `GET /v1/models`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub id: String,
+    pub object: String,
+    pub created: u64,
+    pub owned_by: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelList {
+    pub object: String,
+    pub data: Vec<ModelInfo>,
+}

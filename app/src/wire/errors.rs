@@ -1,0 +1,19 @@
+//! The one error body every API error uses.
+
+use serde::{Deserialize, Serialize};
+
+/// Every error the API returns: `{"success":false,"error":{"code","message","field"?}}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorResponse {
+    pub success: bool,
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+    /// The request field the error is about, when there is one (for form field errors).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}

@@ -1,0 +1,14 @@
+//! Wire types shared by the API (server), the pages (SSR and WASM), the CLI and
+//! the tests: one definition per JSON shape, so a renamed field is a compile
+//! error everywhere. Requests reject unknown fields: a typo or an injected option
+//! is an error, never silently ignored.
+
+mod accounts;
+mod chat;
+mod errors;
+mod timing;
+
+pub use accounts::*;
+pub use chat::*;
+pub use errors::*;
+pub use timing::*;
