@@ -74,7 +74,7 @@ pub fn navigate(path: &str) {
 /// What a chat stream says, event by event.
 pub enum StreamEvent {
     Delta(String),
-    Done(crate::wire::Timings),
+    Done(crate::wire::Breakdown),
     Error(String),
 }
 

@@ -13,6 +13,7 @@ mod browser_key;
 pub mod markdown;
 pub mod pages;
 pub mod session;
+pub mod sse;
 pub mod wire;
 
 use leptos::prelude::*;

@@ -70,6 +70,11 @@ pub struct ServeArgs {
     /// and Ed25519 challenges name it. Unset: `http://localhost:PORT`.
     #[arg(long, env = "CALOS_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Most (provider, model) series the chat metrics keep; further model
+    /// names are counted under `other`, so clients cannot grow memory or
+    /// `/metrics` by inventing names.
+    #[arg(long, env = "CALOS_METRICS_MAX_SERIES", default_value_t = crate::observability::metrics::DEFAULT_MAX_SERIES)]
+    pub metrics_max_series: usize,
     #[command(flatten)]
     pub oauth: crate::auth::oauth::OAuthArgs,
     #[command(flatten)]

@@ -48,7 +48,11 @@ impl Application {
                 args.login_failure_refill_secs.clamp(0.001, 86_400.0),
             ),
         });
-        let chat = crate::chat::setup::build_chat(&args.llm).await?;
+        let metrics = crate::observability::metrics::Metrics::new(
+            args.metrics_max_series,
+            crate::observability::exporter::Exporter::new(),
+        );
+        let chat = crate::chat::setup::build_chat(&args.llm, metrics.clone()).await?;
         let trusted = crate::http::client_ip::parse_ips(&args.trusted_proxies)
             .map_err(|e| anyhow::anyhow!("CALOS_TRUSTED_PROXIES: {e}"))?;
         let bots = crate::http::routes::BotGuard::new(trusted);
@@ -83,6 +87,7 @@ impl Application {
             auth,
             oauth,
             chat,
+            metrics,
             bots,
             logs: crate::observability::logs::global().clone(),
             processes: crate::ops::processes::ProcessManager::default(),
@@ -127,10 +132,21 @@ impl Application {
         state.processes = crate::ops::processes::ProcessManager::start(
             processes,
             state.logs.clone(),
-            state.chat.metrics().exporter.clone(),
+            state.metrics.exporter().clone(),
         );
         let managed = state.processes.clone();
-        state.monitor.start(state.clone(), shutdown.clone());
+        state.monitor.start(
+            crate::ops::monitor::Sources {
+                metrics: state.metrics.clone(),
+                router: state.chat.router().clone(),
+                db: state.db.clone(),
+                logs: state.logs.clone(),
+                processes: state.processes.clone(),
+                targets: state.targets.clone(),
+                started: state.runtime.started,
+            },
+            shutdown.clone(),
+        );
         let throttle = state.auth.throttle().clone();
         let bots = state.bots.clone();
         let housekeeping = tokio::spawn({

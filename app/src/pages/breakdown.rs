@@ -2,7 +2,7 @@
 //! numbers and a stacked bar. Network is what the browser measured minus what
 //! the server accounted for.
 
-use crate::wire::Timings;
+use crate::wire::Breakdown as Timings;
 use leptos::prelude::*;
 
 /// One segment of the bar.
@@ -97,7 +97,7 @@ pub fn Breakdown(timings: Timings, client_total_ms: f64) -> impl IntoView {
             <ul class="numbers">
                 {numbers}
                 <li class="total">"total "<strong>{fmt_ms(client_total_ms)}</strong>
-                    " (server "{fmt_ms(timings.total)}", cache "{timings.cache_status.clone()}")"</li>
+                    " (server "{fmt_ms(timings.total)}", cache "{timings.cache_status.as_str()}")"</li>
             </ul>
         </div>
     }

@@ -7,7 +7,7 @@
 use super::breakdown::Breakdown;
 use super::{hydration_flag, Header};
 use crate::markdown::to_safe_html;
-use crate::wire::Timings;
+use crate::wire::Breakdown as Timings;
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 

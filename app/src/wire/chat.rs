@@ -1,4 +1,5 @@
-//! `POST /api/llm/complete` and `GET /v1/models`: requests, replies, limits.
+//! `POST /api/llm/complete`: the request and its limits (replies and stream
+//! events are in `stream`, the `/v1` shapes in `openai`).
 
 use serde::{Deserialize, Serialize};
 
@@ -33,18 +34,3 @@ pub const MAX_MESSAGE_CHARS: usize = 32 * 1024;
 pub const MAX_TOTAL_CHARS: usize = 256 * 1024;
 pub const MAX_OUTPUT_TOKENS: u32 = 32_768;
 pub const MAX_MODEL_NAME: usize = 128;
-
-/// One model from `GET /v1/models`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ModelInfo {
-    pub id: String,
-    pub object: String,
-    pub created: u64,
-    pub owned_by: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ModelList {
-    pub object: String,
-    pub data: Vec<ModelInfo>,
-}

@@ -6,9 +6,13 @@
 mod accounts;
 mod chat;
 mod errors;
+pub mod openai;
+pub mod stream;
 mod timing;
 
 pub use accounts::*;
 pub use chat::*;
 pub use errors::*;
+pub use openai::*;
+pub use stream::*;
 pub use timing::*;

@@ -8,6 +8,7 @@ use crate::llm::queue::QueueFull;
 use crate::llm::relay::{self, RelayEvent, StreamLimits, Summary};
 use crate::llm::router::ModelRouter;
 use crate::llm::types::{ChatParams, Usage};
+use crate::observability::metrics::Metrics;
 use crate::observability::timing::{ms, Breakdown, CacheStatus};
 use futures::{Stream, StreamExt};
 use governor::clock::{Clock, DefaultClock};
@@ -70,11 +71,13 @@ pub struct Streaming {
 
 #[derive(Clone)]
 pub struct ChatService {
-    router: ModelRouter,
+    router: Arc<ModelRouter>,
     cache: ResponseCache,
     limits: StreamLimits,
     per_user: Arc<DefaultKeyedRateLimiter<String>>,
-    metrics: crate::observability::metrics::Metrics,
+    /// Where every request's breakdown is recorded (shared with the HTTP layer
+    /// and Mission Control, owned by neither).
+    metrics: Metrics,
 }
 
 impl ChatService {
@@ -84,6 +87,7 @@ impl ChatService {
         limits: StreamLimits,
         per_user_rate: u32,
         per_user_burst: u32,
+        metrics: Metrics,
     ) -> Self {
         let rate = NonZeroU32::new(per_user_rate.max(1)).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(per_user_burst.max(1)).unwrap_or(NonZeroU32::MIN);
@@ -91,20 +95,23 @@ impl ChatService {
             Quota::per_second(rate).allow_burst(burst),
         ));
         Self {
-            router,
+            router: Arc::new(router),
             cache,
             limits,
             per_user,
-            metrics: crate::observability::metrics::Metrics::default(),
+            metrics,
         }
     }
 
-    /// Latency histograms and outcome counts of every chat so far.
-    pub fn metrics(&self) -> &crate::observability::metrics::Metrics {
-        &self.metrics
+    fn recorder(&self) -> Recorder {
+        Recorder {
+            metrics: self.metrics.clone(),
+            router: self.router.clone(),
+        }
     }
 
-    pub fn router(&self) -> &ModelRouter {
+    /// The routing table, shared (Mission Control reads its providers).
+    pub fn router(&self) -> &Arc<ModelRouter> {
         &self.router
     }
 
@@ -160,7 +167,7 @@ impl ChatService {
             Err(e) => {
                 breakdown.total = ms(ctx.started.elapsed());
                 log_performance(
-                    &self.metrics,
+                    &self.recorder(),
                     ctx,
                     &params.model,
                     &provider,
@@ -205,7 +212,7 @@ impl ChatService {
                     breakdown,
                 };
                 log_performance(
-                    &self.metrics,
+                    &self.recorder(),
                     ctx,
                     &answer.model,
                     &answer.provider,
@@ -225,7 +232,7 @@ impl ChatService {
                 RelayEvent::Failed(e) => {
                     breakdown.total = ms(ctx.started.elapsed());
                     log_performance(
-                        &self.metrics,
+                        &self.recorder(),
                         ctx,
                         &params.model,
                         &provider,
@@ -253,7 +260,7 @@ impl ChatService {
                 .await;
         }
         log_performance(
-            &self.metrics,
+            &self.recorder(),
             ctx,
             &params.model,
             &provider,
@@ -286,10 +293,10 @@ impl ChatService {
             params.model.clone(),
             provider.clone(),
         );
-        let metrics_end = self.metrics.clone();
+        let metrics_end = self.recorder();
         // Lives as long as the stream: the active-streams gauge counts it until
         // it finishes, fails or the client hangs up.
-        let open = self.metrics.exporter.stream_opened();
+        let open = self.metrics.exporter().stream_opened();
         let items = events.map(move |event| {
             let _open = &open;
             match event {
@@ -322,16 +329,25 @@ impl ChatService {
     }
 }
 
+/// What recording a finished request needs: the metrics, and the router to
+/// tell a model it knows from a name a client made up.
+struct Recorder {
+    metrics: Metrics,
+    router: Arc<ModelRouter>,
+}
+
 /// The one structured line per chat request (the seed's `[Performance]` log).
 fn log_performance(
-    metrics: &crate::observability::metrics::Metrics,
+    recorder: &Recorder,
     ctx: &ChatContext,
     model: &str,
     provider: &str,
     b: &Breakdown,
-    outcome: &str,
+    outcome: &'static str,
 ) {
-    metrics.record(provider, model, b, outcome);
+    recorder
+        .metrics
+        .record(provider, model, recorder.router.knows(model), b, outcome);
     tracing::info!(
         target: "calos::performance",
         request_id = %ctx.request_id,

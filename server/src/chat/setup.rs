@@ -10,6 +10,7 @@ use crate::llm::relay::StreamLimits;
 use crate::llm::router::{parse_rules, ModelRouter, ProviderSlot};
 use crate::llm::sim::SimModel;
 use crate::llm::Provider;
+use crate::observability::metrics::Metrics;
 use anyhow::Context;
 use std::time::Duration;
 
@@ -37,7 +38,8 @@ fn openai_like(
     Ok(Provider::OpenAi(upstream))
 }
 
-pub async fn build_chat(args: &LlmArgs) -> anyhow::Result<ChatService> {
+/// `metrics` records every request the service handles.
+pub async fn build_chat(args: &LlmArgs, metrics: Metrics) -> anyhow::Result<ChatService> {
     let router = build_router(args)?;
     announce(&router).await;
     let cache = ResponseCache::new(
@@ -50,6 +52,7 @@ pub async fn build_chat(args: &LlmArgs) -> anyhow::Result<ChatService> {
         stream_limits(args),
         args.chat_rate_per_sec,
         args.chat_burst,
+        metrics,
     ))
 }
 

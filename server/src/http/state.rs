@@ -18,6 +18,8 @@ pub struct AppState {
     pub oauth: crate::auth::oauth::OAuthService,
     /// Chat: routing, cache, queues, upstream calls.
     pub chat: crate::chat::ChatService,
+    /// Chat and HTTP metrics: HDR histograms and the Prometheus exporter.
+    pub metrics: crate::observability::metrics::Metrics,
     /// Per-IP throttle for unauthenticated chat callers.
     pub bots: crate::http::routes::BotGuard,
     /// Recent log lines for Mission Control (managed processes' output).

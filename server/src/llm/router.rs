@@ -110,6 +110,14 @@ impl ModelRouter {
             .ok_or_else(|| name.to_string())
     }
 
+    /// Whether a rule names this model exactly (not by a wildcard): such a name
+    /// is the operator's, not a client's invention, and may label metrics.
+    pub fn knows(&self, model: &str) -> bool {
+        self.rules
+            .iter()
+            .any(|r| r.pattern == model && !r.pattern.contains(['*', '?']))
+    }
+
     pub fn providers(&self) -> impl Iterator<Item = &Arc<ProviderSlot>> {
         self.providers.values()
     }

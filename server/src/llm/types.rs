@@ -38,26 +38,7 @@ impl Usage {
     }
 }
 
-/// What the provider itself says about its time (Ollama's durations, OpenAI's
-/// processing-time header), in milliseconds. Kept beside our own measurements,
-/// never mixed into them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct UpstreamTimings {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub load_ms: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub prompt_eval_ms: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub eval_ms: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub total_ms: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub processing_ms: Option<f64>,
-    /// Output tokens per second as the provider measured it (Ollama).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tokens_per_second: Option<f64>,
-}
+pub use app::wire::UpstreamTimings;
 
 /// One piece of a provider's answer.
 #[derive(Debug, Clone, PartialEq)]

@@ -7,7 +7,8 @@
 //! in-process HDR histograms in `metrics.rs` stay the source for the dashboard's
 //! exact percentiles; these are the cumulative buckets scrapers need.
 
-use crate::observability::timing::Breakdown;
+use crate::observability::timing::CacheStatus;
+use dashmap::DashMap;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -77,11 +78,80 @@ pub struct Exporter {
     http_duration: Histograms<RouteLabels>,
     chat_requests: Family<ChatLabels, Counter>,
     chat_phases: Histograms<PhaseLabels>,
-    cache_lookups: Family<CacheLabels, Counter>,
     active_streams: Gauge,
     queue_waiting: Family<ProviderLabels, Gauge>,
     queue_running: Family<ProviderLabels, Gauge>,
     process_restarts: Family<ProcessLabels, Counter>,
+    /// route → its (method, status) handles, found by `&str` without allocating.
+    http_handles: Arc<DashMap<Box<str>, Vec<HttpHandles>>>,
+    cache_hit: Counter,
+    cache_miss: Counter,
+    cache_bypass: Counter,
+}
+
+struct HttpHandles {
+    method: &'static str,
+    status: u16,
+    requests: Counter,
+    duration: Histogram,
+}
+
+/// Prometheus phase names, in [`crate::observability::metrics::PHASES`] order.
+const CHAT_PHASES: [&str; 8] = [
+    "auth",
+    "database",
+    "queue",
+    "cache",
+    "upstream_connect",
+    "ttft",
+    "llm",
+    "total",
+];
+
+fn standard_method(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => crate::observability::metrics::OTHER,
+    }
+}
+
+/// One chat series' exporter handles.
+pub struct ChatSeries {
+    provider: Box<str>,
+    model: Box<str>,
+    phases: [Histogram; 8],
+    requests: Family<ChatLabels, Counter>,
+}
+
+impl ChatSeries {
+    /// Observes the phases that happened (milliseconds, phase order).
+    pub fn observe(&self, values: &[Option<f64>; 8]) {
+        for (histogram, value) in self.phases.iter().zip(values) {
+            if let Some(ms) = value {
+                histogram.observe(ms / 1000.0);
+            }
+        }
+    }
+
+    /// The request counter for one outcome of this series (kept by the caller).
+    pub fn outcome(&self, outcome: &str) -> Counter {
+        self.requests
+            .get_or_create(&ChatLabels {
+                provider: self.provider.to_string(),
+                model: self.model.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .clone()
+    }
 }
 
 impl Default for Exporter {
@@ -149,73 +219,107 @@ impl Exporter {
             "Restarts of managed processes",
             process_restarts.clone(),
         );
+        let cache_counter = |result: &str| {
+            cache_lookups
+                .get_or_create(&CacheLabels {
+                    result: result.into(),
+                })
+                .clone()
+        };
+        let (cache_hit, cache_miss, cache_bypass) = (
+            cache_counter("hit"),
+            cache_counter("miss"),
+            cache_counter("bypass"),
+        );
         Self {
             registry: Arc::new(registry),
             http_requests,
             http_duration,
             chat_requests,
             chat_phases,
-            cache_lookups,
             active_streams,
             queue_waiting,
             queue_running,
             process_restarts,
+            http_handles: Arc::default(),
+            cache_hit,
+            cache_miss,
+            cache_bypass,
         }
     }
 
-    pub fn http(&self, route: &str, method: &str, status: u16, took: Duration) {
-        self.http_requests
-            .get_or_create(&HttpLabels {
-                route: route.to_string(),
-                method: method.to_string(),
-                status: status.to_string(),
-            })
-            .inc();
-        self.http_duration
-            .get_or_create(&RouteLabels {
-                route: route.to_string(),
-                method: method.to_string(),
-            })
-            .observe(took.as_secs_f64());
-    }
-
-    pub fn chat(&self, provider: &str, model: &str, b: &Breakdown, outcome: &str) {
-        self.chat_requests
-            .get_or_create(&ChatLabels {
-                provider: provider.to_string(),
-                model: model.to_string(),
-                outcome: outcome.to_string(),
-            })
-            .inc();
-        let phases = [
-            ("auth", Some(b.auth)),
-            ("database", Some(b.database)),
-            ("queue", Some(b.queue)),
-            ("cache", Some(b.cache)),
-            ("upstream_connect", b.upstream_connect),
-            ("ttft", b.ttft),
-            ("llm", b.llm),
-            ("total", Some(b.total)),
-        ];
-        for (phase, ms) in phases {
-            if let Some(ms) = ms {
-                self.chat_phases
-                    .get_or_create(&PhaseLabels {
-                        provider: provider.to_string(),
-                        model: model.to_string(),
-                        phase: phase.to_string(),
-                    })
-                    .observe(ms / 1000.0);
+    /// Counts and times one answered request. `route` is a matched route
+    /// pattern (bounded by the router); a method outside the standard ones is
+    /// counted as `OTHER`, since clients can invent them.
+    pub fn http(&self, route: &str, method: &axum::http::Method, status: u16, took: Duration) {
+        let method = standard_method(method);
+        let handles = self.http_handles.get(route).and_then(|by_route| {
+            by_route
+                .iter()
+                .find(|h| h.method == method && h.status == status)
+                .map(|h| (h.requests.clone(), h.duration.clone()))
+        });
+        let (requests, duration) = match handles {
+            Some(handles) => handles,
+            None => {
+                let made = HttpHandles {
+                    method,
+                    status,
+                    requests: self
+                        .http_requests
+                        .get_or_create(&HttpLabels {
+                            route: route.to_string(),
+                            method: method.to_string(),
+                            status: status.to_string(),
+                        })
+                        .clone(),
+                    duration: self
+                        .http_duration
+                        .get_or_create(&RouteLabels {
+                            route: route.to_string(),
+                            method: method.to_string(),
+                        })
+                        .clone(),
+                };
+                let handles = (made.requests.clone(), made.duration.clone());
+                self.http_handles
+                    .entry(route.into())
+                    .or_default()
+                    .push(made);
+                handles
             }
+        };
+        requests.inc();
+        duration.observe(took.as_secs_f64());
+    }
+
+    /// The handles of one (provider, model) chat series, made once so that
+    /// recording a request allocates no label strings.
+    pub fn chat_series(&self, provider: &str, model: &str) -> ChatSeries {
+        let phases = CHAT_PHASES.map(|phase| {
+            self.chat_phases
+                .get_or_create(&PhaseLabels {
+                    provider: provider.to_string(),
+                    model: model.to_string(),
+                    phase: phase.to_string(),
+                })
+                .clone()
+        });
+        ChatSeries {
+            provider: provider.into(),
+            model: model.into(),
+            phases,
+            requests: self.chat_requests.clone(),
         }
     }
 
-    pub fn cache_lookup(&self, result: &str) {
-        self.cache_lookups
-            .get_or_create(&CacheLabels {
-                result: result.to_string(),
-            })
-            .inc();
+    pub fn cache_lookup(&self, status: CacheStatus) {
+        match status {
+            CacheStatus::Hit => &self.cache_hit,
+            CacheStatus::Miss => &self.cache_miss,
+            CacheStatus::Bypass => &self.cache_bypass,
+        }
+        .inc();
     }
 
     /// A streamed reply opened; the gauge goes down when the guard drops.
@@ -273,19 +377,25 @@ mod tests {
     #[test]
     fn the_exposition_names_every_series_with_labels() {
         let e = Exporter::new();
-        e.http("/api/llm/complete", "POST", 200, Duration::from_millis(12));
-        e.chat(
-            "ollama",
-            "llama3.2",
-            &Breakdown {
-                total: 900.0,
-                ttft: Some(200.0),
-                llm: Some(890.0),
-                ..Default::default()
-            },
-            "ok",
+        e.http(
+            "/api/llm/complete",
+            &axum::http::Method::POST,
+            200,
+            Duration::from_millis(12),
         );
-        e.cache_lookup("miss");
+        let series = e.chat_series("ollama", "llama3.2");
+        series.observe(&[
+            None,
+            None,
+            None,
+            None,
+            None,
+            Some(200.0),
+            Some(890.0),
+            Some(900.0),
+        ]);
+        series.outcome("ok").inc();
+        e.cache_lookup(CacheStatus::Miss);
         let guard = e.stream_opened();
         e.queue("ollama", 2, 5);
         e.process_restarted("ollama");
@@ -302,6 +412,11 @@ mod tests {
             assert!(text.contains(needle), "{needle} missing from\n{text}");
         }
         drop(guard);
+        let invented = axum::http::Method::from_bytes(b"BREW").unwrap_or_default();
+        e.http("/api/health", &invented, 405, Duration::from_millis(1));
+        assert!(e.render().contains(
+            r#"calos_http_requests_total{route="/api/health",method="other",status="405"} 1"#
+        ));
         assert!(e.render().contains("calos_active_streams 0"));
     }
 }

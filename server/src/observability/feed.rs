@@ -85,7 +85,7 @@ mod tests {
             .expect("the event reached the ring");
         assert_eq!(line.level, "info");
         assert_eq!(line.source, "calos");
-        assert_eq!(line.target.as_deref(), Some("server::log_feed::tests"));
+        assert_eq!(line.target.as_deref(), Some(module_path!()));
         assert_eq!(line.message, format!("{marker} model=\"mock-llama\""));
         let id = line.request_id.expect("request id");
         assert!(

@@ -24,14 +24,20 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use std::net::SocketAddr;
 
-pub fn router() -> Router<AppState> {
+/// Signing up and signing in: open to anyone.
+pub fn public() -> Router<AppState> {
     Router::new()
         .route("/api/auth/register", post(register))
         .route("/api/auth/login", post(login))
-        .route("/api/auth/me", get(me).patch(update_me).delete(delete_me))
-        .route("/api/auth/logout", post(logout))
         .route("/api/auth/soulfra/challenge", post(soulfra_challenge))
         .route("/api/auth/soulfra/verify", post(soulfra_verify))
+}
+
+/// The signed-in account.
+pub fn protected() -> Router<AppState> {
+    Router::new()
+        .route("/api/auth/me", get(me).patch(update_me).delete(delete_me))
+        .route("/api/auth/logout", post(logout))
 }
 
 async fn soulfra_challenge(

@@ -1,10 +1,11 @@
 //! The HTTP surface: each area owns its routes; this module only merges them and
 //! applies the layers every request goes through.
 //!
-//! Public (unauthenticated) routes, the whole list: `POST /api/auth/register`,
-//! `POST /api/auth/login`, `GET /api/health`, the login page and its form posts,
-//! and static files. Everything else requires a session (`AuthUser`, or
-//! `ChatUser` for the chat endpoints).
+//! Authenticated by default: an area's routes are public only when listed in
+//! [`PUBLIC_ROUTES`]; everything else sits behind a `route_layer` that answers
+//! 401 before any handler runs (403 for non-administrators on Mission Control's
+//! data). An API test reads every `.route(` in this directory and checks both
+//! halves of that promise.
 
 mod auth;
 mod chat_user;
@@ -19,26 +20,65 @@ mod pages;
 pub use chat_user::BotGuard;
 
 use crate::http::error::ApiError;
+use crate::http::extract::{AdminUser, AuthUser};
 use crate::http::json::MAX_BODY_BYTES;
 use crate::http::state::AppState;
 use crate::observability::telemetry::access_log;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::{self, Next};
+use axum::middleware::{self, from_extractor_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 
-/// The main listener (default 5001): pages and API.
-pub fn app_router(state: AppState) -> Router {
-    let router = Router::new()
-        .merge(auth::router())
+/// The whole unauthenticated surface of both listeners, `(method, path)`.
+/// Pages (GET) render for anyone and redirect to `/login` where a session is
+/// needed; static files are served by the fallback.
+pub const PUBLIC_ROUTES: &[(&str, &str)] = &[
+    ("POST", "/api/auth/register"),
+    ("POST", "/api/auth/login"),
+    ("POST", "/api/auth/soulfra/challenge"),
+    ("POST", "/api/auth/soulfra/verify"),
+    ("GET", "/api/auth/oauth/providers"),
+    ("GET", "/api/auth/oauth/{provider}"),
+    ("GET", "/api/auth/oauth/{provider}/callback"),
+    ("GET", "/api/health"),
+    ("GET", "/metrics"),
+    ("POST", "/login"),
+    ("POST", "/register"),
+    ("POST", "/logout"),
+];
+
+/// Routes anyone may call, on the main listener.
+fn public_routes(state: &AppState) -> Router<AppState> {
+    Router::new()
+        .merge(auth::public())
         .merge(oauth::router())
         .merge(health::router())
+        .merge(pages::router(state))
+}
+
+/// Routes for a signed-in caller; the chat endpoints add the bot guard and
+/// the chat's own 401 message (`ChatUser`).
+fn protected_routes(state: &AppState) -> Router<AppState> {
+    let chat = Router::new()
         .merge(llm::router())
-        .merge(openai_compat::router())
-        .merge(pages::router(&state))
+        .merge(openai_compat::chat())
+        .route_layer(from_extractor_with_state::<chat_user::ChatUser, _>(
+            state.clone(),
+        ));
+    Router::new()
+        .merge(auth::protected())
+        .merge(openai_compat::protected())
+        .route_layer(from_extractor_with_state::<AuthUser, _>(state.clone()))
+        .merge(chat)
+}
+
+/// The main listener (default 5001): pages and API.
+pub fn app_router(state: AppState) -> Router {
+    let router = protected_routes(&state)
+        .merge(public_routes(&state))
         // Only matched routes: their label is the route pattern, so the
         // series stay bounded whatever paths clients invent.
         .route_layer(middleware::from_fn_with_state(state.clone(), http_metrics))
@@ -77,10 +117,15 @@ fn sign_in_options(state: &AppState) -> app::session::OAuthOptions {
 /// health check, `/metrics` and the admin-only `/api/monitor/*`.
 pub fn dashboard_router(state: AppState) -> Router {
     with_common_layers(
-        Router::new()
-            .merge(auth::router())
+        monitor::admin()
+            .route_layer(from_extractor_with_state::<AdminUser, _>(state.clone()))
+            .merge(
+                auth::protected()
+                    .route_layer(from_extractor_with_state::<AuthUser, _>(state.clone())),
+            )
+            .merge(auth::public())
+            .merge(monitor::public())
             .merge(health::router())
-            .merge(monitor::router())
             .merge(pages::router(&state))
             .fallback(fallback)
             .layer(middleware::from_fn(dashboard_guard))
@@ -131,13 +176,12 @@ async fn http_metrics(State(state): State<AppState>, req: Request, next: Next) -
     let route = req
         .extensions()
         .get::<axum::extract::MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".into());
+        .cloned();
     let method = req.method().clone();
     let response = next.run(req).await;
-    state.chat.metrics().exporter.http(
-        &route,
-        method.as_str(),
+    state.metrics.exporter().http(
+        route.as_ref().map_or("unmatched", |p| p.as_str()),
+        &method,
         response.status().as_u16(),
         started.elapsed(),
     );

@@ -20,9 +20,15 @@ use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-pub fn router() -> Router<AppState> {
+/// `/metrics`: unauthenticated, like most exporters (it carries counts and
+/// bounded labels only).
+pub fn public() -> Router<AppState> {
+    Router::new().route("/metrics", get(metrics))
+}
+
+/// Mission Control's data: administrators only.
+pub fn admin() -> Router<AppState> {
     Router::new()
-        .route("/metrics", get(metrics))
         .route("/api/monitor/processes", get(processes))
         .route("/api/monitor/processes/{name}/{action}", post(order))
         .route("/api/monitor/logs", get(logs))
@@ -149,7 +155,7 @@ async fn feed(socket: WebSocket, state: AppState, token: String) {
     let (mut sink, mut incoming) = socket.split();
     // Subscribe before the snapshot so nothing published in between is lost.
     let mut live = state.monitor.subscribe();
-    for text in state.monitor.snapshot(&state) {
+    for text in state.monitor.snapshot(&state.logs, &state.processes) {
         if !send(&mut sink, text).await {
             return;
         }
@@ -204,7 +210,7 @@ async fn close(sink: &mut SplitSink<WebSocket, WsMessage>, code: u16, reason: &'
 /// Prometheus/OpenMetrics text. Unauthenticated like most exporters: the
 /// dashboard port is for operators (bind it with `--local` or a firewall).
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let exporter = &state.chat.metrics().exporter;
+    let exporter = &state.metrics.exporter();
     for slot in state.chat.router().providers() {
         exporter.queue(
             slot.provider.name(),
@@ -283,5 +289,5 @@ async fn latency(
     _admin: AdminUser,
     State(state): State<AppState>,
 ) -> Json<crate::observability::metrics::Snapshot> {
-    Json(state.chat.metrics().snapshot())
+    Json(state.metrics.snapshot())
 }

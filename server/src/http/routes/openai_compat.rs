@@ -26,10 +26,14 @@ use serde_json::json;
 use std::convert::Infallible;
 use std::time::Duration;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/chat/completions", post(chat_completions))
-        .route("/v1/models", get(models))
+/// The OpenAI-compatible chat endpoint (behind the chat guard).
+pub fn chat() -> Router<AppState> {
+    Router::new().route("/v1/chat/completions", post(chat_completions))
+}
+
+/// The model list (any signed-in caller).
+pub fn protected() -> Router<AppState> {
+    Router::new().route("/v1/models", get(models))
 }
 
 /// The request fields calos honours. Anything else is refused rather than

@@ -145,6 +145,7 @@ mod tests {
         metrics.record(
             "sim",
             "sim",
+            true,
             &crate::observability::timing::Breakdown {
                 total: 250.0,
                 ttft: Some(200.0),

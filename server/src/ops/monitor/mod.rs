@@ -12,8 +12,13 @@ pub mod chart;
 pub mod health;
 pub mod sample;
 
-use crate::http::state::AppState;
+use crate::db::Db;
+use crate::llm::router::ModelRouter;
 use crate::observability::logs::LogLine;
+use crate::observability::logs::LogRing;
+use crate::observability::metrics::Metrics;
+use crate::ops::processes::config::TargetSpec;
+use crate::ops::processes::ProcessManager;
 use crate::ops::processes::ProcessView;
 use health::{Board, Check, Component, Status};
 use sample::{History, MetricsSample};
@@ -42,6 +47,20 @@ impl Message {
     fn text(&self) -> Arc<str> {
         serde_json::to_string(self).unwrap_or_default().into()
     }
+}
+
+/// What the feed's producers read, handed over by whoever starts them (the
+/// monitor depends on these parts, not on the HTTP state that holds them).
+#[derive(Clone)]
+pub struct Sources {
+    pub metrics: Metrics,
+    pub router: Arc<ModelRouter>,
+    pub db: Db,
+    pub logs: LogRing,
+    pub processes: ProcessManager,
+    /// Extra health-check targets from the config file.
+    pub targets: Arc<Vec<TargetSpec>>,
+    pub started: Instant,
 }
 
 /// Shared by the tasks and the sockets. Cheap to clone.
@@ -77,7 +96,7 @@ impl Monitor {
     }
 
     /// What a new socket is sent first: one message of each type.
-    pub fn snapshot(&self, state: &AppState) -> Vec<Arc<str>> {
+    pub fn snapshot(&self, logs: &LogRing, processes: &ProcessManager) -> Vec<Arc<str>> {
         let components = self
             .board
             .lock()
@@ -87,11 +106,11 @@ impl Monitor {
         [
             Message::Health { components },
             Message::Log {
-                lines: state.logs.recent(0, SNAPSHOT_LOG_LINES),
+                lines: logs.recent(0, SNAPSHOT_LOG_LINES),
             },
             Message::Metrics { samples },
             Message::Process {
-                processes: state.processes.list(),
+                processes: processes.list(),
             },
         ]
         .iter()
@@ -100,14 +119,14 @@ impl Monitor {
     }
 
     /// Starts the producers; they end with `shutdown`.
-    pub fn start(&self, state: AppState, shutdown: CancellationToken) {
+    pub fn start(&self, state: Sources, shutdown: CancellationToken) {
         tokio::spawn(self.clone().sample_metrics(state.clone(), shutdown.clone()));
         tokio::spawn(self.clone().check_health(state.clone(), shutdown.clone()));
         tokio::spawn(self.clone().forward_logs(state.clone(), shutdown.clone()));
         tokio::spawn(self.clone().watch_processes(state, shutdown));
     }
 
-    async fn sample_metrics(self, state: AppState, shutdown: CancellationToken) {
+    async fn sample_metrics(self, state: Sources, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut last = Instant::now();
         loop {
@@ -115,17 +134,16 @@ impl Monitor {
                 _ = tick.tick() => {}
                 _ = shutdown.cancelled() => return,
             }
-            let metrics = state.chat.metrics();
+            let metrics = &state.metrics;
             let queue_depth = state
-                .chat
-                .router()
+                .router
                 .providers()
                 .map(|slot| slot.queue.waiting() as u64)
                 .sum();
             let s = sample::sample(
                 metrics.take_interval(),
                 last.elapsed().as_secs_f64(),
-                metrics.exporter.active_streams(),
+                metrics.exporter().active_streams(),
                 queue_depth,
             );
             last = Instant::now();
@@ -136,7 +154,7 @@ impl Monitor {
         }
     }
 
-    async fn check_health(self, state: AppState, shutdown: CancellationToken) {
+    async fn check_health(self, state: Sources, shutdown: CancellationToken) {
         let client = reqwest::Client::new();
         let mut tick = tokio::time::interval(HEALTH_EVERY);
         loop {
@@ -150,7 +168,7 @@ impl Monitor {
                 Check {
                     status: Status::Up,
                     latency: Duration::ZERO,
-                    message: format!("up {} s", state.runtime.started.elapsed().as_secs()),
+                    message: format!("up {} s", state.started.elapsed().as_secs()),
                 },
             )];
             let backend = state.db.backend();
@@ -159,7 +177,7 @@ impl Monitor {
                 "database",
                 health::timed(state.db.ping(), |_| backend.into()).await,
             ));
-            for slot in state.chat.router().providers() {
+            for slot in state.router.providers() {
                 let provider = &slot.provider;
                 if matches!(provider, crate::llm::Provider::Unconfigured { .. }) {
                     continue;
@@ -202,7 +220,7 @@ impl Monitor {
         }
     }
 
-    async fn forward_logs(self, state: AppState, shutdown: CancellationToken) {
+    async fn forward_logs(self, state: Sources, shutdown: CancellationToken) {
         let mut lines = state.logs.subscribe();
         loop {
             let line = tokio::select! {
@@ -217,7 +235,7 @@ impl Monitor {
         }
     }
 
-    async fn watch_processes(self, state: AppState, shutdown: CancellationToken) {
+    async fn watch_processes(self, state: Sources, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut last = String::new();
         loop {

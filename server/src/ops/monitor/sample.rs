@@ -55,7 +55,8 @@ pub fn sample(
     let errors: BTreeMap<String, u64> = interval
         .outcomes
         .into_iter()
-        .filter(|(outcome, _)| outcome != "ok")
+        .filter(|(outcome, _)| *outcome != "ok")
+        .map(|(outcome, n)| (outcome.to_string(), n))
         .collect();
     let failed: u64 = errors.values().sum();
     let ms = |micros: u64| micros as f64 / 1000.0;
@@ -91,8 +92,8 @@ pub fn sample(
             .by_model
             .into_iter()
             .map(|((provider, model), requests)| ModelCount {
-                provider,
-                model,
+                provider: provider.to_string(),
+                model: model.to_string(),
                 requests,
             })
             .collect(),
@@ -139,7 +140,7 @@ mod tests {
                 ..Default::default()
             };
             let outcome = if i == 9 { "upstream_timeout" } else { "ok" };
-            metrics.record("ollama", "llama3.2", &b, outcome);
+            metrics.record("ollama", "llama3.2", true, &b, outcome);
         }
         let s = sample(metrics.take_interval(), 2.0, 3, 1);
         assert_eq!(s.requests_per_sec, 5.0);
