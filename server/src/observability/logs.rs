@@ -3,9 +3,10 @@
 //! on the way in: control characters escaped (a process cannot repaint an
 //! operator's terminal or page) and credentials redacted.
 
+use parking_lot::Mutex;
 use serde::Serialize;
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use tokio::sync::broadcast;
 
 /// Lines kept; older ones fall off.
@@ -138,9 +139,7 @@ impl LogRing {
         if message.chars().count() > MAX_LINE_CHARS {
             message = message.chars().take(MAX_LINE_CHARS).collect::<String>() + "…";
         }
-        let Ok(mut ring) = self.inner.lock() else {
-            return;
-        };
+        let mut ring = self.inner.lock();
         let seq = ring.next_seq;
         ring.next_seq += 1;
         if ring.lines.len() == CAPACITY {
@@ -171,9 +170,7 @@ impl LogRing {
 
     /// Up to `limit` most recent lines with `seq >= after`, oldest first.
     pub fn recent(&self, after: u64, limit: usize) -> Vec<LogLine> {
-        let Ok(ring) = self.inner.lock() else {
-            return Vec::new();
-        };
+        let ring = self.inner.lock();
         let newer: Vec<&LogLine> = ring.lines.iter().filter(|l| l.seq >= after).collect();
         newer[newer.len().saturating_sub(limit)..]
             .iter()

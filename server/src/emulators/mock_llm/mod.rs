@@ -17,9 +17,10 @@ pub use faults::Fault;
 use axum::routing::{get, post};
 use axum::Router;
 use clap::Args;
+use parking_lot::Mutex;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -79,13 +80,11 @@ pub struct MockState {
 
 impl MockState {
     pub fn fault(&self) -> Fault {
-        self.fault.lock().map(|f| f.clone()).unwrap_or(Fault::None)
+        self.fault.lock().clone()
     }
 
     pub fn set_fault(&self, fault: Fault) {
-        if let Ok(mut f) = self.fault.lock() {
-            *f = fault;
-        }
+        *self.fault.lock() = fault;
     }
 }
 

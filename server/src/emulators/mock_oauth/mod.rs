@@ -25,12 +25,13 @@ use base64::Engine;
 use clap::Args;
 use ed25519_dalek::SigningKey;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -139,11 +140,6 @@ impl Drop for MockOAuthServer {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
-}
-
-/// A poisoned lock only means another request panicked; the map is still usable.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn now() -> i64 {
@@ -384,7 +380,7 @@ fn redirect_back(
         let mut query = back.query_pairs_mut();
         if decision.decision == "approve" {
             let code = random_token();
-            lock(&s.codes).insert(
+            s.codes.lock().insert(
                 code.clone(),
                 Grant {
                     provider: provider.to_string(),
@@ -499,7 +495,9 @@ fn redeem(
     }
     let code = body.code.as_deref().unwrap_or_default();
     // Removed whatever happens next: a code is good for one attempt.
-    let grant = lock(&s.codes)
+    let grant = s
+        .codes
+        .lock()
         .remove(code)
         .ok_or_else(|| invalid("invalid_grant", "unknown or already used code"))?;
     if grant.provider != provider || grant.issued.elapsed() > CODE_TTL {
@@ -538,7 +536,7 @@ async fn token(
         Ok(grant) => grant,
         Err(r) => return r,
     };
-    let spoil = lock(&s.spoil).take().unwrap_or_default();
+    let spoil = s.spoil.lock().take().unwrap_or_default();
     let issuer = format!("{}/{provider}", s.base);
     let verified = grant.person.email_verified.is_some();
     let mut claims = json!({
@@ -601,7 +599,7 @@ async fn github_token(
         Err(r) => return r,
     };
     let access_token = random_token();
-    lock(&s.access).insert(access_token.clone(), grant.person);
+    s.access.lock().insert(access_token.clone(), grant.person);
     Json(json!({
         "access_token": access_token,
         "token_type": "bearer",
@@ -619,7 +617,7 @@ fn github_person(s: &MockOAuthState, headers: &HeaderMap) -> Result<Person, Resp
                 .or_else(|| v.strip_prefix("token "))
         })
         .unwrap_or_default();
-    lock(&s.access).get(token).cloned().ok_or_else(|| {
+    s.access.lock().get(token).cloned().ok_or_else(|| {
         (
             StatusCode::UNAUTHORIZED,
             Json(json!({ "message": "Bad credentials" })),
@@ -667,6 +665,6 @@ async fn github_emails(State(s): State<Arc<MockOAuthState>>, headers: HeaderMap)
 }
 
 async fn set_spoil(State(s): State<Arc<MockOAuthState>>, Json(spoil): Json<Spoil>) -> StatusCode {
-    *lock(&s.spoil) = Some(spoil);
+    *s.spoil.lock() = Some(spoil);
     StatusCode::NO_CONTENT
 }

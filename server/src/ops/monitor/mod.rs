@@ -21,9 +21,10 @@ use crate::ops::processes::config::TargetSpec;
 use crate::ops::processes::ProcessManager;
 use crate::ops::processes::ProcessView;
 use health::{Board, Check, Component, Status};
+use parking_lot::Mutex;
 use sample::{History, MetricsSample};
 use serde::Serialize;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -84,7 +85,7 @@ impl Default for Monitor {
 impl Monitor {
     /// The kept samples, oldest first.
     pub fn samples(&self) -> Vec<MetricsSample> {
-        self.history.lock().map(|h| h.all()).unwrap_or_default()
+        self.history.lock().all()
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<str>> {
@@ -97,12 +98,8 @@ impl Monitor {
 
     /// What a new socket is sent first: one message of each type.
     pub fn snapshot(&self, logs: &LogRing, processes: &ProcessManager) -> Vec<Arc<str>> {
-        let components = self
-            .board
-            .lock()
-            .map(|b| b.components(true))
-            .unwrap_or_default();
-        let samples = self.history.lock().map(|h| h.all()).unwrap_or_default();
+        let components = self.board.lock().components(true);
+        let samples = self.history.lock().all();
         [
             Message::Health { components },
             Message::Log {
@@ -147,9 +144,7 @@ impl Monitor {
                 queue_depth,
             );
             last = Instant::now();
-            if let Ok(mut history) = self.history.lock() {
-                history.push(s.clone());
-            }
+            self.history.lock().push(s.clone());
             self.publish(&Message::Metrics { samples: vec![s] });
         }
     }
@@ -205,16 +200,14 @@ impl Monitor {
                 checks.push((target.name.clone(), "target", check));
             }
             let now = chrono::Utc::now().timestamp();
-            let components = match self.board.lock() {
-                Ok(mut board) => {
-                    for (name, kind, check) in checks {
-                        if board.record(&name, kind, check.clone(), now) {
-                            tracing::warn!(component = %name, status = ?check.status, "health changed: {}", check.message);
-                        }
+            let components = {
+                let mut board = self.board.lock();
+                for (name, kind, check) in checks {
+                    if board.record(&name, kind, check.clone(), now) {
+                        tracing::warn!(component = %name, status = ?check.status, "health changed: {}", check.message);
                     }
-                    board.components(false)
                 }
-                Err(_) => continue,
+                board.components(false)
             };
             self.publish(&Message::Health { components });
         }

@@ -9,10 +9,11 @@ pub mod config;
 use crate::observability::exporter::Exporter;
 use crate::observability::logs::LogRing;
 use config::{ProcessSpec, RestartPolicy};
+use parking_lot::Mutex;
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
@@ -77,26 +78,22 @@ struct Managed {
 
 impl Managed {
     fn set(&self, change: impl FnOnce(&mut State)) {
-        if let Ok(mut state) = self.state.lock() {
-            change(&mut state);
-        }
+        change(&mut self.state.lock());
     }
 
     fn view(&self) -> ProcessView {
-        let state = self.state.lock();
-        let (status, pid, uptime, restarts, code, error) = match &state {
-            Ok(s) => (
-                s.status,
-                s.pid,
-                s.since
-                    .filter(|_| s.status == Status::Running)
-                    .map(|t| t.elapsed().as_secs_f64()),
-                s.restarts,
-                s.last_exit_code,
-                s.last_error.clone(),
-            ),
-            Err(_) => (Status::Exited, None, None, 0, None, None),
-        };
+        let s = self.state.lock();
+        let (status, pid, uptime, restarts, code, error) = (
+            s.status,
+            s.pid,
+            s.since
+                .filter(|_| s.status == Status::Running)
+                .map(|t| t.elapsed().as_secs_f64()),
+            s.restarts,
+            s.last_exit_code,
+            s.last_error.clone(),
+        );
+        drop(s);
         ProcessView {
             name: self.spec.name.clone(),
             command: std::iter::once(self.spec.command.clone())
@@ -180,7 +177,7 @@ impl ProcessManager {
     /// Stops every process and waits for them (each within its stop timeout).
     pub async fn shutdown(&self) {
         self.shutdown.cancel();
-        let tasks = self.tasks.lock().ok().and_then(|mut t| t.take());
+        let tasks = self.tasks.lock().take();
         if let Some(mut tasks) = tasks {
             while tasks.join_next().await.is_some() {}
         }

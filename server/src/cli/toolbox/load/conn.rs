@@ -9,8 +9,8 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
+use parking_lot::Mutex;
 use reqwest::Url;
-use std::sync::Mutex;
 use tokio::net::TcpStream;
 use tokio_rustls::rustls::pki_types::ServerName;
 
@@ -51,9 +51,13 @@ impl Connections {
 
     /// An idle connection that is still open, or a new one.
     pub async fn checkout(&self) -> Result<Sender, String> {
-        while let Some(sender) = self.idle.lock().ok().and_then(|mut idle| idle.pop()) {
-            if !sender.is_closed() {
-                return Ok(sender);
+        loop {
+            // A statement of its own, so the guard is gone before the next await.
+            let next = self.idle.lock().pop();
+            match next {
+                Some(sender) if !sender.is_closed() => return Ok(sender),
+                Some(_) => {}
+                None => break,
             }
         }
         self.connect().await
@@ -62,9 +66,7 @@ impl Connections {
     /// Returns a connection whose last response was read to the end.
     pub fn checkin(&self, sender: Sender) {
         if !sender.is_closed() {
-            if let Ok(mut idle) = self.idle.lock() {
-                idle.push(sender);
-            }
+            self.idle.lock().push(sender);
         }
     }
 

@@ -16,10 +16,11 @@ use clap::Args;
 use engine::{Failure, Plan};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
+use parking_lot::Mutex;
 use report::{LoadReport, Setup};
 use stats::Recorder;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -145,10 +146,7 @@ async fn register_users(
             next = pending.next() => next,
         };
         match next {
-            Some(Ok(user)) => made
-                .lock()
-                .map_err(|_| anyhow::anyhow!("lock poisoned"))?
-                .push(user),
+            Some(Ok(user)) => made.lock().push(user),
             Some(Err(e)) => return Err(e),
             None => return Ok(()),
         }
@@ -251,10 +249,7 @@ pub async fn run(args: LoadArgs) -> Result<u8, ToolError> {
     let made = Mutex::new(Vec::new());
     let outcome = load(&args, &gateway, &made, &stop).await;
     signals.abort();
-    let users = made
-        .lock()
-        .map(|mut m| std::mem::take(&mut *m))
-        .unwrap_or_default();
+    let users = std::mem::take(&mut *made.lock());
     remove_users(&gateway, users, args.json).await;
     outcome
 }
@@ -267,11 +262,7 @@ async fn load(
 ) -> Result<u8, ToolError> {
     let tokens = if args.ephemeral_users {
         register_users(gateway, args.users, made, stop).await?;
-        made.lock()
-            .map_err(|_| anyhow::anyhow!("lock poisoned"))?
-            .iter()
-            .map(|u| u.token.clone())
-            .collect()
+        made.lock().iter().map(|u| u.token.clone()).collect()
     } else {
         let signed_in = gateway.sign_in(&args.sign_in.credentials()?).await?;
         signed_in.token.into_iter().collect::<Vec<_>>()
