@@ -1,7 +1,8 @@
 //! Browser-only helpers for hydrated pages: reading form fields, calling the
 //! JSON API, and navigating. Compiled into the WASM bundle only.
 
-use crate::wire::{ErrorDetail, ErrorResponse};
+use crate::wire::{CompleteEvent, ErrorDetail, ErrorResponse};
+use futures::StreamExt;
 use leptos::ev::SubmitEvent;
 use wasm_bindgen::JsCast;
 
@@ -143,47 +144,47 @@ pub async fn stream_chat(
         return Err(failed());
     };
     let reader: web_sys::ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
-    let mut buffer: Vec<u8> = Vec::new();
-    loop {
-        let chunk = wasm_bindgen_futures::JsFuture::from(reader.read())
-            .await
-            .map_err(|_| failed())?;
+    let mut events = std::pin::pin!(crate::sse::decode(body_chunks(reader)));
+    while let Some(data) = events.next().await {
+        let data = data.map_err(|_| failed())?;
+        // An event this page does not know is skipped, as before.
+        let Ok(event) = CompleteEvent::parse(&data) else {
+            continue;
+        };
+        on_event(match event {
+            CompleteEvent::Delta { delta } => StreamEvent::Delta(delta),
+            CompleteEvent::Done(done) => StreamEvent::Done(done.timings),
+            CompleteEvent::Error { error } => StreamEvent::Error(error.message),
+        });
+    }
+    Ok(())
+}
+
+/// The fetch body's chunks as a `Stream` of bytes, for the shared SSE decoder.
+/// Ends when the body does; a failed read is the stream's error.
+fn body_chunks(
+    reader: web_sys::ReadableStreamDefaultReader,
+) -> impl futures::Stream<Item = Result<Vec<u8>, String>> {
+    futures::stream::unfold(Some(reader), |reader| async move {
+        let reader = reader?;
+        let chunk = match wasm_bindgen_futures::JsFuture::from(reader.read()).await {
+            Ok(chunk) => chunk,
+            Err(_) => return Some((Err("the body could not be read".to_string()), None)),
+        };
         let done = js_sys::Reflect::get(&chunk, &"done".into())
             .ok()
             .and_then(|v| v.as_bool())
             .unwrap_or(true);
-        if let Ok(value) = js_sys::Reflect::get(&chunk, &"value".into()) {
-            if !value.is_undefined() {
-                buffer.extend(js_sys::Uint8Array::new(&value).to_vec());
-            }
-        }
-        // Events end with a blank line; a multi-byte character never spans one.
-        while let Some(end) = buffer.windows(2).position(|w| w == b"\n\n") {
-            let event: Vec<u8> = buffer.drain(..end + 2).collect();
-            for line in String::from_utf8_lossy(&event).lines() {
-                let Some(data) = line.strip_prefix("data:") else {
-                    continue;
-                };
-                let Ok(value) = serde_json::from_str::<serde_json::Value>(data.trim()) else {
-                    continue;
-                };
-                if let Some(delta) = value.get("delta").and_then(|d| d.as_str()) {
-                    on_event(StreamEvent::Delta(delta.to_string()));
-                } else if value.get("done").is_some() {
-                    let timings =
-                        serde_json::from_value(value["timings"].clone()).unwrap_or_default();
-                    on_event(StreamEvent::Done(timings));
-                } else if let Some(message) =
-                    value.pointer("/error/message").and_then(|m| m.as_str())
-                {
-                    on_event(StreamEvent::Error(message.to_string()));
-                }
-            }
-        }
         if done {
-            return Ok(());
+            return None;
         }
-    }
+        let bytes = js_sys::Reflect::get(&chunk, &"value".into())
+            .ok()
+            .filter(|v| !v.is_undefined())
+            .map(|v| js_sys::Uint8Array::new(&v).to_vec())
+            .unwrap_or_default();
+        Some((Ok(bytes), Some(reader)))
+    })
 }
 
 /// Opens the Mission Control feed on this page's own host and calls `on_text`

@@ -117,16 +117,17 @@ mod tests {
 
     #[test]
     fn multi_line_data_is_joined_with_newlines() {
-        assert_eq!(
-            run(&["data: {\"a\":\ndata: 1}\n\n"]),
-            ok(&["{\"a\":\n1}"])
-        );
+        assert_eq!(run(&["data: {\"a\":\ndata: 1}\n\n"]), ok(&["{\"a\":\n1}"]));
     }
 
     #[test]
     fn comments_and_other_fields_are_not_events() {
         assert_eq!(
-            run(&[": keep-alive\n\n", "event: x\nid: 7\nretry: 5\ndata: hi\n\n", ":\n\n"]),
+            run(&[
+                ": keep-alive\n\n",
+                "event: x\nid: 7\nretry: 5\ndata: hi\n\n",
+                ":\n\n"
+            ]),
             ok(&["hi"])
         );
     }
@@ -142,7 +143,15 @@ mod tests {
     #[test]
     fn an_event_split_anywhere_across_reads_arrives_once_whole() {
         assert_eq!(
-            run(&["da", "ta: {\"delta\"", ":\"h\u{e9}", "\"}\r", "\n\r\nda", "ta: [DO", "NE]\n\n"]),
+            run(&[
+                "da",
+                "ta: {\"delta\"",
+                ":\"h\u{e9}",
+                "\"}\r",
+                "\n\r\nda",
+                "ta: [DO",
+                "NE]\n\n"
+            ]),
             ok(&["{\"delta\":\"h\u{e9}\"}", DONE])
         );
         // A multi-byte character cut between reads.

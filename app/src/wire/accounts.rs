@@ -88,12 +88,31 @@ pub struct VerifyRequest {
     pub username: Option<String>,
 }
 
-/// A configured OAuth provider, as the login page's button shows it.
+/// A configured OAuth provider, as the login page's button shows it. Fields in
+/// the order `GET /api/auth/oauth/providers` has always sent them (sorted).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OAuthButton {
-    pub name: String,
     pub label: String,
+    pub name: String,
+    /// Where the sign-in button points.
     pub url: String,
+}
+
+/// `GET /api/auth/oauth/providers`: the configured ones.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OAuthProvidersResponse {
+    pub providers: Vec<OAuthButton>,
+    pub success: bool,
+}
+
+/// A reply that only says it worked (logout, closing an account).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct SuccessResponse {
+    pub success: bool,
+}
+
+impl SuccessResponse {
+    pub const OK: Self = Self { success: true };
 }
 
 /// `PATCH /api/auth/me`: rename the account.

@@ -6,6 +6,7 @@
 mod accounts;
 mod chat;
 mod errors;
+mod health;
 pub mod openai;
 pub mod stream;
 mod timing;
@@ -13,6 +14,7 @@ mod timing;
 pub use accounts::*;
 pub use chat::*;
 pub use errors::*;
+pub use health::*;
 pub use openai::*;
 pub use stream::*;
 pub use timing::*;

@@ -314,17 +314,22 @@ impl ErrorAny {
     }
 }
 
-/// One model from `GET /v1/models`.
+/// One model from `GET /v1/models`. Reading an upstream's list only `id` is
+/// required (servers differ in the rest).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelInfo {
     pub id: String,
+    #[serde(default)]
     pub object: String,
+    #[serde(default)]
     pub created: u64,
+    #[serde(default)]
     pub owned_by: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelList {
+    #[serde(default)]
     pub object: String,
     pub data: Vec<ModelInfo>,
 }
@@ -421,7 +426,8 @@ mod tests {
             panic!("not a chunk")
         };
         assert_eq!((c.content(), c.usage), (Some("Hel"), None));
-        let usage = r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":5,"total_tokens":8}}"#;
+        let usage =
+            r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":5,"total_tokens":8}}"#;
         let Ok(StreamData::Chunk(c)) = StreamData::parse(usage) else {
             panic!("not a chunk")
         };

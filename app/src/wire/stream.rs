@@ -137,7 +137,12 @@ mod tests {
             json!({ "delta": "Hi \"you\"" }).to_string()
         );
         assert_eq!(
-            text(&CompleteEvent::done("m".into(), "p".into(), usage, b.clone())),
+            text(&CompleteEvent::done(
+                "m".into(),
+                "p".into(),
+                usage,
+                b.clone()
+            )),
             json!({ "done": true, "model": "m", "provider": "p", "usage": usage, "timings": b })
                 .to_string()
         );
@@ -153,7 +158,8 @@ mod tests {
             timings: None,
             usage,
         };
-        let mut old = json!({ "success": true, "text": "t", "model": "m", "provider": "p", "usage": usage });
+        let mut old =
+            json!({ "success": true, "text": "t", "model": "m", "provider": "p", "usage": usage });
         assert_eq!(text(&whole), old.to_string());
         whole.timings = Some(b.clone());
         old["timings"] = json!(b);

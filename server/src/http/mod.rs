@@ -6,4 +6,5 @@ pub mod error;
 pub mod extract;
 pub mod json;
 pub mod routes;
+pub mod sse;
 pub mod state;

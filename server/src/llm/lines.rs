@@ -1,4 +1,4 @@
-//! Incremental line framing for upstream bodies (Ollama's NDJSON, SSE).
+//! Incremental line framing for Ollama's NDJSON bodies (SSE is `app::sse`'s).
 //!
 //! Bytes arrive in arbitrary pieces: one read may hold several events, an event
 //! may span reads. `tokio_util`'s `LinesCodec` re-frames them as they arrive (so

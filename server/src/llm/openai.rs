@@ -8,86 +8,48 @@
 
 use super::error::ProviderError;
 use super::http::{send, Upstream};
-use super::lines::lines;
-use super::types::{ChatParams, Chunk, UpstreamTimings, Usage};
+use super::types::{ChatParams, Chunk, UpstreamTimings};
 use super::ChunkStream;
+use app::wire::openai::{
+    ChatCompletionChunk, ChatCompletionRequest, ModelList, RequestMessage, StreamData,
+    StreamOptions,
+};
 use futures::StreamExt;
-use serde::Deserialize;
-use serde_json::json;
 
-#[derive(Deserialize)]
-struct StreamChunk {
-    #[serde(default)]
-    choices: Vec<Choice>,
-    #[serde(default)]
-    usage: Option<Usage>,
-    #[serde(default)]
-    error: Option<serde_json::Value>,
-}
-
-#[derive(Deserialize)]
-struct Choice {
-    #[serde(default)]
-    delta: Option<Delta>,
-}
-
-#[derive(Deserialize)]
-struct Delta {
-    #[serde(default)]
-    content: Option<String>,
-}
-
-/// What one SSE line means.
-#[derive(Debug, PartialEq)]
-pub enum SseLine {
-    Chunks(Vec<Chunk>),
-    Done,
-    Skip,
-}
-
-pub fn parse_line(line: &str) -> Result<SseLine, String> {
-    let line = line.trim_end();
-    if line.is_empty() || line.starts_with(':') {
-        return Ok(SseLine::Skip);
-    }
-    let Some(data) = line.strip_prefix("data:") else {
-        // `event:`, `id:`, `retry:` fields carry nothing we use.
-        return Ok(SseLine::Skip);
+/// What one event's `data` adds to the answer; `None` at `[DONE]`, after which
+/// nothing is read.
+pub fn chunks_of(data: &str) -> Option<Result<Vec<Chunk>, String>> {
+    let chunk = match StreamData::parse(data) {
+        Ok(StreamData::Done) => return None,
+        Ok(StreamData::Error(e)) => return Some(Err(format!("error event: {}", e.message))),
+        Ok(StreamData::Chunk(chunk)) => chunk,
+        Err(e) => return Some(Err(format!("bad SSE data: {e}"))),
     };
-    let data = data.trim_start();
-    if data == "[DONE]" {
-        return Ok(SseLine::Done);
-    }
-    let chunk: StreamChunk =
-        serde_json::from_str(data).map_err(|e| format!("bad SSE data: {e}"))?;
-    if let Some(error) = chunk.error {
-        return Err(format!("error event: {error}"));
-    }
-    let mut chunks: Vec<Chunk> = chunk
-        .choices
+    let ChatCompletionChunk { choices, usage, .. } = *chunk;
+    // Role-only deltas carry no content: not tokens.
+    let mut chunks: Vec<Chunk> = choices
         .into_iter()
-        .filter_map(|c| c.delta.and_then(|d| d.content))
+        .filter_map(|c| c.delta.content)
         .map(Chunk::Delta)
         .collect();
-    if let Some(usage) = chunk.usage {
+    if let Some(usage) = usage {
         chunks.push(Chunk::Usage(usage));
     }
-    Ok(SseLine::Chunks(chunks))
+    Some(Ok(chunks))
 }
 
 pub async fn open(upstream: &Upstream, params: &ChatParams) -> Result<ChunkStream, ProviderError> {
-    let mut body = json!({
-        "model": params.model,
-        "messages": params.messages,
-        "stream": true,
-        "stream_options": { "include_usage": true },
+    let messages = params
+        .messages
+        .iter()
+        .map(|m| RequestMessage::text(&m.role, &m.content))
+        .collect();
+    let mut body = ChatCompletionRequest::new(&params.model, messages, true);
+    body.stream_options = Some(StreamOptions {
+        include_usage: true,
     });
-    if let Some(t) = params.temperature {
-        body["temperature"] = json!(t);
-    }
-    if let Some(n) = params.max_tokens {
-        body["max_tokens"] = json!(n);
-    }
+    body.temperature = params.temperature;
+    body.max_tokens = params.max_tokens;
     let mut request = upstream
         .client
         .post(upstream.url("/chat/completions"))
@@ -113,34 +75,24 @@ pub async fn open(upstream: &Upstream, params: &ChatParams) -> Result<ChunkStrea
             ..Default::default()
         })
     });
-    let body = lines(response.bytes_stream())
-        .map(move |line| match line {
-            Ok(line) => parse_line(&line).map_err(&protocol),
-            Err(e) => Err(protocol(e.to_string())),
+    let body = app::sse::decode(response.bytes_stream())
+        .map(move |data| match data {
+            Ok(data) => chunks_of(&data).map(|c| c.map_err(&protocol)),
+            Err(e) => Some(Err(protocol(e.to_string()))),
         })
         // Everything after [DONE] is ignored.
-        .take_while(|item| futures::future::ready(!matches!(item, Ok(SseLine::Done))))
+        .take_while(|item| futures::future::ready(item.is_some()))
         .flat_map(|item| {
             let items: Vec<Result<Chunk, ProviderError>> = match item {
-                Ok(SseLine::Chunks(chunks)) => chunks.into_iter().map(Ok).collect(),
-                Ok(_) => Vec::new(),
-                Err(e) => vec![Err(e)],
+                Some(Ok(chunks)) => chunks.into_iter().map(Ok).collect(),
+                Some(Err(e)) => vec![Err(e)],
+                None => Vec::new(),
             };
             futures::stream::iter(items)
         });
     Ok(Box::pin(
         futures::stream::iter(header_timings.map(Ok)).chain(body),
     ))
-}
-
-#[derive(Deserialize)]
-struct ModelList {
-    data: Vec<ModelEntry>,
-}
-
-#[derive(Deserialize)]
-struct ModelEntry {
-    id: String,
 }
 
 pub async fn models(upstream: &Upstream) -> Result<Vec<String>, ProviderError> {
@@ -160,29 +112,45 @@ pub async fn models(upstream: &Upstream) -> Result<Vec<String>, ProviderError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::llm::types::Usage;
 
-    #[test]
-    fn keep_alives_and_role_only_deltas_are_not_tokens() {
-        assert_eq!(parse_line(": keep-alive"), Ok(SseLine::Skip));
-        assert_eq!(parse_line(""), Ok(SseLine::Skip));
-        assert_eq!(parse_line("data: [DONE]"), Ok(SseLine::Done));
-        let role = r#"data: {"id":"x","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"role":"assistant"},"finish_reason":null}]}"#;
-        assert_eq!(parse_line(role), Ok(SseLine::Chunks(vec![])));
-        let token = r#"data: {"choices":[{"index":0,"delta":{"content":"Hel"}}],"usage":null}"#;
-        assert_eq!(
-            parse_line(token),
-            Ok(SseLine::Chunks(vec![Chunk::Delta("Hel".into())]))
+    async fn read(body: &str) -> Vec<Result<Vec<Chunk>, String>> {
+        let bytes = futures::stream::iter([Ok::<_, std::io::Error>(body.as_bytes().to_vec())]);
+        app::sse::decode(bytes)
+            .map(|d| chunks_of(&d.unwrap_or_default()))
+            .take_while(|c| futures::future::ready(c.is_some()))
+            .filter_map(|c| async move { c })
+            .collect()
+            .await
+    }
+
+    #[tokio::test]
+    async fn keep_alives_and_role_only_deltas_are_not_tokens() {
+        let body = concat!(
+            ": keep-alive\n\n",
+            "data: {\"id\":\"x\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\"},\"finish_reason\":null}]}\n\n",
+            ": keep-alive\r\n\r\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"}}],\"usage\":null}\n\n",
+            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":5,\"total_tokens\":8}}\n\n",
+            "data: [DONE]\n\n",
+            "data: {\"choices\":[{\"delta\":{\"content\":\"after done\"}}]}\n\n",
         );
-        let usage = r#"data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":5,"total_tokens":8}}"#;
         assert_eq!(
-            parse_line(usage),
-            Ok(SseLine::Chunks(vec![Chunk::Usage(Usage::new(3, 5))]))
+            read(body).await,
+            vec![
+                Ok(vec![]),
+                Ok(vec![Chunk::Delta("Hel".into())]),
+                Ok(vec![Chunk::Usage(Usage::new(3, 5))]),
+            ]
         );
     }
 
     #[test]
-    fn malformed_data_is_an_error() {
-        assert!(parse_line("data: {not json").is_err());
-        assert!(parse_line(r#"data: {"error":{"message":"overloaded"}}"#).is_err());
+    fn malformed_data_and_error_events_are_errors() {
+        assert!(matches!(chunks_of("{not json"), Some(Err(_))));
+        assert!(
+            matches!(chunks_of(r#"{"error":{"message":"overloaded"}}"#), Some(Err(m)) if m.contains("overloaded"))
+        );
+        assert_eq!(chunks_of("[DONE]"), None);
     }
 }

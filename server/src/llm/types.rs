@@ -20,23 +20,8 @@ pub struct ChatParams {
     pub max_tokens: Option<u32>,
 }
 
-/// Token counts, in OpenAI's field names (what SDKs and tools read).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Usage {
-    pub prompt_tokens: u32,
-    pub completion_tokens: u32,
-    pub total_tokens: u32,
-}
-
-impl Usage {
-    pub fn new(prompt_tokens: u32, completion_tokens: u32) -> Self {
-        Self {
-            prompt_tokens,
-            completion_tokens,
-            total_tokens: prompt_tokens + completion_tokens,
-        }
-    }
-}
+/// Token counts: part of the wire contract (`app::wire`).
+pub use app::wire::Usage;
 
 pub use app::wire::UpstreamTimings;
 

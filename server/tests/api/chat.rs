@@ -41,21 +41,12 @@ async fn post_chat(app: &TestApp, token: &str, path: &str, body: &Value) -> reqw
         .unwrap()
 }
 
-/// SSE `data:` payloads with the instant each was parsed.
+/// SSE `data:` payloads with the instant each was parsed (the shared decoder).
 async fn sse_events(response: reqwest::Response) -> Vec<(Instant, String)> {
     let mut events = Vec::new();
-    let mut buffer = String::new();
-    let mut body = response.bytes_stream();
-    while let Some(Ok(bytes)) = body.next().await {
-        buffer.push_str(&String::from_utf8_lossy(&bytes));
-        while let Some(end) = buffer.find("\n\n") {
-            let event: String = buffer.drain(..end + 2).collect();
-            for line in event.lines() {
-                if let Some(data) = line.strip_prefix("data:") {
-                    events.push((Instant::now(), data.trim().to_string()));
-                }
-            }
-        }
+    let mut decoded = std::pin::pin!(app::sse::decode(response.bytes_stream()));
+    while let Some(Ok(data)) = decoded.next().await {
+        events.push((Instant::now(), data));
     }
     events
 }

@@ -1,10 +1,10 @@
 //! Reads a streamed chat reply as it arrives and timestamps each event when it
-//! is parsed (never per network read: one read can hold several events).
+//! is decoded (never per network read: one read can hold several events, and
+//! `app::sse` frames them).
 //! Understands both calos's events (`{"delta"}`, `{"done"}`, `{"error"}`) and
 //! OpenAI's chunks (`choices[0].delta.content`, the usage chunk, `[DONE]`).
 
 use super::figures::ServerFigures;
-use crate::llm::lines::lines;
 use futures::StreamExt;
 use serde::Deserialize;
 use std::borrow::Cow;
@@ -139,19 +139,16 @@ where
     });
     let mut outcome = StreamOutcome::default();
     let mut finished = false;
-    let mut events = std::pin::pin!(lines(body));
-    while let Some(line) = events.next().await {
-        let line = match line {
-            Ok(line) => line,
+    let mut events = std::pin::pin!(app::sse::decode(body));
+    while let Some(data) = events.next().await {
+        let data = match data {
+            Ok(data) => data,
             Err(e) => {
                 outcome.error = Some(format!("stream broke: {e}"));
                 break;
             }
         };
-        let Some(payload) = line.strip_prefix("data:") else {
-            continue; // blank separators, `: keep-alive` comments, `event:` lines
-        };
-        match classify(payload.trim()) {
+        match classify(data.trim()) {
             Event::Content => outcome.content_at.push(Instant::now()),
             Event::Empty => {}
             Event::Final { tokens, figures } => {
@@ -208,5 +205,21 @@ mod tests {
             matches!(classify(r#"{"error":{"message":"boom"}}"#), Event::Error(m) if m == "boom")
         );
         assert!(matches!(classify("{not json"), Event::Error(_)));
+    }
+
+    #[tokio::test]
+    async fn a_stream_split_across_reads_with_keep_alives_is_read_whole() {
+        let pieces = [
+            ": keep-alive\r\n\r\ndata: {\"del",
+            "ta\":\"Hi\"}\n\ndata: {\"done\":true,\"usage\":{\"completion_tokens\":1}}\n",
+            "\n",
+        ];
+        let body =
+            futures::stream::iter(pieces.map(|p| Ok::<_, std::io::Error>(bytes::Bytes::from(p))));
+        let outcome = read_stream(body).await;
+        assert_eq!(outcome.error, None);
+        assert_eq!(outcome.content_at.len(), 1);
+        assert_eq!(outcome.completion_tokens, Some(1));
+        assert!(outcome.first_byte.is_some());
     }
 }

@@ -15,7 +15,7 @@ use crate::http::json::ApiJson;
 use crate::http::state::{AppState, Runtime};
 use app::wire::{
     AuthResponse, ChallengeRequest, ChallengeResponse, DeleteAccountRequest, LoginRequest,
-    MeResponse, RegisterRequest, UpdateMeRequest, VerifyRequest,
+    MeResponse, RegisterRequest, SuccessResponse, UpdateMeRequest, VerifyRequest,
 };
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -143,7 +143,7 @@ async fn logout(
     AuthUser(user): AuthUser,
 ) -> ApiResult<Response> {
     auth.logout(&user).await?;
-    let body = serde_json::json!({ "success": true });
+    let body = SuccessResponse::OK;
     Ok(([cookies::cleared(runtime.cookie_secure)], Json(body)).into_response())
 }
 
@@ -159,6 +159,6 @@ async fn delete_me(
 ) -> ApiResult<Response> {
     let ip = client_ip(&headers, peer.ip(), &bots.trusted_proxies);
     auth.delete_account(&user, req.password, ip).await?;
-    let body = serde_json::json!({ "success": true });
+    let body = SuccessResponse::OK;
     Ok(([cookies::cleared(runtime.cookie_secure)], Json(body)).into_response())
 }

@@ -4,12 +4,12 @@
 
 use crate::db::Db;
 use crate::http::state::Runtime;
+use app::wire::{DatabaseHealth, HealthComponents, HealthResponse};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::json;
 use std::time::Duration;
 
 /// A database slower than this to answer `select 1` counts as down.
@@ -26,27 +26,32 @@ where
 
 async fn health(State(db): State<Db>, State(runtime): State<Runtime>) -> impl IntoResponse {
     let check = tokio::time::timeout(DB_CHECK_TIMEOUT, db.ping()).await;
+    let down = |error: &str| DatabaseHealth {
+        backend: db.backend().into(),
+        error: Some(error.into()),
+        latency_ms: None,
+        status: "down".into(),
+    };
     let database = match check {
-        Ok(Ok(latency)) => json!({
-            "status": "ok",
-            "backend": db.backend(),
-            "latencyMs": (latency.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
-        }),
+        Ok(Ok(latency)) => DatabaseHealth {
+            backend: db.backend().into(),
+            error: None,
+            latency_ms: Some((latency.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0),
+            status: "ok".into(),
+        },
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "health: database check failed");
-            json!({ "status": "down", "backend": db.backend(), "latencyMs": null, "error": "database did not answer" })
+            down("database did not answer")
         }
-        Err(_) => {
-            json!({ "status": "down", "backend": db.backend(), "latencyMs": null, "error": "database check timed out" })
-        }
+        Err(_) => down("database check timed out"),
     };
-    let healthy = database["status"] == "ok";
-    let body = json!({
-        "status": if healthy { "ok" } else { "degraded" },
-        "version": env!("CARGO_PKG_VERSION"),
-        "uptimeSeconds": runtime.started.elapsed().as_secs(),
-        "components": { "database": database },
-    });
+    let healthy = database.is_ok();
+    let body = HealthResponse {
+        components: HealthComponents { database },
+        status: if healthy { "ok" } else { "degraded" }.into(),
+        uptime_seconds: runtime.started.elapsed().as_secs(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    };
     let status = if healthy {
         StatusCode::OK
     } else {

@@ -7,32 +7,19 @@ use crate::chat::validation::validate;
 use crate::chat::{ChatService, StreamItem, Streaming};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::json::ApiJson;
+use crate::http::sse;
 use crate::http::state::AppState;
 use crate::llm::types::ChatMessage;
-use app::wire::CompleteRequest;
+use app::wire::{CompleteEvent, CompleteRequest, CompleteResponse};
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderName, HeaderValue};
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use futures::StreamExt;
-use serde_json::json;
-use std::convert::Infallible;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/llm/complete", post(complete))
-}
-
-pub const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
-
-/// Headers every stream carries so proxies relay each event as it is written.
-pub fn stream_headers(response: &mut Response, server_timing: &str) {
-    let headers = response.headers_mut();
-    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    if let Ok(value) = HeaderValue::from_str(server_timing) {
-        headers.insert(SERVER_TIMING, value);
-    }
 }
 
 fn wants_detail(headers: &HeaderMap, flag: bool) -> bool {
@@ -59,29 +46,26 @@ async fn complete(
     let params = validate(&req.model, messages, req.temperature, req.max_tokens)?;
     if req.stream {
         let streaming = chat.stream(&ctx, params).await.map_err(ApiError::from)?;
-        return Ok(sse(streaming));
+        return Ok(events(streaming));
     }
     let answer = chat.complete(&ctx, params).await.map_err(ApiError::from)?;
-    let mut body = json!({
-        "success": true,
-        "text": answer.text,
-        "model": answer.model,
-        "provider": answer.provider,
-        "usage": answer.usage,
-    });
-    if wants_detail(&headers, req.include_timings) {
-        body["timings"] = json!(answer.breakdown);
-    }
+    let timings = wants_detail(&headers, req.include_timings).then(|| answer.breakdown.clone());
+    let body = CompleteResponse {
+        model: answer.model,
+        provider: answer.provider,
+        success: true,
+        text: answer.text,
+        timings,
+        usage: answer.usage,
+    };
     let mut response = Json(body).into_response();
-    if let Ok(value) = HeaderValue::from_str(&answer.breakdown.server_timing(true)) {
-        response.headers_mut().insert(SERVER_TIMING, value);
-    }
+    sse::server_timing(&mut response, &answer.breakdown.server_timing(true));
     Ok(response)
 }
 
 /// `data: {"delta":"…"}` per token, then `data: {"done":true,…}` with usage and
 /// the full breakdown, or `data: {"error":{…}}` if the provider fails mid-way.
-fn sse(streaming: Streaming) -> Response {
+fn events(streaming: Streaming) -> Response {
     let Streaming {
         provider,
         model,
@@ -89,21 +73,17 @@ fn sse(streaming: Streaming) -> Response {
         items,
     } = streaming;
     let events = items.map(move |item| {
-        let data = match item {
-            StreamItem::Delta(text) => json!({ "delta": text }),
-            StreamItem::Done { usage, breakdown } => json!({
-                "done": true, "model": model, "provider": provider, "usage": usage, "timings": breakdown,
-            }),
+        let event = match item {
+            StreamItem::Delta(text) => CompleteEvent::delta(text),
+            StreamItem::Done { usage, breakdown } => {
+                CompleteEvent::done(model.clone(), provider.clone(), usage, breakdown)
+            }
             StreamItem::Failed(e) => {
                 let api = ApiError::from(e);
-                json!({ "error": { "code": api.code(), "message": api.to_string() } })
+                CompleteEvent::error(api.code(), api.to_string())
             }
         };
-        Ok::<_, Infallible>(Event::default().data(data.to_string()))
+        sse::event(&event)
     });
-    let mut response = Sse::new(events)
-        .keep_alive(KeepAlive::default())
-        .into_response();
-    stream_headers(&mut response, &head.server_timing(false));
-    response
+    sse::respond(events, &head.server_timing(false))
 }

@@ -9,12 +9,13 @@ use crate::auth::{AuthError, AuthService};
 use crate::http::error::ApiError;
 use crate::http::extract::{cookie, session_cookie};
 use crate::http::state::{AppState, Runtime};
+use app::wire::{OAuthButton, OAuthProvidersResponse};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -23,25 +24,20 @@ pub fn router() -> Router<AppState> {
         .route("/api/auth/oauth/{provider}/callback", get(callback))
 }
 
-#[derive(Serialize)]
-struct ProviderView {
-    name: &'static str,
-    label: &'static str,
-    /// Where the sign-in button points.
-    url: String,
-}
-
-async fn providers(State(oauth): State<OAuthService>) -> Json<serde_json::Value> {
-    let list: Vec<ProviderView> = oauth
+async fn providers(State(oauth): State<OAuthService>) -> Json<OAuthProvidersResponse> {
+    let providers = oauth
         .configured()
         .into_iter()
-        .map(|kind| ProviderView {
-            name: kind.name(),
-            label: kind.label(),
+        .map(|kind| OAuthButton {
+            label: kind.label().to_string(),
+            name: kind.name().to_string(),
             url: format!("/api/auth/oauth/{}", kind.name()),
         })
         .collect();
-    Json(serde_json::json!({ "success": true, "providers": list }))
+    Json(OAuthProvidersResponse {
+        providers,
+        success: true,
+    })
 }
 
 #[derive(Deserialize)]

@@ -4,26 +4,24 @@
 //! key, so the official OpenAI SDKs work unchanged against `http://host:5001/v1`.
 
 use super::chat_user::ChatUser;
-use super::llm::{stream_headers, SERVER_TIMING};
 use crate::chat::validation::validate;
 use crate::chat::{ChatService, StreamItem, Streaming};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::AuthUser;
 use crate::http::json::ApiJson;
+use crate::http::sse;
 use crate::http::state::AppState;
 use crate::llm::types::ChatMessage;
 use crate::llm::Provider;
-use app::wire::{ModelInfo, ModelList};
+use app::wire::openai::{
+    ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChunkDelta, MessageContent,
+    ModelInfo, ModelList, OpenAiError, OpenAiErrorBody,
+};
 use axum::extract::State;
-use axum::http::HeaderValue;
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::StreamExt;
-use serde::Deserialize;
-use serde_json::json;
-use std::convert::Infallible;
 use std::time::Duration;
 
 /// The OpenAI-compatible chat endpoint (behind the chat guard).
@@ -36,64 +34,10 @@ pub fn protected() -> Router<AppState> {
     Router::new().route("/v1/models", get(models))
 }
 
-/// The request fields calos honours. Anything else is refused rather than
-/// silently ignored (and no field can choose the upstream).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CompletionRequest {
-    model: String,
-    messages: Vec<InMessage>,
-    #[serde(default)]
-    stream: bool,
-    #[serde(default)]
-    stream_options: Option<StreamOptions>,
-    #[serde(default)]
-    temperature: Option<f32>,
-    #[serde(default)]
-    max_tokens: Option<u32>,
-    #[serde(default)]
-    max_completion_tokens: Option<u32>,
-    #[serde(default)]
-    n: Option<u32>,
-    /// An end-user id for the provider's abuse tracking; calos has its own.
-    #[serde(default)]
-    #[allow(dead_code)]
-    user: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StreamOptions {
-    #[serde(default)]
-    include_usage: bool,
-}
-
-#[derive(Deserialize)]
-struct InMessage {
-    role: String,
-    content: Content,
-}
-
-/// A message's content: a string, or the array-of-parts form the SDKs also send.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Content {
-    Text(String),
-    Parts(Vec<Part>),
-}
-
-#[derive(Deserialize)]
-struct Part {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    text: Option<String>,
-}
-
-fn flatten(content: Content) -> Result<String, ApiError> {
+fn flatten(content: MessageContent) -> Result<String, ApiError> {
     match content {
-        Content::Text(text) => Ok(text),
-        Content::Parts(parts) => parts
+        MessageContent::Text(text) => Ok(text),
+        MessageContent::Parts(parts) => parts
             .into_iter()
             .map(|p| match (p.kind.as_str(), p.text) {
                 ("text", Some(text)) => Ok(text),
@@ -118,7 +62,7 @@ fn unix_now() -> u64 {
 async fn chat_completions(
     State(chat): State<ChatService>,
     ChatUser(ctx): ChatUser,
-    ApiJson(req): ApiJson<CompletionRequest>,
+    ApiJson(req): ApiJson<ChatCompletionRequest>,
 ) -> ApiResult<Response> {
     if req.n.is_some_and(|n| n != 1) {
         return Err(ApiError::invalid_field(
@@ -148,67 +92,70 @@ async fn chat_completions(
     if req.stream {
         let include_usage = req.stream_options.is_some_and(|o| o.include_usage);
         let streaming = chat.stream(&ctx, params).await.map_err(ApiError::from)?;
-        return Ok(sse(streaming, id, created, include_usage));
+        return Ok(chunks(streaming, id, created, include_usage));
     }
     let answer = chat.complete(&ctx, params).await.map_err(ApiError::from)?;
-    let body = json!({
-        "id": id,
-        "object": "chat.completion",
-        "created": created,
-        "model": answer.model,
-        "choices": [{ "index": 0, "message": { "role": "assistant", "content": answer.text }, "finish_reason": "stop" }],
-        "usage": answer.usage,
-    });
+    let body = ChatCompletion::new(id, created, answer.model, answer.text, answer.usage);
     let mut response = Json(body).into_response();
-    if let Ok(value) = HeaderValue::from_str(&answer.breakdown.server_timing(true)) {
-        response.headers_mut().insert(SERVER_TIMING, value);
-    }
+    sse::server_timing(&mut response, &answer.breakdown.server_timing(true));
     Ok(response)
 }
 
-fn sse(streaming: Streaming, id: String, created: u64, include_usage: bool) -> Response {
+/// A role-only opening chunk, one chunk per token, a `finish_reason` chunk,
+/// the usage chunk when asked for, then `[DONE]`; an upstream failure mid-way
+/// is an `error` object instead of the closing chunks.
+fn chunks(streaming: Streaming, id: String, created: u64, include_usage: bool) -> Response {
     let Streaming {
         model, head, items, ..
     } = streaming;
-    let chunk = move |delta: serde_json::Value, finish: Option<&str>| {
-        json!({
-            "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
-            "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }],
-        })
+    let chunk = move |delta: ChunkDelta, finish: Option<&str>| {
+        ChatCompletionChunk::choice(&id, created, &model, delta, finish)
     };
-    let opening = chunk(json!({ "role": "assistant", "content": "" }), None);
+    let opening = sse::event(&chunk(
+        ChunkDelta {
+            content: Some(String::new()),
+            role: Some("assistant".into()),
+        },
+        None,
+    ));
     let body = items.flat_map(move |item| {
-        let events: Vec<serde_json::Value> = match item {
-            StreamItem::Delta(text) => vec![chunk(json!({ "content": text }), None)],
+        let events = match item {
+            StreamItem::Delta(text) => {
+                let delta = ChunkDelta {
+                    content: Some(text),
+                    role: None,
+                };
+                vec![sse::event(&chunk(delta, None))]
+            }
             StreamItem::Done { usage, breakdown } => {
-                let mut events = vec![chunk(json!({}), Some("stop"))];
+                let mut events = vec![sse::event(&chunk(ChunkDelta::default(), Some("stop")))];
                 if include_usage {
-                    let mut last = chunk(json!({}), None);
-                    last["choices"] = json!([]);
-                    last["usage"] = json!(usage);
-                    // Extra field: OpenAI clients ignore it, calos tools read it.
-                    last["timings"] = json!(breakdown);
-                    events.push(last);
+                    let mut last = chunk(ChunkDelta::default(), None);
+                    last.choices.clear();
+                    last.usage = Some(usage);
+                    last.timings = Some(breakdown);
+                    events.push(sse::event(&last));
                 }
                 events
             }
             StreamItem::Failed(e) => {
                 let api = ApiError::from(e);
-                vec![json!({ "error": { "message": api.to_string(), "type": "upstream_error", "code": api.code() } })]
+                let error = OpenAiError {
+                    error: OpenAiErrorBody {
+                        code: Some(api.code().to_string()),
+                        message: api.to_string(),
+                        kind: Some("upstream_error".into()),
+                    },
+                };
+                vec![sse::event(&error)]
             }
         };
         futures::stream::iter(events)
     });
-    let data = futures::stream::iter([opening])
+    let events = futures::stream::iter([opening])
         .chain(body)
-        .map(|v| v.to_string())
-        .chain(futures::stream::iter(["[DONE]".to_string()]))
-        .map(|data| Ok::<_, Infallible>(Event::default().data(data)));
-    let mut response = Sse::new(data)
-        .keep_alive(KeepAlive::default())
-        .into_response();
-    stream_headers(&mut response, &head.server_timing(false));
-    response
+        .chain(futures::stream::once(async { sse::done() }));
+    sse::respond(events, &head.server_timing(false))
 }
 
 /// What each provider really has right now; an unreachable provider is left
