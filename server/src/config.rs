@@ -1,10 +1,13 @@
 //! Configuration in one place: every flag has an environment variable, and its
 //! `///` doc is the `--help` text. Secrets are never printed (`hide_env_values`).
+//! Durations go through one parser, [`duration`]: a bad or out-of-range value is
+//! refused at argument parsing, never clamped.
 
 use crate::db::DbTarget;
 use clap::Args;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Where accounts are stored.
 #[derive(Debug, Clone, Args)]
@@ -54,12 +57,12 @@ pub struct ServeArgs {
     /// Failed sign-ins an account may have in a row before it must wait.
     #[arg(long, env = "CALOS_LOGIN_FAILURE_BURST", default_value_t = 5)]
     pub login_failure_burst: u32,
-    /// Seconds after which one more failed sign-in is allowed.
-    #[arg(long, env = "CALOS_LOGIN_FAILURE_REFILL_SECS", default_value_t = 12.0)]
-    pub login_failure_refill_secs: f64,
-    /// Seconds to let in-flight requests finish after SIGTERM/SIGINT.
-    #[arg(long, env = "CALOS_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
-    pub shutdown_grace_secs: u64,
+    /// Seconds after which one more failed sign-in is allowed (or e.g. `500ms`, `1m`).
+    #[arg(long = "login-failure-refill-secs", env = "CALOS_LOGIN_FAILURE_REFILL_SECS", default_value = "12", value_parser = duration(Unit::Secs, Zero::Refused))]
+    pub login_failure_refill: Duration,
+    /// Seconds to let in-flight requests finish after SIGTERM/SIGINT (0: none).
+    #[arg(long = "shutdown-grace-secs", env = "CALOS_SHUTDOWN_GRACE_SECS", default_value = "10", value_parser = duration(Unit::Secs, Zero::Allowed))]
+    pub shutdown_grace: Duration,
     /// A TOML file declaring `[[process]]`es for calos to run and watch.
     #[arg(long, env = "CALOS_CONFIG")]
     pub config: Option<PathBuf>,
@@ -134,9 +137,9 @@ pub struct LlmArgs {
     /// Extra routing rules in front of the defaults: `pattern=provider,…` (e.g. `qwen*=compat`).
     #[arg(long, env = "CALOS_MODEL_ROUTES", default_value = "")]
     pub model_routes: String,
-    /// The simulated model's time to first token, in ms.
-    #[arg(long, env = "CALOS_SIM_TTFT_MS", default_value_t = 250)]
-    pub sim_ttft_ms: u64,
+    /// The simulated model's time to first token, in ms (or e.g. `1s`).
+    #[arg(long = "sim-ttft-ms", env = "CALOS_SIM_TTFT_MS", default_value = "250", value_parser = duration(Unit::Millis, Zero::Allowed))]
+    pub sim_ttft: Duration,
     /// The simulated model's speed, in tokens per second.
     #[arg(long, env = "CALOS_SIM_TOKENS_PER_SEC", default_value_t = 30.0)]
     pub sim_tokens_per_sec: f64,
@@ -152,33 +155,33 @@ pub struct LlmArgs {
     /// Requests that may wait for a provider slot; more get 503 + Retry-After.
     #[arg(long, env = "CALOS_QUEUE_SIZE", default_value_t = 256)]
     pub queue_size: usize,
-    /// Response cache lifetime in seconds (0 disables the cache).
-    #[arg(long, env = "CALOS_CACHE_TTL_SECS", default_value_t = 300)]
-    pub cache_ttl_secs: u64,
+    /// Response cache lifetime in seconds, or e.g. `5m` (0 disables the cache).
+    #[arg(long = "cache-ttl-secs", env = "CALOS_CACHE_TTL_SECS", default_value = "300", value_parser = duration(Unit::Secs, Zero::Allowed))]
+    pub cache_ttl: Duration,
     /// Response cache size in entries.
     #[arg(long, env = "CALOS_CACHE_CAPACITY", default_value_t = 10_000)]
     pub cache_capacity: u64,
     /// Seconds to wait for an upstream's response headers.
-    #[arg(long, env = "CALOS_CONNECT_TIMEOUT_SECS", default_value_t = 10.0)]
-    pub connect_timeout_secs: f64,
+    #[arg(long = "connect-timeout-secs", env = "CALOS_CONNECT_TIMEOUT_SECS", default_value = "10", value_parser = duration(Unit::Secs, Zero::Refused))]
+    pub connect_timeout: Duration,
     /// Seconds to wait for the first token.
-    #[arg(long, env = "CALOS_FIRST_TOKEN_TIMEOUT_SECS", default_value_t = 60.0)]
-    pub first_token_timeout_secs: f64,
+    #[arg(long = "first-token-timeout-secs", env = "CALOS_FIRST_TOKEN_TIMEOUT_SECS", default_value = "60", value_parser = duration(Unit::Secs, Zero::Refused))]
+    pub first_token_timeout: Duration,
     /// Seconds allowed between two tokens.
-    #[arg(long, env = "CALOS_IDLE_TIMEOUT_SECS", default_value_t = 30.0)]
-    pub idle_timeout_secs: f64,
+    #[arg(long = "idle-timeout-secs", env = "CALOS_IDLE_TIMEOUT_SECS", default_value = "30", value_parser = duration(Unit::Secs, Zero::Refused))]
+    pub idle_timeout: Duration,
     /// Seconds allowed for a whole reply.
-    #[arg(long, env = "CALOS_TOTAL_TIMEOUT_SECS", default_value_t = 120.0)]
-    pub total_timeout_secs: f64,
+    #[arg(long = "total-timeout-secs", env = "CALOS_TOTAL_TIMEOUT_SECS", default_value = "120", value_parser = duration(Unit::Secs, Zero::Refused))]
+    pub total_timeout: Duration,
     /// Retries of a failed upstream call, only before the first token is relayed.
     #[arg(long, env = "CALOS_UPSTREAM_RETRIES", default_value_t = 2)]
     pub upstream_retries: u32,
-    /// First retry backoff in ms (doubles each time).
-    #[arg(long, env = "CALOS_RETRY_BACKOFF_MS", default_value_t = 200)]
-    pub retry_backoff_ms: u64,
-    /// Seconds an idle upstream connection is kept in the pool.
-    #[arg(long, env = "CALOS_UPSTREAM_POOL_IDLE_SECS", default_value_t = 90)]
-    pub upstream_pool_idle_secs: u64,
+    /// First retry backoff in ms (doubles each time; 0: retry at once).
+    #[arg(long = "retry-backoff-ms", env = "CALOS_RETRY_BACKOFF_MS", default_value = "200", value_parser = duration(Unit::Millis, Zero::Allowed))]
+    pub retry_backoff: Duration,
+    /// Seconds an idle upstream connection is kept in the pool (0: never reused).
+    #[arg(long = "upstream-pool-idle-secs", env = "CALOS_UPSTREAM_POOL_IDLE_SECS", default_value = "90", value_parser = duration(Unit::Secs, Zero::Allowed))]
+    pub upstream_pool_idle: Duration,
     /// Idle upstream connections kept per host.
     #[arg(long, env = "CALOS_UPSTREAM_POOL_MAX_IDLE", default_value_t = 64)]
     pub upstream_pool_max_idle: usize,
@@ -190,6 +193,156 @@ pub struct LlmArgs {
     pub chat_burst: u32,
 }
 
-pub fn secs(value: f64) -> std::time::Duration {
-    std::time::Duration::from_secs_f64(value.clamp(0.001, 86_400.0))
+/// What a bare number means to a duration flag: its name says (`…_secs`, `…_ms`).
+#[derive(Debug, Clone, Copy)]
+pub enum Unit {
+    Secs,
+    Millis,
+}
+
+/// Whether 0 means something (cache off, no grace, no backoff) or is a mistake
+/// (a timeout that fires at once, a refill that never comes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Zero {
+    Allowed,
+    Refused,
+}
+
+/// The longest any duration flag may be: every one of them is a timeout, a
+/// delay or a lifetime, and more than a day is a typo (milliseconds given to a
+/// seconds flag) rather than a wish.
+pub const MAX_DURATION: Duration = Duration::from_secs(86_400);
+
+/// The one parser for duration flags, for `#[arg(value_parser = …)]`. It takes
+/// humantime's forms (`90s`, `1m30s`, `500ms`, `2h`) and also a bare number in
+/// the flag's `unit`, decimals allowed, so every value written before units
+/// were accepted (`CALOS_TOTAL_TIMEOUT_SECS=20`, `--idle-timeout-secs 0.5`,
+/// `--retry-backoff-ms 20`) keeps its meaning.
+pub fn duration(
+    unit: Unit,
+    zero: Zero,
+) -> impl Fn(&str) -> Result<Duration, String> + Clone + Send + Sync + 'static {
+    move |text| parse_duration(text, unit, zero)
+}
+
+fn parse_duration(text: &str, unit: Unit, zero: Zero) -> Result<Duration, String> {
+    let text = text.trim();
+    let value = match text.parse::<f64>() {
+        Ok(number) => {
+            if !number.is_finite() || number < 0.0 {
+                return Err(format!("{text:?} is not a duration: give a number of {} or e.g. 30s, 500ms, 2m", unit.name()));
+            }
+            let secs = match unit {
+                Unit::Secs => number,
+                Unit::Millis => number / 1000.0,
+            };
+            // Too large for a Duration is also more than a day.
+            Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
+        }
+        Err(_) => humantime::parse_duration(text).map_err(|e| {
+            format!("{text:?} is not a duration ({e}): give a number of {} or e.g. 30s, 500ms, 2m, 1h30m", unit.name())
+        })?,
+    };
+    if value.is_zero() && zero == Zero::Refused {
+        return Err("must be more than 0".into());
+    }
+    if value > MAX_DURATION {
+        return Err(format!(
+            "{text:?} is more than a day; the most is 86400 seconds (24h)"
+        ));
+    }
+    Ok(value)
+}
+
+impl Unit {
+    fn name(self) -> &'static str {
+        match self {
+            Unit::Secs => "seconds",
+            Unit::Millis => "milliseconds",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(text: &str) -> Result<Duration, String> {
+        parse_duration(text, Unit::Secs, Zero::Refused)
+    }
+
+    #[test]
+    fn bare_numbers_keep_their_documented_unit() {
+        assert_eq!(secs("20"), Ok(Duration::from_secs(20)));
+        assert_eq!(secs("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(secs(" 12 "), Ok(Duration::from_secs(12)));
+        assert_eq!(
+            parse_duration("20", Unit::Millis, Zero::Allowed),
+            Ok(Duration::from_millis(20))
+        );
+        assert_eq!(
+            parse_duration("0", Unit::Secs, Zero::Allowed),
+            Ok(Duration::ZERO)
+        );
+    }
+
+    #[test]
+    fn units_are_humantime() {
+        assert_eq!(secs("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(secs("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(secs("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(
+            parse_duration("2s", Unit::Millis, Zero::Refused),
+            Ok(Duration::from_secs(2))
+        );
+    }
+
+    #[test]
+    fn nonsense_and_out_of_range_values_are_refused() {
+        for bad in ["", "abc", "-1", "NaN", "inf", "5 parsecs", "1e400"] {
+            assert!(secs(bad).is_err(), "{bad:?} was accepted");
+        }
+        assert_eq!(secs("0"), Err("must be more than 0".into()));
+        assert!(secs("0ms").is_err());
+        assert!(secs("86400").is_ok());
+        assert!(secs("86401").unwrap_err().contains("more than a day"));
+        assert!(secs("2days").is_err());
+        assert!(parse_duration("90000000", Unit::Millis, Zero::Allowed).is_err());
+    }
+
+    #[test]
+    fn flags_parse_as_documented() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            llm: LlmArgs,
+        }
+        let cli = Cli::try_parse_from([
+            "calos",
+            "--total-timeout-secs",
+            "20",
+            "--retry-backoff-ms",
+            "20",
+            "--idle-timeout-secs",
+            "0.5",
+            "--cache-ttl-secs",
+            "0",
+        ])
+        .map_err(|e| e.to_string());
+        let llm = cli.map(|c| c.llm);
+        assert!(llm.is_ok(), "{:?}", llm.as_ref().err());
+        if let Ok(llm) = llm {
+            assert_eq!(llm.total_timeout, Duration::from_secs(20));
+            assert_eq!(llm.retry_backoff, Duration::from_millis(20));
+            assert_eq!(llm.idle_timeout, Duration::from_millis(500));
+            assert_eq!(llm.cache_ttl, Duration::ZERO);
+            assert_eq!(llm.first_token_timeout, Duration::from_secs(60));
+            assert_eq!(llm.sim_ttft, Duration::from_millis(250));
+        }
+        let zero = Cli::try_parse_from(["calos", "--connect-timeout-secs", "0"]);
+        assert!(zero
+            .err()
+            .is_some_and(|e| e.to_string().contains("must be more than 0")));
+    }
 }

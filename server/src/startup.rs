@@ -44,9 +44,7 @@ impl Application {
         )?;
         let throttle = LoginThrottle::new(ThrottlePolicy {
             account_burst: args.login_failure_burst,
-            account_refill: Duration::from_secs_f64(
-                args.login_failure_refill_secs.clamp(0.001, 86_400.0),
-            ),
+            account_refill: args.login_failure_refill,
         });
         let metrics = crate::observability::metrics::Metrics::new(
             args.metrics_max_series,
@@ -102,7 +100,7 @@ impl Application {
             api_listener,
             dashboard_listener,
             state,
-            grace: Duration::from_secs(args.shutdown_grace_secs),
+            grace: args.shutdown_grace,
             processes,
         })
     }

@@ -3,7 +3,7 @@
 
 use crate::chat::cache::ResponseCache;
 use crate::chat::ChatService;
-use crate::config::{secs, LlmArgs};
+use crate::config::LlmArgs;
 use crate::llm::http::{ApiKey, PoolSettings, Upstream};
 use crate::llm::queue::ProviderQueue;
 use crate::llm::relay::StreamLimits;
@@ -42,10 +42,7 @@ fn openai_like(
 pub async fn build_chat(args: &LlmArgs, metrics: Metrics) -> anyhow::Result<ChatService> {
     let router = build_router(args)?;
     announce(&router).await;
-    let cache = ResponseCache::new(
-        args.cache_capacity,
-        Duration::from_secs(args.cache_ttl_secs),
-    );
+    let cache = ResponseCache::new(args.cache_capacity, args.cache_ttl);
     Ok(ChatService::new(
         router,
         cache,
@@ -59,11 +56,11 @@ pub async fn build_chat(args: &LlmArgs, metrics: Metrics) -> anyhow::Result<Chat
 /// The upstream time limits and retry policy from configuration.
 pub fn stream_limits(args: &LlmArgs) -> StreamLimits {
     StreamLimits {
-        first_token: secs(args.first_token_timeout_secs),
-        idle: secs(args.idle_timeout_secs),
-        total: secs(args.total_timeout_secs),
+        first_token: args.first_token_timeout,
+        idle: args.idle_timeout,
+        total: args.total_timeout,
         retries: args.upstream_retries,
-        backoff: Duration::from_millis(args.retry_backoff_ms),
+        backoff: args.retry_backoff,
     }
 }
 
@@ -71,8 +68,8 @@ pub fn stream_limits(args: &LlmArgs) -> StreamLimits {
 /// uses this too, to call a provider the way the gateway would, minus the gateway.
 pub fn build_router(args: &LlmArgs) -> anyhow::Result<ModelRouter> {
     let pool = PoolSettings {
-        connect_timeout: secs(args.connect_timeout_secs),
-        idle_timeout: Duration::from_secs(args.upstream_pool_idle_secs),
+        connect_timeout: args.connect_timeout,
+        idle_timeout: args.upstream_pool_idle,
         max_idle_per_host: args.upstream_pool_max_idle,
     };
     let ollama = Upstream::new("ollama", &args.ollama_url, None, pool)
@@ -108,7 +105,7 @@ pub fn build_router(args: &LlmArgs) -> anyhow::Result<ModelRouter> {
         },
         ProviderSlot {
             provider: Provider::Sim(SimModel {
-                ttft: Duration::from_millis(args.sim_ttft_ms),
+                ttft: args.sim_ttft,
                 tokens_per_sec: args.sim_tokens_per_sec,
                 tokens: args.sim_tokens,
             }),

@@ -12,6 +12,7 @@ use super::render::{banner, bar, ms};
 use super::sse::read_stream;
 use super::verdict::{decide, Components, Verdict};
 use super::ToolError;
+use crate::config::{duration, Unit, Zero};
 use clap::Args;
 use serde::Serialize;
 use serde_json::Value;
@@ -36,9 +37,9 @@ pub struct PerfArgs {
     /// Let calos answer from its cache (by default perf asks for a fresh answer).
     #[arg(long)]
     pub allow_cache: bool,
-    /// Seconds to wait for the whole reply.
-    #[arg(long, default_value_t = 180.0)]
-    pub timeout: f64,
+    /// Seconds to wait for the whole reply (or e.g. `3m`).
+    #[arg(long, default_value = "180", value_parser = duration(Unit::Secs, Zero::Refused))]
+    pub timeout: Duration,
     /// Print one JSON object instead of the report.
     #[arg(long)]
     pub json: bool,
@@ -108,7 +109,7 @@ pub async fn measure(args: &PerfArgs) -> Result<PerfReport, ToolError> {
         .bearer_auth(&token)
         .header("X-Timing-Detail", "true")
         .json(&ChatApi::Calos.body(&args.model, &args.prompt, args.stream))
-        .timeout(crate::config::secs(args.timeout));
+        .timeout(args.timeout);
     if !args.allow_cache {
         request = request.header(reqwest::header::CACHE_CONTROL, "no-cache");
     }

@@ -13,6 +13,7 @@ use crate::cli::toolbox::ToolError;
 use crate::config::{LlmArgs, StoreArgs};
 use clap::Args;
 use serde::Serialize;
+use std::time::Duration;
 
 #[derive(Debug, Clone, Args)]
 pub struct AllArgs {
@@ -76,7 +77,7 @@ pub async fn measure(args: &AllArgs) -> Result<AllReport, ToolError> {
     let network = super::network::measure(&NetworkArgs {
         url: format!("{url}/api/health"),
         count: args.count,
-        timeout: 5.0,
+        timeout: Duration::from_secs(5),
         json: false,
     })
     .await;
@@ -112,7 +113,7 @@ pub async fn measure(args: &AllArgs) -> Result<AllReport, ToolError> {
         prompt: args.prompt.clone(),
         stream: true,
         allow_cache: false,
-        timeout: 180.0,
+        timeout: Duration::from_secs(180),
         json: false,
     })
     .await

@@ -5,6 +5,7 @@
 
 use super::stats::{summarise, Summary};
 use crate::cli::toolbox::ToolError;
+use crate::config::{duration, Unit, Zero};
 use clap::Args;
 use reqwest::Url;
 use serde::Serialize;
@@ -23,9 +24,9 @@ pub struct NetworkArgs {
     /// Probes to send.
     #[arg(short = 'n', long, default_value_t = 5)]
     pub count: u32,
-    /// Seconds one probe may take.
-    #[arg(long, default_value_t = 5.0)]
-    pub timeout: f64,
+    /// Seconds one probe may take (or e.g. `500ms`).
+    #[arg(long, default_value = "5", value_parser = duration(Unit::Secs, Zero::Refused))]
+    pub timeout: Duration,
     #[arg(long)]
     pub json: bool,
 }
@@ -183,7 +184,7 @@ async fn probe(url: &Url, timeout: Duration) -> Probe {
 pub async fn measure(args: &NetworkArgs) -> Result<NetworkReport, ToolError> {
     let url =
         Url::parse(&args.url).map_err(|e| anyhow::anyhow!("{:?} is not a URL: {e}", args.url))?;
-    let timeout = crate::config::secs(args.timeout);
+    let timeout = args.timeout;
     let mut probes = Vec::new();
     for i in 0..args.count.max(1) {
         if i > 0 {

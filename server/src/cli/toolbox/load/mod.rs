@@ -12,6 +12,7 @@ pub mod stats;
 
 use super::client::{http_client, ChatApi, Gateway, SignInArgs};
 use super::ToolError;
+use crate::config::{duration, Unit, Zero};
 use clap::Args;
 use engine::{Failure, Plan};
 use futures::StreamExt;
@@ -60,7 +61,7 @@ pub struct LoadArgs {
     #[arg(long, requires = "duration")]
     pub rate: Option<f64>,
     /// Open loop: how long to send, e.g. `30s`, `500ms`, `2m`.
-    #[arg(long, value_parser = parse_duration, requires = "rate")]
+    #[arg(long, value_parser = duration(Unit::Secs, Zero::Refused), requires = "rate")]
     pub duration: Option<Duration>,
     /// Open loop: most requests in flight at once (more wait, and count as late).
     #[arg(long, default_value_t = 10_000)]
@@ -68,9 +69,9 @@ pub struct LoadArgs {
     /// Requests sent before measuring, excluded from every figure.
     #[arg(long, default_value_t = 0)]
     pub warmup: u64,
-    /// Seconds before one request counts as timed out.
-    #[arg(long, default_value_t = 120.0)]
-    pub timeout: f64,
+    /// Seconds before one request counts as timed out (or e.g. `2m`).
+    #[arg(long, default_value = "120", value_parser = duration(Unit::Secs, Zero::Refused))]
+    pub timeout: Duration,
     /// Ask calos for fresh answers (`Cache-Control: no-cache`).
     #[arg(long)]
     pub no_cache: bool,
@@ -80,30 +81,6 @@ pub struct LoadArgs {
     /// Draw the latency histogram and latency over time to FILE.svg or FILE.png.
     #[arg(long, value_name = "FILE")]
     pub plot: Option<PathBuf>,
-}
-
-/// `30s`, `250ms`, `2m`, `1.5` (seconds).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (number, unit) = match s.find(|c: char| c.is_ascii_alphabetic()) {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let value: f64 = number
-        .trim()
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 30s, 500ms or 2m"))?;
-    let secs = match unit {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        "h" => value * 3600.0,
-        _ => return Err(format!("unknown unit {unit:?}; use ms, s, m or h")),
-    };
-    if !(secs.is_finite() && secs > 0.0) {
-        return Err("the duration must be positive".into());
-    }
-    Ok(Duration::from_secs_f64(secs))
 }
 
 /// A throwaway account.
@@ -275,7 +252,7 @@ async fn load(
         args.api,
         (&args.model, &args.prompt, args.stream),
         args.no_cache,
-        crate::config::secs(args.timeout),
+        args.timeout,
         &tokens,
     )?);
     let quiet = args.json;
@@ -363,6 +340,8 @@ mod tests {
 
     #[test]
     fn durations_read_like_people_write_them() {
+        // `--duration` uses the shared duration parser.
+        let parse_duration = duration(Unit::Secs, Zero::Refused);
         assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
