@@ -1,12 +1,16 @@
 //! Configuration in one place: every flag has an environment variable, and its
 //! `///` doc is the `--help` text. Secrets are never printed (`hide_env_values`).
 //! Durations go through one parser, [`duration`]: a bad or out-of-range value is
-//! refused at argument parsing, never clamped.
+//! refused at argument parsing, never clamped. Comma-separated lists are split
+//! by clap and each item parsed into its type ([`list_item`]), so a bad item is
+//! refused there too.
 
 use crate::db::DbTarget;
+use crate::llm::router::Rule;
 use clap::Args;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 /// Where accounts are stored.
@@ -67,8 +71,8 @@ pub struct ServeArgs {
     #[arg(long, env = "CALOS_CONFIG")]
     pub config: Option<PathBuf>,
     /// Comma-separated proxy IPs whose X-Forwarded-For is believed.
-    #[arg(long, env = "CALOS_TRUSTED_PROXIES", default_value = "")]
-    pub trusted_proxies: String,
+    #[arg(long, env = "CALOS_TRUSTED_PROXIES", default_value = "", value_delimiter = ',', value_parser = list_item::<IpAddr>)]
+    pub trusted_proxies: Vec<Option<IpAddr>>,
     /// Where people reach calos (`https://chat.example.com`): OAuth redirect URIs
     /// and Ed25519 challenges name it. Unset: `http://localhost:PORT`.
     #[arg(long, env = "CALOS_PUBLIC_URL")]
@@ -91,6 +95,11 @@ impl ServeArgs {
             Some(url) if !url.is_empty() => url.trim_end_matches('/').to_string(),
             _ => format!("http://localhost:{bound_port}"),
         }
+    }
+
+    /// `--trusted-proxies` without its empty items.
+    pub fn trusted_proxies(&self) -> Vec<IpAddr> {
+        self.trusted_proxies.iter().flatten().copied().collect()
     }
 
     pub fn bind_ip(&self) -> IpAddr {
@@ -135,8 +144,8 @@ pub struct LlmArgs {
     #[arg(long, env = "CALOS_COMPAT_API_KEY", hide_env_values = true)]
     pub compat_api_key: Option<String>,
     /// Extra routing rules in front of the defaults: `pattern=provider,…` (e.g. `qwen*=compat`).
-    #[arg(long, env = "CALOS_MODEL_ROUTES", default_value = "")]
-    pub model_routes: String,
+    #[arg(long, env = "CALOS_MODEL_ROUTES", default_value = "", value_delimiter = ',', value_parser = list_item::<Rule>)]
+    pub model_routes: Vec<Option<Rule>>,
     /// The simulated model's time to first token, in ms (or e.g. `1s`).
     #[arg(long = "sim-ttft-ms", env = "CALOS_SIM_TTFT_MS", default_value = "250", value_parser = duration(Unit::Millis, Zero::Allowed))]
     pub sim_ttft: Duration,
@@ -191,6 +200,30 @@ pub struct LlmArgs {
     /// Chat requests a user may send in a burst.
     #[arg(long, env = "CALOS_CHAT_BURST", default_value_t = 200)]
     pub chat_burst: u32,
+}
+
+impl LlmArgs {
+    /// `--model-routes` without its empty items, in order.
+    pub fn model_routes(&self) -> Vec<Rule> {
+        self.model_routes.iter().flatten().cloned().collect()
+    }
+}
+
+/// The parser for one item of a comma-separated flag (`value_delimiter = ','`).
+/// An empty item is `None` rather than an error, so an empty value (the
+/// documented default, `CALOS_TRUSTED_PROXIES=`), a trailing comma or `a,,b`
+/// still mean "nothing there", while a bad item stops the program at argument
+/// parsing with the flag's name and the reason.
+pub fn list_item<T>(item: &str) -> Result<Option<T>, String>
+where
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    let item = item.trim();
+    if item.is_empty() {
+        return Ok(None);
+    }
+    item.parse().map(Some).map_err(|e| format!("{item:?}: {e}"))
 }
 
 /// What a bare number means to a duration flag: its name says (`…_secs`, `…_ms`).
@@ -308,6 +341,44 @@ mod tests {
         assert!(secs("86401").unwrap_err().contains("more than a day"));
         assert!(secs("2days").is_err());
         assert!(parse_duration("90000000", Unit::Millis, Zero::Allowed).is_err());
+    }
+
+    #[test]
+    fn lists_split_at_commas_and_refuse_bad_items() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            llm: LlmArgs,
+            #[arg(long, default_value = "", value_delimiter = ',', value_parser = list_item::<IpAddr>)]
+            trusted_proxies: Vec<Option<IpAddr>>,
+        }
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("calos").chain(args.iter().copied()))
+                .map_err(|e| e.to_string())
+        };
+        let empty = parse(&[]).map(|c| (c.trusted_proxies, c.llm.model_routes()));
+        assert_eq!(empty, Ok((vec![None], vec![])));
+        let given = parse(&[
+            "--trusted-proxies",
+            "127.0.0.1, ::1,",
+            "--model-routes",
+            "qwen*=compat,,mistral*=ollama",
+        ]);
+        assert!(given
+            .as_ref()
+            .is_ok_and(|c| c.trusted_proxies.iter().flatten().count() == 2
+                && c.llm.model_routes().len() == 2));
+        assert!(parse(&["--trusted-proxies", ""]).is_ok_and(|c| c
+            .trusted_proxies
+            .iter()
+            .flatten()
+            .count()
+            == 0));
+        let bad_ip = parse(&["--trusted-proxies", "10.0.0.1,nope"]);
+        assert!(bad_ip.is_err_and(|e| e.contains("--trusted-proxies") && e.contains("\"nope\"")));
+        let bad_route = parse(&["--model-routes", "qwen*"]);
+        assert!(bad_route.is_err_and(|e| e.contains("expected pattern=provider")));
     }
 
     #[test]

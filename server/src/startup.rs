@@ -51,9 +51,9 @@ impl Application {
             crate::observability::exporter::Exporter::new(),
         );
         let chat = crate::chat::setup::build_chat(&args.llm, metrics.clone()).await?;
-        let trusted = crate::http::client_ip::parse_ips(&args.trusted_proxies)
-            .map_err(|e| anyhow::anyhow!("CALOS_TRUSTED_PROXIES: {e}"))?;
-        let bots = crate::http::routes::BotGuard::new(trusted);
+        let trusted = args.trusted_proxies();
+        let bots = crate::http::routes::BotGuard::new();
+        let trusted_proxies = crate::http::client_ip::TrustedProxies(std::sync::Arc::new(trusted));
         // Read now so a bad file stops startup; the processes start in `run`.
         let config = match &args.config {
             Some(path) => crate::ops::processes::config::load(path)?,
@@ -86,6 +86,7 @@ impl Application {
             oauth,
             chat,
             metrics,
+            trusted_proxies,
             bots,
             logs: crate::observability::logs::global().clone(),
             processes: crate::ops::processes::ProcessManager::default(),

@@ -7,7 +7,7 @@ use crate::config::LlmArgs;
 use crate::llm::http::{ApiKey, PoolSettings, Upstream};
 use crate::llm::queue::ProviderQueue;
 use crate::llm::relay::StreamLimits;
-use crate::llm::router::{parse_rules, ModelRouter, ProviderSlot};
+use crate::llm::router::{ModelRouter, ProviderSlot};
 use crate::llm::sim::SimModel;
 use crate::llm::Provider;
 use crate::observability::metrics::Metrics;
@@ -125,9 +125,7 @@ pub fn build_router(args: &LlmArgs) -> anyhow::Result<ModelRouter> {
             queue: ProviderQueue::new(args.provider_concurrency, args.queue_size),
         });
     }
-    let rules =
-        parse_rules(&args.model_routes).map_err(|e| anyhow::anyhow!("CALOS_MODEL_ROUTES: {e}"))?;
-    Ok(ModelRouter::new(rules, slots))
+    Ok(ModelRouter::new(args.model_routes(), slots))
 }
 
 async fn announce(router: &ModelRouter) {

@@ -61,3 +61,38 @@ mod tests {
         assert!(parse_ips("nope").is_err());
     }
 }
+
+/// The proxies whose `X-Forwarded-For` is believed (`CALOS_TRUSTED_PROXIES`).
+#[derive(Clone, Debug, Default)]
+pub struct TrustedProxies(pub std::sync::Arc<Vec<IpAddr>>);
+
+/// The client's address: the peer, or what a trusted proxy says it forwarded.
+/// Handlers ask for this instead of combining headers, peer and proxies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientIp(pub IpAddr);
+
+impl<S> axum::extract::FromRequestParts<S> for ClientIp
+where
+    TrustedProxies: axum::extract::FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = crate::http::error::ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        use axum::extract::FromRef;
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip())
+            .ok_or_else(|| {
+                crate::http::error::ApiError::Internal(anyhow::anyhow!(
+                    "the server was started without peer addresses (ConnectInfo)"
+                ))
+            })?;
+        let trusted = TrustedProxies::from_ref(state);
+        Ok(ClientIp(client_ip(&parts.headers, peer, &trusted.0)))
+    }
+}

@@ -169,11 +169,12 @@ fn is_busy(e: &dyn sqlx::error::DatabaseError) -> bool {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        match &self {
-            Self::Internal(cause) => tracing::error!(error = ?cause, "internal error"),
-            Self::Unavailable(cause) => tracing::warn!(cause = %cause, "dependency unavailable"),
-            _ => {}
-        }
+        // Logged once, by the access log, which knows the request id.
+        let cause = match &self {
+            Self::Internal(cause) => Some(ErrorCause::Internal(format!("{cause:?}"))),
+            Self::Unavailable(cause) => Some(ErrorCause::Unavailable(cause.to_string())),
+            _ => None,
+        };
         let body = ErrorResponse {
             success: false,
             error: ErrorDetail {
@@ -196,8 +197,20 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
         }
+        if let Some(cause) = cause {
+            response.extensions_mut().insert(cause);
+        }
         response
     }
+}
+
+/// Why a request failed on calos's side, carried in the response's extensions
+/// from `IntoResponse` to the access log, which logs it once with the request
+/// id. Never sent to the client.
+#[derive(Debug, Clone)]
+pub enum ErrorCause {
+    Internal(String),
+    Unavailable(String),
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;

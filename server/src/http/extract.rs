@@ -14,6 +14,7 @@ use crate::http::state::AppState;
 use app::wire::UserView;
 use axum::extract::FromRequestParts;
 use axum::http::{header, request::Parts, HeaderMap, Method};
+use axum_extra::extract::cookie::CookieJar;
 
 pub const SESSION_COOKIE: &str = "calos_session";
 
@@ -23,7 +24,17 @@ pub struct AuthUser(pub UserView);
 
 pub enum Credential<'a> {
     Bearer(&'a str),
-    Cookie(&'a str),
+    Cookie(String),
+}
+
+impl Credential<'_> {
+    /// The token, wherever it came from.
+    pub fn token(&self) -> &str {
+        match self {
+            Credential::Bearer(token) => token,
+            Credential::Cookie(token) => token,
+        }
+    }
 }
 
 /// Finds the request's credential. `Err` when the Authorization header is present
@@ -45,20 +56,16 @@ pub fn credential(headers: &HeaderMap) -> Result<Option<Credential<'_>>, ApiErro
 }
 
 /// The session cookie's value, if the request carries one.
-pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
     cookie(headers, SESSION_COOKIE)
 }
 
-/// A cookie's value by name; empty values count as absent.
-pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(found, _)| *found == name)
-        .map(|(_, value)| value.trim())
+/// A cookie's value, read with axum-extra's cookie jar (which parses every
+/// `Cookie` header the way browsers send them); empty values count as absent.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    CookieJar::from_headers(headers)
+        .get(name)
+        .map(|c| c.value().to_string())
         .filter(|v| !v.is_empty())
 }
 
@@ -115,17 +122,15 @@ impl FromRequestParts<AppState> for AuthUser {
         if let Some(authed) = parts.extensions.get::<AuthedUser>() {
             return Ok(AuthUser(authed.user.clone()));
         }
-        let token = match credential(&parts.headers)? {
+        let credential = match credential(&parts.headers)? {
             None => return Err(authentication_required()),
-            Some(Credential::Bearer(token)) => token,
-            Some(Credential::Cookie(token)) => {
-                if !same_origin(parts) {
-                    return Err(ApiError::Forbidden("Cross-site request refused.".into()));
-                }
-                token
+            Some(cookie @ Credential::Cookie(_)) if !same_origin(parts) => {
+                drop(cookie);
+                return Err(ApiError::Forbidden("Cross-site request refused.".into()));
             }
+            Some(credential) => credential,
         };
-        let authed = state.auth.authenticate(token).await?;
+        let authed = state.auth.authenticate(credential.token()).await?;
         parts.extensions.insert(authed.clone());
         Ok(AuthUser(authed.user))
     }
@@ -186,7 +191,7 @@ mod tests {
         let cookie = headers(&[(header::COOKIE, "theme=dark; calos_session=def")]);
         assert!(matches!(
             credential(&cookie),
-            Ok(Some(Credential::Cookie("def")))
+            Ok(Some(Credential::Cookie(token))) if token == "def"
         ));
         assert!(matches!(credential(&HeaderMap::new()), Ok(None)));
     }

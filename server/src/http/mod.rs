@@ -5,6 +5,8 @@ pub mod client_ip;
 pub mod error;
 pub mod extract;
 pub mod json;
+pub mod middleware;
+pub mod query;
 pub mod routes;
 pub mod sse;
 pub mod state;

@@ -20,6 +20,8 @@ pub struct AppState {
     pub chat: crate::chat::ChatService,
     /// Chat and HTTP metrics: HDR histograms and the Prometheus exporter.
     pub metrics: crate::observability::metrics::Metrics,
+    /// Proxies whose `X-Forwarded-For` names the client (`ClientIp`).
+    pub trusted_proxies: crate::http::client_ip::TrustedProxies,
     /// Per-IP throttle for unauthenticated chat callers.
     pub bots: crate::http::routes::BotGuard,
     /// Recent log lines for Mission Control (managed processes' output).

@@ -36,21 +36,22 @@ pub const DEFAULT_RULES: &[(&str, &str)] = &[
     ("*", "ollama"),
 ];
 
-/// Parses `pattern=provider,pattern=provider`.
-pub fn parse_rules(spec: &str) -> Result<Vec<Rule>, String> {
-    spec.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|pair| match pair.split_once('=') {
+/// One `pattern=provider` item of `CALOS_MODEL_ROUTES` (clap splits the list).
+impl std::str::FromStr for Rule {
+    type Err = String;
+
+    fn from_str(pair: &str) -> Result<Self, String> {
+        match pair.split_once('=') {
             Some((p, prov)) if !p.trim().is_empty() && !prov.trim().is_empty() => Ok(Rule {
                 pattern: p.trim().to_string(),
                 provider: prov.trim().to_string(),
             }),
             _ => Err(format!(
-                "bad model route {pair:?}; expected pattern=provider"
+                "bad model route {:?}; expected pattern=provider",
+                pair.trim()
             )),
-        })
-        .collect()
+        }
+    }
 }
 
 /// `*` matches any run of characters; everything else literally, case-insensitively.
@@ -164,9 +165,13 @@ mod tests {
     #[test]
     fn route_specs_parse_or_explain() {
         assert_eq!(
-            parse_rules("qwen*=compat, mistral=ollama").map(|r| r.len()),
-            Ok(2)
+            " qwen*=compat".parse::<Rule>(),
+            Ok(Rule {
+                pattern: "qwen*".into(),
+                provider: "compat".into()
+            })
         );
-        assert!(parse_rules("nonsense").is_err());
+        assert!("nonsense".parse::<Rule>().is_err());
+        assert!("=ollama".parse::<Rule>().is_err());
     }
 }

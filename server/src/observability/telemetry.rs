@@ -1,16 +1,11 @@
 //! Logging: `tracing` driven by `LOG_LEVEL` (error, warn, info, debug, trace) and
-//! `LOG_FORMAT=json`, plus the access log.
+//! `LOG_FORMAT=json`. The access log is HTTP middleware (`http::middleware`).
 //!
 //! What is never logged: request headers (Authorization, cookies), bodies
 //! (passwords, prompts), query strings (tokens pasted into URLs). User-supplied
 //! text that must be logged goes through `Debug` formatting, which escapes CR/LF
 //! and control characters, so a username cannot forge log lines (ASVS 16.4.1).
 
-use axum::extract::{ConnectInfo, Request};
-use axum::middleware::Next;
-use axum::response::Response;
-use std::net::SocketAddr;
-use std::time::Instant;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -62,62 +57,4 @@ pub fn init_feed_only() {
                 .with_filter(crate::observability::feed::feed_filter()),
         )
         .try_init();
-}
-
-/// When a request arrived and its id: the start of every timing breakdown.
-#[derive(Debug, Clone)]
-pub struct RequestContext {
-    pub id: String,
-    pub started: Instant,
-}
-
-/// A caller-supplied `X-Request-Id` is kept when it is short and plain (so it
-/// can be correlated end to end); anything else is replaced by a fresh UUID.
-fn request_id(req: &Request) -> String {
-    req.headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            !v.is_empty()
-                && v.len() <= 64
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-        })
-        .map(str::to_string)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
-}
-
-/// Stamps the request (id, arrival instant), returns the id as `X-Request-Id`,
-/// and writes one access-log line: method, path (without the query), status,
-/// latency.
-pub async fn access_log(mut req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let id = request_id(&req);
-    req.extensions_mut().insert(RequestContext {
-        id: id.clone(),
-        started,
-    });
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
-    let mut response = next.run(req).await;
-    if let Ok(value) = axum::http::HeaderValue::from_str(&id) {
-        response.headers_mut().insert("x-request-id", value);
-    }
-    let status = response.status().as_u16();
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-    tracing::info!(
-        target: "server::access",
-        request_id = %id,
-        %method,
-        path = ?path,
-        status,
-        latency_ms = (latency_ms * 1000.0).round() / 1000.0,
-        client = ?peer,
-        "request"
-    );
-    response
 }

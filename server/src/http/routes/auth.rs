@@ -6,9 +6,8 @@
 //! cookie, so a browser page that called them is signed in after a reload.
 
 use super::cookies;
-use super::BotGuard;
 use crate::auth::AuthService;
-use crate::http::client_ip::client_ip;
+use crate::http::client_ip::ClientIp;
 use crate::http::error::ApiResult;
 use crate::http::extract::AuthUser;
 use crate::http::json::ApiJson;
@@ -17,12 +16,11 @@ use app::wire::{
     AuthResponse, ChallengeRequest, ChallengeResponse, DeleteAccountRequest, LoginRequest,
     MeResponse, RegisterRequest, SuccessResponse, UpdateMeRequest, VerifyRequest,
 };
-use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use std::net::SocketAddr;
 
 /// Signing up and signing in: open to anyone.
 pub fn public() -> Router<AppState> {
@@ -114,12 +112,9 @@ async fn register(
 async fn login(
     State(auth): State<AuthService>,
     State(runtime): State<Runtime>,
-    State(bots): State<BotGuard>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    ClientIp(ip): ClientIp,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<Response> {
-    let ip = client_ip(&headers, peer.ip(), &bots.trusted_proxies);
     let session = auth.login(req, ip).await?;
     let cookie = cookies::session(&session.token, auth.token_ttl(), runtime.cookie_secure);
     let body = AuthResponse {
@@ -151,13 +146,10 @@ async fn logout(
 async fn delete_me(
     State(auth): State<AuthService>,
     State(runtime): State<Runtime>,
-    State(bots): State<BotGuard>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    ClientIp(ip): ClientIp,
     AuthUser(user): AuthUser,
     ApiJson(req): ApiJson<DeleteAccountRequest>,
 ) -> ApiResult<Response> {
-    let ip = client_ip(&headers, peer.ip(), &bots.trusted_proxies);
     auth.delete_account(&user, req.password, ip).await?;
     let body = SuccessResponse::OK;
     Ok(([cookies::cleared(runtime.cookie_secure)], Json(body)).into_response())

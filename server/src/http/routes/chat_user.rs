@@ -4,16 +4,16 @@
 
 use crate::auth::AuthedUser;
 use crate::chat::ChatContext;
-use crate::http::client_ip::client_ip;
+use crate::http::client_ip::ClientIp;
 use crate::http::error::ApiError;
 use crate::http::extract::AuthUser;
+use crate::http::middleware::RequestContext;
 use crate::http::state::AppState;
-use crate::observability::telemetry::RequestContext;
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Instant;
@@ -24,16 +24,14 @@ pub const AUTH_REQUIRED: &str = "Authentication required. This endpoint uses bot
 #[derive(Clone)]
 pub struct BotGuard {
     limiter: Arc<DefaultKeyedRateLimiter<IpAddr>>,
-    pub trusted_proxies: Arc<Vec<IpAddr>>,
 }
 
 impl BotGuard {
-    pub fn new(trusted_proxies: Vec<IpAddr>) -> Self {
+    pub fn new() -> Self {
         let quota = Quota::per_second(NonZeroU32::MIN)
             .allow_burst(NonZeroU32::new(20).unwrap_or(NonZeroU32::MIN));
         Self {
             limiter: Arc::new(RateLimiter::keyed(quota)),
-            trusted_proxies: Arc::new(trusted_proxies),
         }
     }
 
@@ -54,6 +52,12 @@ impl BotGuard {
 }
 
 /// The authenticated caller of a chat endpoint, as a [`ChatContext`].
+impl Default for BotGuard {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 pub struct ChatUser(pub ChatContext);
 
 impl FromRequestParts<AppState> for ChatUser {
@@ -88,12 +92,7 @@ impl FromRequestParts<AppState> for ChatUser {
                 }))
             }
             Err(ApiError::Unauthorized { code, .. }) => {
-                let peer = parts
-                    .extensions
-                    .get::<ConnectInfo<SocketAddr>>()
-                    .map(|c| c.0.ip());
-                if let Some(peer) = peer {
-                    let ip = client_ip(&parts.headers, peer, &state.bots.trusted_proxies);
+                if let Ok(ClientIp(ip)) = ClientIp::from_request_parts(parts, state).await {
                     if let Err(retry_after_secs) = state.bots.count(ip) {
                         tracing::warn!(%ip, "bot guard: unauthenticated chat requests throttled");
                         return Err(ApiError::TooManyRequests {

@@ -1,50 +1,91 @@
-//! The session cookie: HttpOnly (scripts, and so XSS, cannot read it),
-//! SameSite=Lax (not sent on cross-site POSTs), whole-site path, and `Secure`
-//! when calos is served over HTTPS.
+//! The cookies calos sets, built with axum-extra's `Cookie` (which encodes
+//! names, values and attributes correctly). The session cookie: HttpOnly
+//! (scripts, and so XSS, cannot read it), SameSite=Lax (not sent on cross-site
+//! POSTs), whole-site path, and `Secure` when calos is served over HTTPS.
 
 use crate::http::extract::SESSION_COOKIE;
 use axum::http::{header, HeaderValue};
+use axum_extra::extract::cookie::{Cookie, SameSite};
 use std::time::Duration;
 
-pub fn session(token: &str, ttl: Duration, secure: bool) -> (header::HeaderName, HeaderValue) {
-    build(token, ttl.as_secs(), secure)
+type SetCookie = (header::HeaderName, HeaderValue);
+
+pub fn session(token: &str, ttl: Duration, secure: bool) -> SetCookie {
+    set(cookie(SESSION_COOKIE, token, "/", ttl, secure))
 }
 
 /// The OAuth flow binding: only sent back to the OAuth routes, gone after the
 /// flow's lifetime. Lax, because the callback is a top-level GET from the provider.
-pub fn oauth_flow(binding: &str, secure: bool) -> (header::HeaderName, HeaderValue) {
+pub fn oauth_flow(binding: &str, secure: bool) -> SetCookie {
     use crate::auth::oauth::{FLOW_COOKIE, FLOW_TTL};
-    let secure = if secure { "; Secure" } else { "" };
-    let cookie = format!(
-        "{FLOW_COOKIE}={binding}; Path=/api/auth/oauth; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
-        FLOW_TTL.as_secs()
-    );
-    (
-        header::SET_COOKIE,
-        HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static("calos_oauth=")),
-    )
+    set(cookie(FLOW_COOKIE, binding, OAUTH_PATH, FLOW_TTL, secure))
 }
 
-pub fn oauth_flow_cleared() -> (header::HeaderName, HeaderValue) {
-    (
-        header::SET_COOKIE,
-        HeaderValue::from_static(
-            "calos_oauth=; Path=/api/auth/oauth; HttpOnly; SameSite=Lax; Max-Age=0",
-        ),
-    )
+pub fn oauth_flow_cleared() -> SetCookie {
+    set(cookie(
+        crate::auth::oauth::FLOW_COOKIE,
+        "",
+        OAUTH_PATH,
+        Duration::ZERO,
+        false,
+    ))
 }
 
-pub fn cleared(secure: bool) -> (header::HeaderName, HeaderValue) {
-    build("", 0, secure)
+pub fn cleared(secure: bool) -> SetCookie {
+    set(cookie(SESSION_COOKIE, "", "/", Duration::ZERO, secure))
 }
 
-fn build(value: &str, max_age: u64, secure: bool) -> (header::HeaderName, HeaderValue) {
-    let secure = if secure { "; Secure" } else { "" };
-    let cookie = format!(
-        "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"
-    );
-    // JWTs are base64url and dots, always a valid header value.
-    let value = HeaderValue::from_str(&cookie)
+const OAUTH_PATH: &str = "/api/auth/oauth";
+
+fn cookie(
+    name: &'static str,
+    value: &str,
+    path: &'static str,
+    max_age: Duration,
+    secure: bool,
+) -> Cookie<'static> {
+    Cookie::build((name, value.to_string()))
+        .path(path)
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .max_age(time::Duration::seconds(
+            i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX),
+        ))
+        .secure(secure)
+        .build()
+}
+
+fn set(cookie: Cookie<'static>) -> SetCookie {
+    // Tokens and bindings are base64url and dots, so the encoded cookie is
+    // always a valid header value; a broken one clears the cookie instead.
+    let value = HeaderValue::from_str(&cookie.encoded().to_string())
         .unwrap_or_else(|_| HeaderValue::from_static("calos_session=; Max-Age=0"));
     (header::SET_COOKIE, value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_session_cookie_is_http_only_lax_and_secure_when_asked() {
+        let (_, value) = session("a.b.c", Duration::from_secs(3600), true);
+        let value = value.to_str().unwrap_or_default();
+        for part in [
+            "calos_session=a.b.c",
+            "HttpOnly",
+            "SameSite=Lax",
+            "Path=/",
+            "Max-Age=3600",
+            "Secure",
+        ] {
+            assert!(value.contains(part), "{part} missing from {value}");
+        }
+        let (_, cleared) = cleared(false);
+        let cleared = cleared.to_str().unwrap_or_default();
+        assert!(
+            cleared.contains("Max-Age=0") && !cleared.contains("Secure"),
+            "{cleared}"
+        );
+    }
 }

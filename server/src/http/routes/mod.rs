@@ -21,16 +21,13 @@ pub use chat_user::BotGuard;
 
 use crate::http::error::ApiError;
 use crate::http::extract::{AdminUser, AuthUser};
-use crate::http::json::MAX_BODY_BYTES;
+use crate::http::middleware::with_common_layers;
 use crate::http::state::AppState;
-use crate::observability::telemetry::access_log;
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
 use axum::middleware::{self, from_extractor_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::set_header::SetResponseHeaderLayer;
 
 /// The whole unauthenticated surface of both listeners, `(method, path)`.
 /// Pages (GET) render for anyone and redirect to `/login` where a session is
@@ -186,55 +183,6 @@ async fn http_metrics(State(state): State<AppState>, req: Request, next: Next) -
         started.elapsed(),
     );
     response
-}
-
-/// Layers shared by both listeners, innermost first: the body limit for
-/// buffering extractors and a hard limit that also covers chunked bodies; no
-/// caching of (authenticated) answers by browsers or proxies; JSON for errors
-/// raised by those layers; and the access log around everything.
-fn with_common_layers(router: Router) -> Router {
-    router
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("private, no-store"),
-        ))
-        .layer(middleware::from_fn(json_errors))
-        .layer(middleware::from_fn(access_log))
-}
-
-/// Errors produced below the handlers (405 from the router, 413 from the body
-/// limit layer) come without a body; on API paths they get the API's JSON shape
-/// like every other error.
-async fn json_errors(req: Request, next: Next) -> Response {
-    let api = req.uri().path().starts_with("/api/") || req.uri().path().starts_with("/v1/");
-    let response = next.run(req).await;
-    let status = response.status();
-    let is_json = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if !api || is_json || !(status.is_client_error() || status.is_server_error()) {
-        return response;
-    }
-    let error = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge {
-            limit: MAX_BODY_BYTES,
-        },
-        StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
-        StatusCode::NOT_FOUND => ApiError::NotFound("Not found.".into()),
-        s if s.is_server_error() => {
-            ApiError::Internal(anyhow::anyhow!("{s} without a body from a lower layer"))
-        }
-        _ => ApiError::bad_request(
-            "bad_request",
-            status.canonical_reason().unwrap_or("Bad request."),
-        ),
-    };
-    let mut converted = error.into_response();
-    *converted.status_mut() = status;
-    converted
 }
 
 /// Unknown API paths get a JSON 404; anything else is a static file from the

@@ -5,12 +5,12 @@
 
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::AdminUser;
+use crate::http::query::ApiQuery;
 use crate::http::state::AppState;
 use crate::observability::logs::LogLine;
 use crate::ops::processes::{Order, ProcessView};
-use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -50,14 +50,9 @@ struct ProfileQuery {
 /// `X-Profile-Samples` header says how many samples it rests on.
 async fn profile(
     _admin: AdminUser,
-    query: Result<Query<ProfileQuery>, QueryRejection>,
+    ApiQuery(query): ApiQuery<ProfileQuery>,
 ) -> ApiResult<Response> {
     use crate::ops::profile::{cpu, ProfileError, MAX_SECONDS};
-    let Query(query) = query.map_err(|e| ApiError::BadRequest {
-        code: "invalid_query",
-        message: e.body_text(),
-        field: Some("seconds"),
-    })?;
     let seconds = query.seconds.unwrap_or(10);
     if !(1..=MAX_SECONDS).contains(&seconds) {
         return Err(ApiError::invalid_field(
@@ -99,13 +94,8 @@ struct ChartQuery {
 async fn chart(
     _admin: AdminUser,
     State(state): State<AppState>,
-    query: Result<Query<ChartQuery>, QueryRejection>,
+    ApiQuery(query): ApiQuery<ChartQuery>,
 ) -> ApiResult<Response> {
-    let Query(query) = query.map_err(|e| ApiError::BadRequest {
-        code: "invalid_query",
-        message: e.body_text(),
-        field: None,
-    })?;
     let kind =
         crate::ops::monitor::chart::Kind::parse(&query.kind).ok_or(ApiError::BadRequest {
             code: "invalid_query",
@@ -142,10 +132,7 @@ async fn socket(
         return Err(ApiError::Forbidden("Cross-site WebSocket refused.".into()));
     }
     let token = match crate::http::extract::credential(&headers)? {
-        Some(
-            crate::http::extract::Credential::Bearer(t)
-            | crate::http::extract::Credential::Cookie(t),
-        ) => t.to_string(),
+        Some(credential) => credential.token().to_string(),
         None => return Err(crate::http::extract::authentication_required()),
     };
     Ok(upgrade.on_upgrade(move |socket| feed(socket, state, token)))
@@ -272,13 +259,8 @@ fn default_limit() -> usize {
 async fn logs(
     _admin: AdminUser,
     State(state): State<AppState>,
-    query: Result<Query<LogQuery>, QueryRejection>,
+    ApiQuery(query): ApiQuery<LogQuery>,
 ) -> ApiResult<Json<Vec<LogLine>>> {
-    let Query(query) = query.map_err(|e| ApiError::BadRequest {
-        code: "invalid_query",
-        message: e.body_text(),
-        field: None,
-    })?;
     Ok(Json(state.logs.recent(
         query.after,
         query.limit.min(crate::observability::logs::CAPACITY),

@@ -74,12 +74,12 @@ async fn start(
     State(auth): State<AuthService>,
     State(runtime): State<Runtime>,
     Path(provider): Path<String>,
-    Query(params): Query<StartParams>,
+    crate::http::query::ApiQuery(params): crate::http::query::ApiQuery<StartParams>,
     headers: HeaderMap,
 ) -> Response {
     let link_user = if params.link {
         let authed = match session_cookie(&headers) {
-            Some(token) => auth.authenticate(token).await,
+            Some(token) => auth.authenticate(&token).await,
             None => Err(AuthError::InvalidToken),
         };
         match authed {
@@ -117,7 +117,7 @@ async fn callback(
         );
     };
     let binding = cookie(&headers, FLOW_COOKIE);
-    let finished = match oauth.finish(&provider, params, binding).await {
+    let finished = match oauth.finish(&provider, params, binding.as_deref()).await {
         Ok(finished) => finished,
         Err(e) => return failed(&headers, e.into()),
     };

@@ -9,7 +9,7 @@ use crate::http::state::{AppState, Runtime};
 use app::session::SessionUser;
 use app::wire::{LoginRequest, RegisterRequest};
 use axum::extract::rejection::FormRejection;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -17,7 +17,6 @@ use axum::routing::post;
 use axum::{Form, Router};
 use leptos_axum::{generate_route_list, AxumRouteListing, LeptosRoutes};
 use serde::Deserialize;
-use std::net::SocketAddr;
 use std::sync::OnceLock;
 
 /// The app's routes, walked once per process.
@@ -64,7 +63,7 @@ pub async fn page_session(
     }
     let mut stale_cookie = false;
     if let Some(token) = session_cookie(req.headers()) {
-        match auth.authenticate(token).await {
+        match auth.authenticate(&token).await {
             Ok(authed) => {
                 req.extensions_mut().insert(SessionUser(authed.user));
             }
@@ -126,12 +125,9 @@ fn signed_in(token: &str, auth: &AuthService, runtime: &Runtime) -> Response {
 async fn login_form(
     State(auth): State<AuthService>,
     State(runtime): State<Runtime>,
-    State(bots): State<super::BotGuard>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: axum::http::HeaderMap,
+    crate::http::client_ip::ClientIp(ip): crate::http::client_ip::ClientIp,
     form: Result<Form<LoginForm>, FormRejection>,
 ) -> Response {
-    let ip = crate::http::client_ip::client_ip(&headers, peer.ip(), &bots.trusted_proxies);
     let Ok(Form(form)) = form else {
         return back_with("login", ApiError::bad_request("missing_field", "form"));
     };
@@ -186,7 +182,7 @@ async fn logout_form(
     req: Request,
 ) -> Response {
     if let Some(token) = session_cookie(req.headers()) {
-        if let Ok(authed) = auth.authenticate(token).await {
+        if let Ok(authed) = auth.authenticate(&token).await {
             if let Err(e) = auth.logout(&authed.user).await {
                 return ApiError::from(e).into_response();
             }

@@ -1,0 +1,186 @@
+//! Middleware every request goes through: the request id and access log (which
+//! also logs a failed request's cause, once), panics turned into JSON 500s, body
+//! limits, no caching of answers, and JSON bodies for errors raised below the
+//! handlers.
+
+use crate::http::error::{ApiError, ErrorCause};
+use crate::http::json::MAX_BODY_BYTES;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use std::any::Any;
+use std::net::SocketAddr;
+use std::time::Instant;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+/// When a request arrived and its id: the start of every timing breakdown.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub id: String,
+    pub started: Instant,
+}
+
+/// A caller-supplied `X-Request-Id` is kept when it is short and plain (so it
+/// can be correlated end to end); anything else is replaced by a fresh UUID.
+fn request_id(req: &Request) -> String {
+    req.headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// Stamps the request (id, arrival instant), returns the id as `X-Request-Id`,
+/// and writes one access-log line: method, path (without the query), status,
+/// latency.
+pub async fn access_log(mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = request_id(&req);
+    req.extensions_mut().insert(RequestContext {
+        id: id.clone(),
+        started,
+    });
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let mut response = next.run(req).await;
+    if let Ok(value) = axum::http::HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    let status = response.status().as_u16();
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    // The one place a failed request's cause is logged, with its request id.
+    if let Some(cause) = response.extensions_mut().remove::<ErrorCause>() {
+        match cause {
+            ErrorCause::Internal(text) => {
+                tracing::error!(request_id = %id, status, cause = %text, "internal error")
+            }
+            ErrorCause::Unavailable(text) => {
+                tracing::warn!(request_id = %id, status, cause = %text, "dependency unavailable")
+            }
+        }
+    }
+    tracing::info!(
+        target: "server::access",
+        request_id = %id,
+        %method,
+        path = ?path,
+        status,
+        latency_ms = (latency_ms * 1000.0).round() / 1000.0,
+        client = ?peer,
+        "request"
+    );
+    response
+}
+
+/// Layers shared by both listeners, innermost first: the body limit for
+/// buffering extractors and a hard limit that also covers chunked bodies; no
+/// caching of (authenticated) answers by browsers or proxies; JSON for errors
+/// raised by those layers; a panic in a handler becomes a JSON 500 (the
+/// connection and the process live on); the access log around everything.
+pub fn with_common_layers(router: Router) -> Router {
+    router
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("private, no-store"),
+        ))
+        .layer(middleware::from_fn(json_errors))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(middleware::from_fn(access_log))
+}
+
+/// Errors produced below the handlers (405 from the router, 413 from the body
+/// limit layer) come without a body; on API paths they get the API's JSON shape
+/// like every other error.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let api = req.uri().path().starts_with("/api/") || req.uri().path().starts_with("/v1/");
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !api || is_json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let error = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge {
+            limit: MAX_BODY_BYTES,
+        },
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
+        StatusCode::NOT_FOUND => ApiError::NotFound("Not found.".into()),
+        s if s.is_server_error() => {
+            ApiError::Internal(anyhow::anyhow!("{s} without a body from a lower layer"))
+        }
+        _ => ApiError::bad_request(
+            "bad_request",
+            status.canonical_reason().unwrap_or("Bad request."),
+        ),
+    };
+    let mut converted = error.into_response();
+    *converted.status_mut() = status;
+    converted
+}
+
+/// A handler panicked: answer like any internal error, and let the access log
+/// record the panic's message with the request id.
+fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic without a message");
+    ApiError::Internal(anyhow::anyhow!("handler panicked: {message}")).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn a_panicking_handler_gets_a_json_500_and_the_cause_stays_private() {
+        async fn boom() -> &'static str {
+            let secret = "db password in a panic message";
+            panic!("{secret}")
+        }
+        let app = with_common_layers(Router::new().route("/api/boom", get(boom)));
+        let request = Request::builder()
+            .uri("/api/boom")
+            .body(Body::empty())
+            .unwrap_or_default();
+        let Ok(response) = app.oneshot(request).await;
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(response.headers().contains_key("x-request-id"));
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap_or_default();
+        let body: app::wire::ErrorResponse = match serde_json::from_slice(&body) {
+            Ok(body) => body,
+            Err(e) => panic!("not the API's error shape: {e}"),
+        };
+        assert_eq!(body.error.code, "internal_error");
+        assert!(
+            !body.error.message.contains("password"),
+            "{}",
+            body.error.message
+        );
+    }
+}
