@@ -1,6 +1,6 @@
 import { defineConfig, devices } from "@playwright/test";
 
-// Debian's chromium, never a downloaded browser (see TOOLCHAIN.md).
+// Debian's chromium, never a downloaded browser (see docs/toolchain.md).
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 
 export default defineConfig({

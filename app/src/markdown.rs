@@ -1,7 +1,7 @@
 //! Model output rendered as Markdown, safely.
 //!
 //! Model text is untrusted (OWASP API10; the Open WebUI XSS advisories in
-//! SECURITY.md). Raw HTML in the text is shown as text, never parsed; link
+//! docs/security.md). Raw HTML in the text is shown as text, never parsed; link
 //! targets must be http, https or mailto (anything else, `javascript:` and
 //! `data:` included, becomes an inert `#`); images become plain links, so no
 //! request leaves the page without a click. The HTML is produced by

@@ -50,7 +50,7 @@ impl Role {
     }
 }
 
-/// Answer to register and login. Field order matters to scripts: the seed's
+/// Answer to register and login. Field order matters to scripts: the original guide's
 /// `grep -o '"token":"[^"]*"'` needs compact JSON with a plain `token` string.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AuthResponse {

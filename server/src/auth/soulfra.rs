@@ -8,7 +8,7 @@
 //!
 //! Verification is `verify_strict` (RFC 8032 with the malleability checks: a
 //! canonical `S`, no small-order `R`) and weak (small-order) public keys are
-//! refused, as SECURITY.md §4.26 asks.
+//! refused, as docs/security.md asks.
 
 use ed25519_dalek::{Signature, VerifyingKey, PUBLIC_KEY_LENGTH, SIGNATURE_LENGTH};
 use moka::sync::Cache;

@@ -33,7 +33,7 @@ impl FieldError {
     }
 }
 
-/// Trimmed username: 3-64 ASCII letters, digits, `.`, `_`, `-` (covers the seed's
+/// Trimmed username: 3-64 ASCII letters, digits, `.`, `_`, `-` (covers the original guide's
 /// `test-user-1234567890` and keeps names safe to print in logs and terminals).
 pub fn username(raw: &str) -> Result<&str, FieldError> {
     let name = raw.trim();

@@ -1,9 +1,9 @@
 //! The response cache for identical non-streaming requests.
 //!
-//! `moka` (bounded, TTL, concurrent, well-kept) instead of the seed's unbounded
+//! `moka` (bounded, TTL, concurrent, well-kept) instead of the original guide's unbounded
 //! map. The key is a SHA-256 of the *user id* and every parameter that shapes the
 //! answer, so user A never receives user B's cached reply (the wso2 / any-llm
-//! lesson in SECURITY.md).
+//! lesson in docs/security.md).
 
 use crate::llm::types::{ChatParams, Usage};
 use moka::future::Cache;

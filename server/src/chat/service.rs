@@ -336,7 +336,7 @@ struct Recorder {
     router: Arc<ModelRouter>,
 }
 
-/// The one structured line per chat request (the seed's `[Performance]` log).
+/// The one structured line per chat request (the original guide's `[Performance]` log).
 fn log_performance(
     recorder: &Recorder,
     ctx: &ChatContext,

@@ -1,4 +1,4 @@
-//! `calos identity new|show|login`: the seed's Soulfra flow from a terminal.
+//! `calos identity new|show|login`: the original guide's Soulfra flow from a terminal.
 //! `new` is `createIdentity` (an Ed25519 key pair in a 0600 file), `login` is
 //! `createChallenge` + `createProof` against a running calos, printing the token.
 

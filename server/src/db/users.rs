@@ -138,7 +138,7 @@ pub async fn find_by_id(db: &Db, user_id: &str) -> Result<Option<UserRow>, sqlx:
     with_pool!(db, pool => sqlx::query_as::<_, UserRow>(&sql).bind(user_id).fetch_optional(pool).await)
 }
 
-/// The lookup the seed's `idx_users_username` lesson is about; `calos diag db`
+/// The lookup the original guide's `idx_users_username` lesson is about; `calos diag db`
 /// checks its plan.
 pub const FIND_BY_USERNAME_SQL: &str =
     "select user_id, username, email, password_hash, role, persistent, session_epoch, created_at from users where lower(username) = lower($1)";

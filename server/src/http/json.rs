@@ -1,7 +1,7 @@
 //! `ApiJson<T>`: the JSON body extractor every API route uses.
 //!
 //! Unlike axum's `Json`, it does not require `Content-Type: application/json`:
-//! Apache Bench and some scripts send JSON labelled `text/plain`, and the seed's
+//! Apache Bench and some scripts send JSON labelled `text/plain`, and the original guide's
 //! `ab -p file.json` commands must work, so the body is parsed as JSON whatever
 //! its label (never a 415). Every failure uses the API error shape: 400 with the
 //! serde message (which names the field), 413 past the body limit (including

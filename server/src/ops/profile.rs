@@ -1,4 +1,4 @@
-//! On-demand CPU profiles of the running server (the seed's `node --prof`,
+//! On-demand CPU profiles of the running server (the original guide's `node --prof`,
 //! without a restart or a special build): pprof samples every thread with
 //! SIGPROF for N seconds and draws an inferno flamegraph.
 //!

@@ -63,7 +63,7 @@ impl ServerFigures {
     }
 
     /// The server's time not in any named phase: routing, validation, the cache
-    /// write, serialisation: "your code" in the seed's decision tree.
+    /// write, serialisation: "your code" in the original guide's decision tree.
     pub fn own_code(&self) -> Option<f64> {
         let named = self.auth + self.database + self.queue + self.cache + self.llm.unwrap_or(0.0);
         self.total.map(|t| (t - named).max(0.0))

@@ -2,7 +2,7 @@
 //! gateway from outside, set that beside what the server says about itself, and
 //! name the component that costs the time.
 //!
-//! Figures and their definitions follow `METRICS.md` (TTFT = first non-empty
+//! Figures and their definitions follow `docs/metrics.md` (TTFT = first non-empty
 //! content event, network = client total − server total, closed vs open loop).
 
 pub mod client;

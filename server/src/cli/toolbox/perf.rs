@@ -1,4 +1,4 @@
-//! `calos perf`: the seed's `test-streaming-performance.js`, done properly. Signs
+//! `calos perf`: the original guide's `test-streaming-performance.js`, done properly. Signs
 //! in (timed), sends one chat with its timings requested and the cache bypassed,
 //! and lines up the client's clock against the server's account: auth, database,
 //! queue, LLM (TTFT and generation), calos's own time, and network = client
@@ -214,7 +214,7 @@ pub async fn measure(args: &PerfArgs) -> Result<PerfReport, ToolError> {
     })
 }
 
-/// The seed's report, extended.
+/// The original guide's report, extended.
 pub fn render(r: &PerfReport) -> String {
     let mut out = String::new();
     if let Some(login) = r.login_ms {

@@ -24,7 +24,7 @@ pub fn ms(value: f64) -> String {
     }
 }
 
-/// The seed's banner.
+/// The original guide's banner.
 pub fn banner(title: &str) -> String {
     let inner = 47;
     let mut s = format!("╔{}╗\n", "═".repeat(inner));

@@ -1,4 +1,4 @@
-//! The seed's decision tree, made to name a culprit even when the total is fine:
+//! The original guide's decision tree, made to name a culprit even when the total is fine:
 //!
 //! ```text
 //! total > 3 s and LLM > 2 s      → the LLM is slow (not your code)
@@ -8,7 +8,7 @@
 //! else                           → performance is good
 //! ```
 //!
-//! The seed only looks at components when the total is over 3 s; a 300 ms
+//! The original guide only looks at components when the total is over 3 s; a 300 ms
 //! database on a 1 s reply is still worth naming, so limits apply always.
 
 use serde::Serialize;
@@ -183,7 +183,7 @@ mod tests {
     }
 
     #[test]
-    fn the_seeds_example_is_the_llm() {
+    fn the_original_guides_example_is_the_llm() {
         let v = decide(&components(2500.0, 50.0, 20.0, 2400.0, 10.0), "llama3.2");
         assert_eq!(v.culprit, Culprit::None, "under 3 s and within limits");
         let v = decide(&components(3500.0, 50.0, 20.0, 3400.0, 10.0), "llama3.2");

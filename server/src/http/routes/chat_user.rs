@@ -1,4 +1,4 @@
-//! `ChatUser`: authentication for the chat endpoints, with the seed's words for
+//! `ChatUser`: authentication for the chat endpoints, with the original guide's words for
 //! a missing token and a bot guard: unauthenticated callers are counted per
 //! client IP and slowed to 429 + `Retry-After` when they keep trying.
 

@@ -1,4 +1,4 @@
-//! `POST /api/llm/complete`: the seed's chat endpoint, streamed or whole, with
+//! `POST /api/llm/complete`: the original guide's chat endpoint, streamed or whole, with
 //! the timing breakdown in `Server-Timing`, in the body on request, and in the
 //! stream's final event.
 

@@ -1,4 +1,4 @@
-//! `calos diag all --url …`: the seed's five diagnosis steps in one run. Network
+//! `calos diag all --url …`: the original guide's five diagnosis steps in one run. Network
 //! to the gateway, the database, the provider called directly, and a streamed
 //! `calos perf` through the gateway, lined up so the gateway's added time is
 //! plain (through calos − direct), ending with the decision tree's verdict.

@@ -1,6 +1,6 @@
 //! `calos diag db`: how fast the configured database answers (`SELECT 1`, the
 //! sign-in user lookup) and whether that lookup uses `idx_users_username`, by
-//! the database's own plan (EXPLAIN), the seed's psql `\timing` step done for
+//! the database's own plan (EXPLAIN), the original guide's psql `\timing` step done for
 //! either backend. Read-only: it never migrates or writes.
 
 use super::stats::{summarise, Summary};

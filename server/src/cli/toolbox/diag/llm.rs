@@ -1,4 +1,4 @@
-//! `calos diag llm --model M`: the seed's "test Ollama directly" step. Routes the
+//! `calos diag llm --model M`: the original guide's "test Ollama directly" step. Routes the
 //! model the way the gateway would (same configuration, same provider client)
 //! but calls the provider straight from here, streamed, and reports its connect
 //! time, TTFT and total beside the provider's own account (Ollama's load /

@@ -1,4 +1,4 @@
-//! `calos diag`: each layer measured on its own, the seed's "Diagnosing Delays"
+//! `calos diag`: each layer measured on its own, the original guide's "Diagnosing Delays"
 //! steps as commands: `network` (DNS, connect, TLS, first byte), `db` (query
 //! times and the lookup's plan), `llm` (the provider called directly), and
 //! `all` (everything, beside a `calos perf` run through the gateway).

@@ -1,5 +1,5 @@
 //! Sends the requests: a closed loop (each of `users` workers sends its next
-//! request when the last one is answered, like `ab` and the seed's script) or an
+//! request when the last one is answered, like `ab` and the original guide's script) or an
 //! open loop (sends scheduled at a fixed rate whatever the answers do, latency
 //! measured from the scheduled time, so a stalled server cannot hide by slowing
 //! the sender: no coordinated omission).

@@ -1,5 +1,5 @@
 //! `calos load`: many chats at once, closed loop (`-c USERS -n REQUESTS_PER_USER`,
-//! like the seed's script; note `ab -n` counts all requests) or open loop
+//! like the original guide's script; note `ab -n` counts all requests) or open loop
 //! (`--rate R --duration D`), streamed or not, with a live progress line and a
 //! report of `ab`'s figures, HDR percentiles, streaming figures and the server's
 //! own breakdown. `--ephemeral-users` makes throwaway accounts and removes them

@@ -1,5 +1,5 @@
 //! The load test's final report: one serialisable struct (`--json`) and its
-//! text form, which keeps `ab`'s figures and the seed's lines side by side.
+//! text form, which keeps `ab`'s figures and the original guide's lines side by side.
 
 use super::stats::{Dist, OpenLoopReport, Recorder, ServerReport, StreamReport};
 use crate::cli::toolbox::render::banner;
