@@ -45,9 +45,9 @@ pub struct MockArgs {
     /// Fault to inject (see the module docs).
     #[arg(long, default_value = "none", value_parser = faults::parse)]
     pub fault: Fault,
-    /// Model names to list.
-    #[arg(long, default_value = "mock-llama,mock-gpt")]
-    pub models: String,
+    /// Model names to list, comma-separated.
+    #[arg(long, default_value = "mock-llama,mock-gpt", value_delimiter = ',')]
+    pub models: Vec<String>,
 }
 
 impl Default for MockArgs {
@@ -59,7 +59,7 @@ impl Default for MockArgs {
             tokens_per_sec: 100.0,
             tokens: 20,
             fault: Fault::None,
-            models: "mock-llama,mock-gpt".into(),
+            models: vec!["mock-llama".into(), "mock-gpt".into()],
         }
     }
 }
@@ -137,7 +137,7 @@ pub async fn spawn(args: &MockArgs) -> anyhow::Result<MockServer> {
         tokens: args.tokens.max(1),
         models: args
             .models
-            .split(',')
+            .iter()
             .map(|m| m.trim().to_string())
             .filter(|m| !m.is_empty())
             .collect(),
