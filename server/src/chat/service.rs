@@ -133,13 +133,22 @@ impl ChatService {
             })
     }
 
-    fn head(ctx: &ChatContext) -> Breakdown {
-        Breakdown {
+    /// Admits the request and starts its breakdown with what authentication
+    /// cost: the provider's slot, the provider's name, the breakdown so far.
+    fn begin(
+        &self,
+        ctx: &ChatContext,
+        params: &ChatParams,
+    ) -> Result<(Arc<crate::llm::router::ProviderSlot>, String, Breakdown), ChatError> {
+        let slot = self.admit(ctx, params)?;
+        let provider = slot.provider.name().to_string();
+        let head = Breakdown {
             auth: ms(ctx.auth),
             database: ms(ctx.db),
             attempts: 0,
             ..Default::default()
-        }
+        };
+        Ok((slot, provider, head))
     }
 
     /// Waits for a slot at the provider, opens the upstream and waits for its
@@ -190,9 +199,7 @@ impl ChatService {
         ctx: &ChatContext,
         params: ChatParams,
     ) -> Result<Complete, ChatError> {
-        let slot = self.admit(ctx, &params)?;
-        let provider = slot.provider.name().to_string();
-        let mut breakdown = Self::head(ctx);
+        let (slot, provider, mut breakdown) = self.begin(ctx, &params)?;
         let key = ResponseCache::key(&ctx.user_id, &params);
         if self.cache.enabled() && ctx.fresh {
             breakdown.cache_status = CacheStatus::Bypass;
@@ -283,9 +290,7 @@ impl ChatService {
         ctx: &ChatContext,
         params: ChatParams,
     ) -> Result<Streaming, ChatError> {
-        let slot = self.admit(ctx, &params)?;
-        let provider = slot.provider.name().to_string();
-        let mut head = Self::head(ctx);
+        let (slot, provider, mut head) = self.begin(ctx, &params)?;
         let events = self.upstream(ctx, &slot, &params, &mut head).await?;
         let (ctx_end, head_end, model, prov) = (
             ctx.clone(),

@@ -1,8 +1,7 @@
 //! Clients choose the `model` string, so it must not choose how much memory
 //! calos's metrics take: a flood of invented names stays one `other` series.
 
-use crate::helpers::{mock, unique, Backend, TestApp};
-use serde_json::json;
+use crate::helpers::{ask, mock, unique, Backend, TestApp};
 use std::collections::BTreeSet;
 
 /// The distinct `model` label values in a `/metrics` exposition.
@@ -17,24 +16,14 @@ fn model_labels(exposition: &str) -> BTreeSet<String> {
 }
 
 async fn exposition(app: &TestApp) -> String {
-    let response = app
-        .client
-        .get(format!("http://{}/metrics", app.dashboard_addr))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get(&app.dashboard_url("/metrics"), None).await;
     assert_eq!(response.status(), 200);
     response.text().await.unwrap()
 }
 
 async fn chat_with_model(app: &TestApp, token: &str, model: &str) -> u16 {
-    app.client
-        .post(app.url("/api/llm/complete"))
-        .bearer_auth(token)
-        .json(&json!({ "model": model, "messages": [{ "role": "user", "content": "hi" }] }))
-        .send()
+    app.post_chat("/api/llm/complete", token, &ask(model, false))
         .await
-        .unwrap()
         .status()
         .as_u16()
 }
@@ -96,15 +85,8 @@ async fn flood(backend: Backend) {
         // Mission Control's view is bounded the same way.
         let admin = app.admin_token().await;
         let snapshot: serde_json::Value = app
-            .client
-            .get(format!("http://{}/api/monitor/latency", app.dashboard_addr))
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .get_as(&app.dashboard_url("/api/monitor/latency"), &admin)
+            .await;
         let models: BTreeSet<&str> = snapshot["outcomes"]
             .as_array()
             .unwrap()

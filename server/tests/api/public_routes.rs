@@ -58,14 +58,13 @@ async fn every_route_outside_the_public_list_answers_401_without_credentials() {
             .replace("{action}", "restart")
             .replace("{provider}", "google");
         // Mission Control's data lives on the dashboard listener.
-        let base = if path.starts_with("/api/monitor") {
-            format!("http://{}", app.dashboard_addr)
+        let url = if path.starts_with("/api/monitor") {
+            app.dashboard_url(&concrete)
         } else {
-            format!("http://{}", app.addr)
+            app.url(&concrete)
         };
         let request = app
-            .client
-            .request(method.parse().unwrap(), format!("{base}{concrete}"))
+            .request(method.parse().unwrap(), &url, None)
             .header("content-type", "application/json")
             .body("{}");
         let response = request.send().await.unwrap();
@@ -84,22 +83,13 @@ async fn every_route_outside_the_public_list_answers_401_without_credentials() {
 #[tokio::test]
 async fn the_public_routes_answer_without_credentials() {
     let app = TestApp::spawn(Backend::Sqlite).await;
-    for (method, path) in [("GET", "/api/health"), ("GET", "/api/auth/oauth/providers")] {
-        let response = app
-            .client
-            .request(method.parse().unwrap(), app.url(path))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200, "{method} {path}");
+    for path in [
+        app.url("/api/health"),
+        app.url("/api/auth/oauth/providers"),
+        app.dashboard_url("/metrics"),
+    ] {
+        assert_eq!(app.get(&path, None).await.status(), 200, "GET {path}");
     }
-    let metrics = app
-        .client
-        .get(format!("http://{}/metrics", app.dashboard_addr))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(metrics.status(), 200);
     // A sign-in attempt is judged on its merits (401 for a wrong password),
     // not refused for lacking a session.
     let login = app
