@@ -9,6 +9,7 @@ use crate::db::DbTarget;
 use crate::llm::router::Rule;
 use clap::Args;
 use std::net::{IpAddr, Ipv4Addr};
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -23,7 +24,7 @@ pub struct StoreArgs {
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// Most database connections held open at once.
-    #[arg(long, env = "CALOS_DB_MAX_CONNECTIONS", default_value_t = 20)]
+    #[arg(long, env = "CALOS_DB_MAX_CONNECTIONS", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     pub db_max_connections: u32,
 }
 
@@ -52,15 +53,15 @@ pub struct ServeArgs {
     /// HS256 signing key, at least 32 bytes. Unset: generated once into the data directory.
     #[arg(long, env = "CALOS_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
-    /// How long a sign-in lasts, in hours.
-    #[arg(long, env = "CALOS_TOKEN_TTL_HOURS", default_value_t = 24)]
+    /// How long a sign-in lasts, in hours (1 to 8760, a year).
+    #[arg(long, env = "CALOS_TOKEN_TTL_HOURS", default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..=8760))]
     pub token_ttl_hours: u64,
     /// Mark the session cookie Secure (serve over HTTPS).
     #[arg(long, env = "CALOS_COOKIE_SECURE")]
     pub cookie_secure: bool,
     /// Failed sign-ins an account may have in a row before it must wait.
-    #[arg(long, env = "CALOS_LOGIN_FAILURE_BURST", default_value_t = 5)]
-    pub login_failure_burst: u32,
+    #[arg(long, env = "CALOS_LOGIN_FAILURE_BURST", default_value = "5")]
+    pub login_failure_burst: NonZeroU32,
     /// Seconds after which one more failed sign-in is allowed (or e.g. `500ms`, `1m`).
     #[arg(long = "login-failure-refill-secs", env = "CALOS_LOGIN_FAILURE_REFILL_SECS", default_value = "12", value_parser = duration(Unit::Secs, Zero::Refused))]
     pub login_failure_refill: Duration,
@@ -152,15 +153,15 @@ pub struct LlmArgs {
     /// The simulated model's speed, in tokens per second.
     #[arg(long, env = "CALOS_SIM_TOKENS_PER_SEC", default_value_t = 30.0)]
     pub sim_tokens_per_sec: f64,
-    /// The simulated model's reply length, in tokens.
-    #[arg(long, env = "CALOS_SIM_TOKENS", default_value_t = 60)]
+    /// The simulated model's reply length, in tokens (1 to 4096).
+    #[arg(long, env = "CALOS_SIM_TOKENS", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub sim_tokens: u32,
     /// Concurrent requests to Ollama (one GPU rarely serves more well).
-    #[arg(long, env = "CALOS_OLLAMA_CONCURRENCY", default_value_t = 5)]
-    pub ollama_concurrency: usize,
+    #[arg(long, env = "CALOS_OLLAMA_CONCURRENCY", default_value = "5")]
+    pub ollama_concurrency: NonZeroUsize,
     /// Concurrent requests to each other provider.
-    #[arg(long, env = "CALOS_PROVIDER_CONCURRENCY", default_value_t = 64)]
-    pub provider_concurrency: usize,
+    #[arg(long, env = "CALOS_PROVIDER_CONCURRENCY", default_value = "64")]
+    pub provider_concurrency: NonZeroUsize,
     /// Requests that may wait for a provider slot; more get 503 + Retry-After.
     #[arg(long, env = "CALOS_QUEUE_SIZE", default_value_t = 256)]
     pub queue_size: usize,
@@ -195,11 +196,11 @@ pub struct LlmArgs {
     #[arg(long, env = "CALOS_UPSTREAM_POOL_MAX_IDLE", default_value_t = 64)]
     pub upstream_pool_max_idle: usize,
     /// Chat requests per second per user (sustained).
-    #[arg(long, env = "CALOS_CHAT_RATE_PER_SEC", default_value_t = 20)]
-    pub chat_rate_per_sec: u32,
+    #[arg(long, env = "CALOS_CHAT_RATE_PER_SEC", default_value = "20")]
+    pub chat_rate_per_sec: NonZeroU32,
     /// Chat requests a user may send in a burst.
-    #[arg(long, env = "CALOS_CHAT_BURST", default_value_t = 200)]
-    pub chat_burst: u32,
+    #[arg(long, env = "CALOS_CHAT_BURST", default_value = "200")]
+    pub chat_burst: NonZeroU32,
 }
 
 impl LlmArgs {
@@ -415,5 +416,17 @@ mod tests {
         assert!(zero
             .err()
             .is_some_and(|e| e.to_string().contains("must be more than 0")));
+        for flag in [
+            "--chat-burst",
+            "--chat-rate-per-sec",
+            "--ollama-concurrency",
+            "--sim-tokens",
+        ] {
+            let zero = Cli::try_parse_from(["calos", flag, "0"]);
+            assert!(
+                zero.err().is_some_and(|e| e.to_string().contains(flag)),
+                "{flag} 0 was accepted"
+            );
+        }
     }
 }

@@ -38,10 +38,7 @@ impl Application {
         tracing::info!(database = %target.describe(), "database ready");
 
         let passwords = Passwords::new().context("preparing password hashing")?;
-        let jwt = JwtKeys::new(
-            &secret,
-            Duration::from_secs(args.token_ttl_hours.max(1) * 3600),
-        )?;
+        let jwt = JwtKeys::new(&secret, Duration::from_secs(args.token_ttl_hours * 3600))?;
         let throttle = LoginThrottle::new(ThrottlePolicy {
             account_burst: args.login_failure_burst,
             account_refill: args.login_failure_refill,

@@ -35,11 +35,15 @@ pub struct Passwords {
     dummy_hash: Arc<str>,
 }
 
+/// Checked when compiling (`Params::new` is a `const fn`): parameters it
+/// refused would stop the build, never weaken hashes at run time.
+const PARAMS: Params = match Params::new(MEMORY_KIB, ITERATIONS, PARALLELISM, None) {
+    Ok(params) => params,
+    Err(_) => panic!("the Argon2 parameters above are out of range"),
+};
+
 fn hasher() -> Argon2<'static> {
-    // The constants above are valid Argon2 parameters; `Params::new` only rejects
-    // out-of-range values, so fall back to the library default (also Argon2id) defensively.
-    let params = Params::new(MEMORY_KIB, ITERATIONS, PARALLELISM, None).unwrap_or_default();
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, PARAMS)
 }
 
 fn hash_now(password: &[u8]) -> Result<String, PasswordError> {

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 /// How many failures in a row an account may have, and how fast it earns one back.
 #[derive(Clone, Copy, Debug)]
 pub struct ThrottlePolicy {
-    pub account_burst: u32,
+    pub account_burst: NonZeroU32,
     pub account_refill: Duration,
 }
 
@@ -28,17 +28,24 @@ impl ThrottlePolicy {
     /// person mistyping never trips it but a spray across accounts does.
     fn ip_quota(&self) -> Quota {
         quota(
-            self.account_burst.saturating_mul(4),
+            self.account_burst
+                .saturating_mul(NonZeroU32::MIN.saturating_add(3)),
             self.account_refill / 4,
         )
     }
 }
 
-fn quota(burst: u32, refill: Duration) -> Quota {
-    let burst = NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN);
-    Quota::with_period(refill.max(Duration::from_millis(1)))
-        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-        .allow_burst(burst)
+fn quota(burst: NonZeroU32, refill: Duration) -> Quota {
+    // `refill` is never zero (`--login-failure-refill-secs` refuses 0), but the
+    // IP's quarter of a refill under 4 ns would round to zero; 1 ns is the same
+    // rate for any purpose, and keeps `with_period` from refusing it.
+    let period = refill.max(Duration::from_nanos(1));
+    #[expect(
+        clippy::expect_used,
+        reason = "with_period only refuses a zero period, and `period` is at least 1 ns"
+    )]
+    let quota = Quota::with_period(period).expect("a period of at least 1 ns");
+    quota.allow_burst(burst)
 }
 
 #[derive(Clone)]
@@ -109,7 +116,7 @@ mod tests {
     #[test]
     fn an_account_is_blocked_after_its_burst_of_failures_whatever_the_ip() {
         let throttle = LoginThrottle::new(ThrottlePolicy {
-            account_burst: 3,
+            account_burst: NonZeroU32::MIN.saturating_add(2),
             account_refill: Duration::from_secs(60),
         });
         for i in 0..3u8 {
@@ -139,7 +146,7 @@ mod tests {
     #[test]
     fn one_ip_spraying_many_accounts_is_blocked() {
         let throttle = LoginThrottle::new(ThrottlePolicy {
-            account_burst: 2,
+            account_burst: NonZeroU32::MIN.saturating_add(1),
             account_refill: Duration::from_secs(60),
         });
         for i in 0..9 {

@@ -85,14 +85,12 @@ impl ChatService {
         router: ModelRouter,
         cache: ResponseCache,
         limits: StreamLimits,
-        per_user_rate: u32,
-        per_user_burst: u32,
+        per_user_rate: NonZeroU32,
+        per_user_burst: NonZeroU32,
         metrics: Metrics,
     ) -> Self {
-        let rate = NonZeroU32::new(per_user_rate.max(1)).unwrap_or(NonZeroU32::MIN);
-        let burst = NonZeroU32::new(per_user_burst.max(1)).unwrap_or(NonZeroU32::MIN);
         let per_user = Arc::new(RateLimiter::keyed(
-            Quota::per_second(rate).allow_burst(burst),
+            Quota::per_second(per_user_rate).allow_burst(per_user_burst),
         ));
         Self {
             router: Arc::new(router),

@@ -12,7 +12,12 @@ use crate::llm::sim::SimModel;
 use crate::llm::Provider;
 use crate::observability::metrics::Metrics;
 use anyhow::Context;
+use std::num::NonZeroUsize;
 use std::time::Duration;
+
+/// `sim` costs nothing to run, so it gets at least this many slots (load tests
+/// of the gateway itself should not queue behind a provider limit).
+const SIM_MIN_CONCURRENCY: NonZeroUsize = NonZeroUsize::MIN.saturating_add(1023);
 
 fn openai_like(
     name: &str,
@@ -109,7 +114,10 @@ pub fn build_router(args: &LlmArgs) -> anyhow::Result<ModelRouter> {
                 tokens_per_sec: args.sim_tokens_per_sec,
                 tokens: args.sim_tokens,
             }),
-            queue: ProviderQueue::new(args.provider_concurrency.max(1024), args.queue_size),
+            queue: ProviderQueue::new(
+                args.provider_concurrency.max(SIM_MIN_CONCURRENCY),
+                args.queue_size,
+            ),
         },
     ];
     if let Some(url) = args.compat_url.as_deref().filter(|u| !u.trim().is_empty()) {

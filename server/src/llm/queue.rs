@@ -2,6 +2,7 @@
 //! in a bounded FIFO (tokio's semaphore is fair), and a full queue is refused at
 //! once (503 + Retry-After) instead of growing without bound. No polling.
 
+use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,8 +33,9 @@ impl Drop for Waiting<'_> {
 }
 
 impl ProviderQueue {
-    pub fn new(max_concurrency: usize, max_waiting: usize) -> Self {
-        let max_concurrency = max_concurrency.max(1);
+    /// `max_concurrency` is non-zero: a provider nobody may call is not a queue.
+    pub fn new(max_concurrency: NonZeroUsize, max_waiting: usize) -> Self {
+        let max_concurrency = max_concurrency.get();
         Self {
             permits: Arc::new(Semaphore::new(max_concurrency)),
             waiting: AtomicUsize::new(0),
@@ -83,7 +85,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_queue_refuses_and_a_freed_slot_goes_to_the_first_waiter() {
-        let queue = Arc::new(ProviderQueue::new(1, 1));
+        let queue = Arc::new(ProviderQueue::new(NonZeroUsize::MIN, 1));
         let held = queue.acquire().await.map(|(p, _)| p);
         assert!(held.is_ok());
         let waiter = tokio::spawn({

@@ -78,7 +78,7 @@ pub fn reply_words(params: &ChatParams, tokens: u32) -> Vec<String> {
     while words.len() < tokens as usize {
         words.push(filler.next().map(|w| w.to_string()).unwrap_or_default());
     }
-    words.truncate(tokens.max(1) as usize);
+    words.truncate(tokens as usize);
     words
 }
 

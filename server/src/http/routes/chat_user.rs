@@ -28,8 +28,9 @@ pub struct BotGuard {
 
 impl BotGuard {
     pub fn new() -> Self {
-        let quota = Quota::per_second(NonZeroU32::MIN)
-            .allow_burst(NonZeroU32::new(20).unwrap_or(NonZeroU32::MIN));
+        // One a second, bursts of 20 (1 + 19: no fallible conversion to fall back from).
+        let quota =
+            Quota::per_second(NonZeroU32::MIN).allow_burst(NonZeroU32::MIN.saturating_add(19));
         Self {
             limiter: Arc::new(RateLimiter::keyed(quota)),
         }
