@@ -11,6 +11,7 @@ use crate::db::users::{self, InsertError, NewUser, Taken, UserRow};
 use crate::db::Db;
 use app::wire::{LoginRequest, RegisterRequest, Role, UserView};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -61,11 +62,14 @@ pub struct AuthedUser {
     pub db_time: std::time::Duration,
 }
 
+/// Cheap to clone (axum clones the state for every request): every field is a
+/// handle, and the JWT keys, which own their key bytes and validation sets,
+/// are shared behind an `Arc`.
 #[derive(Clone)]
 pub struct AuthService {
     db: Db,
     passwords: Passwords,
-    jwt: JwtKeys,
+    jwt: Arc<JwtKeys>,
     throttle: LoginThrottle,
     challenges: Challenges,
 }
@@ -127,7 +131,7 @@ impl AuthService {
         Self {
             db,
             passwords,
-            jwt,
+            jwt: Arc::new(jwt),
             throttle,
             challenges: Challenges::new(origin),
         }

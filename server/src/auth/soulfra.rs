@@ -12,6 +12,7 @@
 
 use ed25519_dalek::{Signature, VerifyingKey, PUBLIC_KEY_LENGTH, SIGNATURE_LENGTH};
 use moka::sync::Cache;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How long a challenge may be answered.
@@ -60,7 +61,8 @@ pub struct Challenge {
 #[derive(Clone)]
 pub struct Challenges {
     pending: Cache<(String, String), u64>,
-    origin: String,
+    /// Shared, not copied, when the service is cloned for a request.
+    origin: Arc<str>,
 }
 
 fn unix_now() -> u64 {
@@ -96,7 +98,7 @@ impl Challenges {
                 .max_capacity(MAX_PENDING)
                 .time_to_live(CHALLENGE_TTL)
                 .build(),
-            origin: origin.trim_end_matches('/').to_string(),
+            origin: origin.trim_end_matches('/').into(),
         }
     }
 
