@@ -1,7 +1,7 @@
 //! Registration and sign-in.
 
+use crate::helpers::on_both_databases;
 use crate::helpers::{error_code, unique, Backend, TestApp};
-use crate::on_both_databases;
 use serde_json::{json, Value};
 
 on_both_databases! {
@@ -28,20 +28,17 @@ on_both_databases! {
         assert_eq!(by_email.status(), 200);
         let by_email: Value = by_email.json().await.unwrap();
         assert_eq!(by_email["user"]["email"], json!(email));
-        let by_name = app.post_json("/api/auth/login", &json!({"username": username, "password": "pass-word-1"})).await;
+        let by_name = app.login(&username, "pass-word-1").await;
         let by_name: Value = by_name.json().await.unwrap();
         assert_ne!(by_email["token"], by_name["token"], "each login issues its own token");
-        let me = app.me(by_name["token"].as_str().unwrap()).await;
-        assert_eq!(me.status(), 200);
-        let me: Value = me.json().await.unwrap();
-        assert_eq!(me["user"]["username"], json!(username));
+        assert_eq!(app.me_as(by_name["token"].as_str().unwrap()).await.username, username);
     }
 
     async fn unknown_user_and_wrong_password_get_the_same_401(app) {
         let username = unique("bob");
         app.token_for(&username, "right-password").await;
-        let wrong = app.post_json("/api/auth/login", &json!({"username": username, "password": "wrong-password"})).await;
-        let unknown = app.post_json("/api/auth/login", &json!({"username": unique("nobody"), "password": "wrong-password"})).await;
+        let wrong = app.login(&username, "wrong-password").await;
+        let unknown = app.login(&unique("nobody"), "wrong-password").await;
         let (wrong_status, wrong_body) = (wrong.status(), wrong.text().await.unwrap());
         let (unknown_status, unknown_body) = (unknown.status(), unknown.text().await.unwrap());
         assert_eq!((wrong_status.as_u16(), unknown_status.as_u16()), (401, 401));
@@ -73,7 +70,7 @@ on_both_databases! {
         let long = app.register(&unique("p"), &"x".repeat(129)).await;
         assert_eq!(error_code(long).await, (400, "password_too_long".into()));
         assert_eq!(app.register(&unique("p"), &"x".repeat(128)).await.status(), 201);
-        let login_huge = app.post_json("/api/auth/login", &json!({"username": "someone", "password": "y".repeat(100_000)})).await;
+        let login_huge = app.login("someone", &"y".repeat(100_000)).await;
         assert_eq!(login_huge.status(), 400);
     }
 
@@ -81,12 +78,12 @@ on_both_databases! {
         let username = unique("victim");
         app.token_for(&username, "the-real-password").await;
         for _ in 0..5 {
-            let r = app.post_json("/api/auth/login", &json!({"username": username, "password": "guess-guess"})).await;
+            let r = app.login(&username, "guess-guess").await;
             assert_eq!(r.status(), 401);
         }
         // The sixth failure empties the bucket; from then on even the right password waits.
-        let _ = app.post_json("/api/auth/login", &json!({"username": username, "password": "guess-guess"})).await;
-        let blocked = app.post_json("/api/auth/login", &json!({"username": username, "password": "the-real-password"})).await;
+        let _ = app.login(&username, "guess-guess").await;
+        let blocked = app.login(&username, "the-real-password").await;
         assert_eq!(blocked.status(), 429);
         let retry_after: u64 = blocked.headers()["retry-after"].to_str().unwrap().parse().unwrap();
         assert!((1..=15).contains(&retry_after), "{retry_after}");
@@ -94,7 +91,7 @@ on_both_databases! {
         // A different account from the same client is not locked out by this one.
         let other = unique("bystander");
         app.token_for(&other, "bystander-password").await;
-        let ok = app.post_json("/api/auth/login", &json!({"username": other, "password": "bystander-password"})).await;
+        let ok = app.login(&other, "bystander-password").await;
         assert_eq!(ok.status(), 200);
     }
 }
@@ -114,18 +111,9 @@ async fn the_owner_can_sign_in_again_after_the_cooldown() {
     let username = unique("owner");
     app.token_for(&username, "owner-password").await;
     for _ in 0..3 {
-        app.post_json(
-            "/api/auth/login",
-            &json!({"username": username, "password": "bad-password"}),
-        )
-        .await;
+        app.login(&username, "bad-password").await;
     }
-    let blocked = app
-        .post_json(
-            "/api/auth/login",
-            &json!({"username": username, "password": "owner-password"}),
-        )
-        .await;
+    let blocked = app.login(&username, "owner-password").await;
     assert_eq!(blocked.status(), 429);
     let wait: u64 = blocked.headers()["retry-after"]
         .to_str()
@@ -136,11 +124,6 @@ async fn the_owner_can_sign_in_again_after_the_cooldown() {
         std::time::Duration::from_secs(wait) + std::time::Duration::from_millis(200),
     )
     .await;
-    let after = app
-        .post_json(
-            "/api/auth/login",
-            &json!({"username": username, "password": "owner-password"}),
-        )
-        .await;
+    let after = app.login(&username, "owner-password").await;
     assert_eq!(after.status(), 200);
 }

@@ -1,15 +1,28 @@
 //! `TestApp`: the real server on `127.0.0.1:0` with its own database, SQLite (a
 //! temp directory) or PostgreSQL (a fresh database on the local server, dropped
-//! afterwards), and typed helpers for the calls the tests make.
+//! afterwards), and typed helpers for the calls the tests make: the product's
+//! own wire types (`app::wire`) and its one SSE decoder (`app::sse`).
+//!
+//! `TEST_LOG=1 cargo test -p server --test api NAME` prints the servers' logs
+//! (`LOG_LEVEL` or `RUST_LOG` pick how much, `debug` by default); without it
+//! the tests stay quiet.
 
+use app::wire::{
+    ChatCompletionRequest, ChatMessageIn, CompleteEvent, CompleteRequest, CompleteResponse,
+    RequestMessage, StreamData,
+};
 use clap::Parser;
-use reqwest::{Client, Response};
+use futures::StreamExt;
+use reqwest::{Client, RequestBuilder, Response};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::{json, Value};
 use server::cli::{Cli, Command};
 use server::config::ServeArgs;
 use server::startup::Application;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Clone, Copy, Debug)]
@@ -77,6 +90,30 @@ impl Drop for PgDatabase {
     }
 }
 
+/// The process's tracing subscriber, installed once: Mission Control's log feed
+/// always (tests read it), and with `TEST_LOG` set (not `0`) the servers' logs
+/// through the test writer, so a failing test shows what the server said.
+fn init_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        use server::observability::{feed, telemetry};
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        use tracing_subscriber::Layer;
+        let show = std::env::var("TEST_LOG").is_ok_and(|v| !v.is_empty() && v != "0");
+        let level = std::env::var("LOG_LEVEL").unwrap_or_else(|_| "debug".into());
+        let console = show.then(|| {
+            tracing_subscriber::fmt::layer()
+                .with_test_writer()
+                .with_filter(telemetry::filter(&level))
+        });
+        let _ = tracing_subscriber::registry()
+            .with(feed::FeedLayer.with_filter(feed::feed_filter()))
+            .with(console)
+            .try_init();
+    });
+}
+
 pub struct TestApp {
     pub addr: SocketAddr,
     pub dashboard_addr: SocketAddr,
@@ -86,6 +123,13 @@ pub struct TestApp {
     shutdown: CancellationToken,
     _dir: tempfile::TempDir,
     pub pg: Option<PgDatabase>,
+}
+
+/// A signed-up account and its bearer token.
+pub struct Session {
+    pub username: String,
+    pub password: String,
+    pub token: String,
 }
 
 /// Serve arguments as a user would pass them; env vars the machine may have set
@@ -132,7 +176,7 @@ impl TestApp {
         extra: &[&str],
     ) -> Self {
         // calos's own log events feed Mission Control's log stream.
-        server::observability::telemetry::init_feed_only();
+        init_logs();
         let dir = tempfile::tempdir().expect("temp dir");
         let mut args = serve_args(extra);
         args.store.data_dir = dir.path().to_path_buf();
@@ -160,17 +204,74 @@ impl TestApp {
         }
     }
 
+    /// `path` on the API listener.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// `path` on the dashboard (Mission Control) listener.
+    pub fn dashboard_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.dashboard_addr, path)
+    }
+
+    /// A path is on the API listener; a whole URL (`dashboard_url`) is taken as is.
+    fn resolve(&self, path_or_url: &str) -> String {
+        if path_or_url.starts_with("http://") {
+            path_or_url.to_string()
+        } else {
+            self.url(path_or_url)
+        }
+    }
+
+    /// `method` on `path` (or a whole URL), with the bearer token if one is given.
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+    ) -> RequestBuilder {
+        let request = self.client.request(method, self.resolve(path));
+        match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
+        send(self.request(reqwest::Method::GET, path, token)).await
+    }
+
+    /// A POST without a body.
+    pub async fn post(&self, path: &str, token: Option<&str>) -> Response {
+        send(self.request(reqwest::Method::POST, path, token)).await
+    }
+
+    /// `GET path` on the dashboard listener as the holder of `token`.
+    pub async fn dashboard_get(&self, path: &str, token: &str) -> Response {
+        self.get(&self.dashboard_url(path), Some(token)).await
+    }
+
+    /// `POST path` (no body) on the dashboard listener as the holder of `token`.
+    pub async fn dashboard_post(&self, path: &str, token: &str) -> Response {
+        self.post(&self.dashboard_url(path), Some(token)).await
+    }
+
+    /// `GET path` as the holder of `token`; a 200 whose body reads as `T`.
+    pub async fn get_as<T: DeserializeOwned>(&self, path: &str, token: &str) -> T {
+        ok_json(self.get(path, Some(token)).await).await
+    }
+
+    /// `GET path` with the session cookie (what a browser sends).
+    pub async fn get_with_cookie(&self, path: &str, token: &str) -> Response {
+        send(
+            self.request(reqwest::Method::GET, path, None)
+                .header("cookie", format!("calos_session={token}")),
+        )
+        .await
+    }
+
     pub async fn post_json(&self, path: &str, body: &Value) -> Response {
-        self.client
-            .post(self.url(path))
-            .json(body)
-            .send()
-            .await
-            .expect("request sent")
+        send(self.client.post(self.url(path)).json(body)).await
     }
 
     pub async fn post_raw(
@@ -179,13 +280,13 @@ impl TestApp {
         content_type: &str,
         body: impl Into<reqwest::Body>,
     ) -> Response {
-        self.client
-            .post(self.url(path))
-            .header("content-type", content_type)
-            .body(body)
-            .send()
-            .await
-            .expect("request sent")
+        send(
+            self.client
+                .post(self.url(path))
+                .header("content-type", content_type)
+                .body(body),
+        )
+        .await
     }
 
     pub async fn register(&self, username: &str, password: &str) -> Response {
@@ -196,21 +297,81 @@ impl TestApp {
         .await
     }
 
+    pub async fn login(&self, username: &str, password: &str) -> Response {
+        self.post_json(
+            "/api/auth/login",
+            &json!({ "username": username, "password": password }),
+        )
+        .await
+    }
+
     /// Registers and returns the token.
     pub async fn token_for(&self, username: &str, password: &str) -> String {
         let response = self.register(username, password).await;
         assert_eq!(response.status(), 201, "register {username}");
-        let body: Value = response.json().await.expect("json");
-        body["token"].as_str().expect("token").to_string()
+        let body: app::wire::AuthResponse = response.json().await.expect("json");
+        body.token
+    }
+
+    /// A fresh account named `prefix-…` with the password `prefix-password`.
+    pub async fn new_user(&self, prefix: &str) -> Session {
+        let username = unique(prefix);
+        let password = format!("{prefix}-password");
+        let token = self.token_for(&username, &password).await;
+        Session {
+            username,
+            password,
+            token,
+        }
+    }
+
+    /// A fresh administrator.
+    pub async fn admin(&self) -> Session {
+        let session = self.new_user("admin").await;
+        self.set_role(&session.username, "admin").await;
+        session
+    }
+
+    /// A token for a fresh administrator.
+    pub async fn admin_token(&self) -> String {
+        self.admin().await.token
     }
 
     pub async fn me(&self, token: &str) -> Response {
-        self.client
-            .get(self.url("/api/auth/me"))
-            .bearer_auth(token)
-            .send()
+        self.get("/api/auth/me", Some(token)).await
+    }
+
+    /// The account `token` belongs to.
+    pub async fn me_as(&self, token: &str) -> app::wire::UserView {
+        self.get_as::<app::wire::MeResponse>("/api/auth/me", token)
             .await
-            .expect("request sent")
+            .user
+    }
+
+    /// A chat request (`/api/llm/complete` or `/v1/chat/completions`) as `token`.
+    pub fn chat_request(&self, path: &str, token: &str, body: &impl Serialize) -> RequestBuilder {
+        self.request(reqwest::Method::POST, path, Some(token))
+            .json(body)
+    }
+
+    pub async fn post_chat(&self, path: &str, token: &str, body: &impl Serialize) -> Response {
+        send(self.chat_request(path, token, body)).await
+    }
+
+    /// A whole (`stream:false`) answer from `/api/llm/complete`.
+    pub async fn chat(&self, token: &str, body: &CompleteRequest) -> CompleteResponse {
+        ok_json(self.post_chat("/api/llm/complete", token, body).await).await
+    }
+
+    /// A streamed answer from `/api/llm/complete`: its events, each as it arrived.
+    pub async fn stream(
+        &self,
+        token: &str,
+        body: &CompleteRequest,
+    ) -> Vec<Received<CompleteEvent>> {
+        let response = self.post_chat("/api/llm/complete", token, body).await;
+        assert_eq!(response.status(), 200, "a stream starts");
+        events(response).await
     }
 
     /// The generated JWT signing key in the data directory.
@@ -221,12 +382,107 @@ impl TestApp {
             .as_bytes()
             .to_vec()
     }
+
+    /// Sets an account's role directly in the database (what `calos users
+    /// create --admin` writes), e.g. to promote or demote a signed-in user.
+    pub async fn set_role(&self, username: &str, role: &str) {
+        let target = server::db::DbTarget::resolve(self.database_url.as_deref(), &self.data_dir);
+        let db = server::db::Db::connect(&target, 1).await.expect("database");
+        server::with_pool!(&db, pool => sqlx::query("update users set role = $2 where username = $1")
+            .bind(username).bind(role).execute(pool).await.map(|_| ()))
+        .expect("role updated");
+        db.close().await;
+    }
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
+}
+
+async fn send(request: RequestBuilder) -> Response {
+    request.send().await.expect("request sent")
+}
+
+/// A 200 whose body reads as `T`; otherwise the test fails with the body.
+pub async fn ok_json<T: DeserializeOwned>(response: Response) -> T {
+    let status = response.status();
+    let text = response.text().await.expect("body");
+    assert_eq!(status, 200, "{text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// The chat everyone asks: one user message.
+pub const PROMPT: &str = "Hello, how are you?";
+
+/// `POST /api/llm/complete`'s body: `model`, one user message, `stream`.
+pub fn ask(model: &str, stream: bool) -> CompleteRequest {
+    CompleteRequest {
+        model: model.into(),
+        messages: vec![ChatMessageIn {
+            role: "user".into(),
+            content: PROMPT.into(),
+        }],
+        stream,
+        temperature: None,
+        max_tokens: None,
+        include_timings: false,
+    }
+}
+
+/// The same chat in OpenAI's shape, for `/v1/chat/completions`.
+pub fn ask_openai(model: &str, stream: bool) -> ChatCompletionRequest {
+    ChatCompletionRequest::new(model, vec![RequestMessage::text("user", PROMPT)], stream)
+}
+
+/// A request body as JSON, to add what the wire types would not let through.
+pub fn as_json(body: &impl Serialize) -> Value {
+    serde_json::to_value(body).expect("serialisable")
+}
+
+/// One SSE event: when it was decoded, its `data`, and what that says.
+#[derive(Debug)]
+pub struct Received<T> {
+    pub at: Instant,
+    pub data: String,
+    pub event: T,
+}
+
+/// The `data` of each event of an SSE body, decoded by the product's own SSE
+/// decoder, until the body ends (or fails: what came before is kept).
+pub async fn sse(response: Response) -> Vec<(Instant, String)> {
+    let decoded = app::sse::decode(response.bytes_stream());
+    futures::pin_mut!(decoded);
+    let mut out = Vec::new();
+    while let Some(Ok(data)) = decoded.next().await {
+        out.push((Instant::now(), data));
+    }
+    out
+}
+
+/// A `/api/llm/complete` stream's events.
+pub async fn events(response: Response) -> Vec<Received<CompleteEvent>> {
+    parsed(response, CompleteEvent::parse).await
+}
+
+/// A `/v1/chat/completions` stream's chunks, then `[DONE]`.
+pub async fn chunks(response: Response) -> Vec<Received<StreamData>> {
+    parsed(response, StreamData::parse).await
+}
+
+async fn parsed<T>(
+    response: Response,
+    parse: fn(&str) -> Result<T, serde_json::Error>,
+) -> Vec<Received<T>> {
+    sse(response)
+        .await
+        .into_iter()
+        .map(|(at, data)| {
+            let event = parse(&data).unwrap_or_else(|e| panic!("{e}: {data}"));
+            Received { at, data, event }
+        })
+        .collect()
 }
 
 /// The API error code of a response body.
@@ -247,6 +503,25 @@ pub async fn error_code(response: Response) -> (u16, String) {
     )
 }
 
+/// Where a redirect points.
+pub fn location(response: &Response) -> String {
+    response.headers()[reqwest::header::LOCATION]
+        .to_str()
+        .expect("ASCII location")
+        .to_string()
+}
+
+/// The first `name=value` pair a response's `Set-Cookie` sets.
+pub fn set_cookie_pair(response: &Response) -> String {
+    response.headers()[reqwest::header::SET_COOKIE]
+        .to_str()
+        .expect("ASCII cookie")
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
 pub fn unique(prefix: &str) -> String {
     format!(
         "{prefix}-{}",
@@ -255,28 +530,41 @@ pub fn unique(prefix: &str) -> String {
 }
 
 /// Declares each test twice, against SQLite and against PostgreSQL:
-/// `name::sqlite` and `name::postgres`.
-#[macro_export]
+/// `name::sqlite` and `name::postgres`. `async fn name(app)` is handed a
+/// `TestApp` with default arguments; `async fn name(backend: Backend)` the
+/// backend, for tests that start their own servers (extra arguments, a mock).
 macro_rules! on_both_databases {
-    ($(async fn $name:ident($app:ident) $body:block)*) => {
-        $(
-            mod $name {
-                #[allow(unused_imports)]
-                use super::*;
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    let $app = $crate::helpers::TestApp::spawn($crate::helpers::Backend::Sqlite).await;
-                    $body
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    let $app = $crate::helpers::TestApp::spawn($crate::helpers::Backend::Postgres).await;
-                    $body
-                }
+    () => {};
+    ($(#[$meta:meta])* async fn $name:ident($backend:ident : Backend) $body:block $($rest:tt)*) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let $backend = $crate::helpers::Backend::Sqlite;
+                $body
             }
-        )*
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let $backend = $crate::helpers::Backend::Postgres;
+                $body
+            }
+        }
+        $crate::helpers::on_both_databases! { $($rest)* }
+    };
+    ($(#[$meta:meta])* async fn $name:ident($app:ident) $body:block $($rest:tt)*) => {
+        $crate::helpers::on_both_databases! {
+            $(#[$meta])*
+            async fn $name(backend: Backend) {
+                let $app = $crate::helpers::TestApp::spawn(backend).await;
+                $body
+            }
+            $($rest)*
+        }
     };
 }
+pub(crate) use on_both_databases;
 
 /// A `calos mock-llm` on a free port: first token after `ttft_ms`, then
 /// `tokens_per_sec` (0 = no gaps), `tokens` in all.
@@ -293,25 +581,4 @@ pub async fn mock(
     })
     .await
     .unwrap()
-}
-
-impl TestApp {
-    /// Sets an account's role directly in the database (what `calos users
-    /// create --admin` writes), e.g. to promote or demote a signed-in user.
-    pub async fn set_role(&self, username: &str, role: &str) {
-        let target = server::db::DbTarget::resolve(self.database_url.as_deref(), &self.data_dir);
-        let db = server::db::Db::connect(&target, 1).await.expect("database");
-        server::with_pool!(&db, pool => sqlx::query("update users set role = $2 where username = $1")
-            .bind(username).bind(role).execute(pool).await.map(|_| ()))
-        .expect("role updated");
-        db.close().await;
-    }
-
-    /// A token for a fresh administrator.
-    pub async fn admin_token(&self) -> String {
-        let name = unique("admin");
-        let token = self.token_for(&name, "admin-password").await;
-        self.set_role(&name, "admin").await;
-        token
-    }
 }

@@ -1,7 +1,7 @@
 //! Soulfra: signing in with an Ed25519 key, over HTTP and with `calos identity`.
 
+use crate::helpers::on_both_databases;
 use crate::helpers::{error_code, unique, TestApp};
-use crate::on_both_databases;
 use ed25519_dalek::{Signer, SigningKey};
 use serde_json::{json, Value};
 
@@ -64,16 +64,13 @@ on_both_databases! {
         let token = again["token"].as_str().unwrap();
         let name = unique("keyholder");
         let renamed = app
-            .client
-            .patch(app.url("/api/auth/me"))
-            .bearer_auth(token)
+            .request(reqwest::Method::PATCH, "/api/auth/me", Some(token))
             .json(&json!({ "username": name }))
             .send()
             .await
             .unwrap();
         assert_eq!(renamed.status(), 200);
-        let me: Value = app.me(token).await.json().await.unwrap();
-        assert_eq!(me["user"]["username"], json!(name));
+        assert_eq!(app.me_as(token).await.username, name);
     }
 
     async fn replayed_expired_foreign_and_forged_proofs_get_401(app) {
@@ -207,8 +204,7 @@ async fn the_cli_creates_a_private_key_file_and_signs_in_with_it() {
         String::from_utf8_lossy(&login.stderr)
     );
     let token = String::from_utf8(login.stdout).unwrap().trim().to_string();
-    let me: Value = app.me(&token).await.json().await.unwrap();
-    assert_eq!(me["user"]["username"], json!(name));
+    assert_eq!(app.me_as(&token).await.username, name);
 
     let dead = run(vec![
         "identity".into(),

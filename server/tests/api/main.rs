@@ -3,6 +3,7 @@
 
 mod accounts;
 mod chat;
+mod error_bodies;
 mod helpers;
 mod identity;
 mod metrics_bounds;

@@ -2,31 +2,9 @@
 //! process manager restarting a failing process, and `/metrics` as a
 //! Prometheus text parser reads it.
 
-use crate::helpers::{error_code, mock, unique, Backend, TestApp};
-use serde_json::{json, Value};
+use crate::helpers::{ask, error_code, mock, Backend, TestApp};
+use serde_json::Value;
 use std::time::Duration;
-
-fn dashboard(app: &TestApp, path: &str) -> String {
-    format!("http://{}{}", app.dashboard_addr, path)
-}
-
-async fn get(app: &TestApp, path: &str, token: &str) -> reqwest::Response {
-    app.client
-        .get(dashboard(app, path))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn post(app: &TestApp, path: &str, token: &str) -> reqwest::Response {
-    app.client
-        .post(dashboard(app, path))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-}
 
 /// calos with one managed process declared in a config file.
 async fn with_process(toml: &str) -> (TestApp, String, tempfile::TempDir) {
@@ -41,11 +19,9 @@ async fn with_process(toml: &str) -> (TestApp, String, tempfile::TempDir) {
 /// Polls the process list until `check` holds for `name` (10 s at most).
 async fn wait_for(app: &TestApp, admin: &str, name: &str, check: impl Fn(&Value) -> bool) -> Value {
     for _ in 0..200 {
-        let list: Value = get(app, "/api/monitor/processes", admin)
-            .await
-            .json()
-            .await
-            .unwrap();
+        let list: Value = app
+            .get_as(&app.dashboard_url("/api/monitor/processes"), admin)
+            .await;
         if let Some(p) = list.as_array().unwrap().iter().find(|p| p["name"] == name) {
             if check(p) {
                 return p.clone();
@@ -56,29 +32,29 @@ async fn wait_for(app: &TestApp, admin: &str, name: &str, check: impl Fn(&Value)
     panic!("{name} never reached the expected state");
 }
 
-crate::on_both_databases! {
+crate::helpers::on_both_databases! {
     async fn monitor_endpoints_are_for_administrators_only(app) {
         for path in ["/api/monitor/processes", "/api/monitor/logs", "/api/monitor/latency"] {
-            let anonymous = app.client.get(dashboard(&app, path)).send().await.unwrap();
+            let anonymous = app.get(&app.dashboard_url(path), None).await;
             assert_eq!(error_code(anonymous).await, (401, "unauthorized".into()), "{path}");
         }
-        let name = unique("user");
-        let user = app.token_for(&name, "user-password").await;
-        let forbidden = get(&app, "/api/monitor/processes", &user).await;
+        let session = app.new_user("user").await;
+        let (name, user) = (&session.username, &session.token);
+        let forbidden = app.dashboard_get("/api/monitor/processes", user).await;
         assert_eq!(error_code(forbidden).await, (403, "forbidden".into()));
         // Promoted: allowed; demoted again: refused on the very next request.
-        app.set_role(&name, "admin").await;
-        assert_eq!(get(&app, "/api/monitor/processes", &user).await.status(), 200);
-        app.set_role(&name, "user").await;
-        assert_eq!(get(&app, "/api/monitor/processes", &user).await.status(), 403);
+        app.set_role(name, "admin").await;
+        assert_eq!(app.dashboard_get("/api/monitor/processes", user).await.status(), 200);
+        app.set_role(name, "user").await;
+        assert_eq!(app.dashboard_get("/api/monitor/processes", user).await.status(), 403);
         // A cookie-carried order from another site's page is refused.
         let admin = app.admin_token().await;
-        let cross = app.client.post(dashboard(&app, "/api/monitor/processes/x/stop"))
+        let cross = app.request(reqwest::Method::POST, &app.dashboard_url("/api/monitor/processes/x/stop"), None)
             .header("cookie", format!("calos_session={admin}"))
             .header("origin", "http://evil.example.com").send().await.unwrap();
         assert_eq!(cross.status(), 403);
         // Monitor routes live on the dashboard port only.
-        let on_api = app.client.get(app.url("/api/monitor/processes")).bearer_auth(&admin).send().await.unwrap();
+        let on_api = app.get("/api/monitor/processes", Some(&admin)).await;
         assert_eq!(on_api.status(), 404);
     }
 }
@@ -103,11 +79,9 @@ async fn a_failing_process_is_restarted_with_backoff_and_its_output_logged() {
         p["command"],
         "sh -c echo 'flaky starting password=hunter2'; exit 3"
     );
-    let logs: Value = get(&app, "/api/monitor/logs?limit=50", &admin)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let logs: Value = app
+        .get_as(&app.dashboard_url("/api/monitor/logs?limit=50"), &admin)
+        .await;
     let lines: Vec<&Value> = logs
         .as_array()
         .unwrap()
@@ -127,7 +101,9 @@ async fn a_failing_process_is_restarted_with_backoff_and_its_output_logged() {
         "{logs:#}"
     );
     // An administrator stops it; it stays stopped.
-    let stop = post(&app, "/api/monitor/processes/flaky/stop", &admin).await;
+    let stop = app
+        .dashboard_post("/api/monitor/processes/flaky/stop", &admin)
+        .await;
     assert_eq!(stop.status(), 200);
     let stopped = wait_for(&app, &admin, "flaky", |p| p["status"] == "stopped").await;
     let restarts = stopped["restarts"].as_u64();
@@ -139,11 +115,17 @@ async fn a_failing_process_is_restarted_with_backoff_and_its_output_logged() {
         "no restarts while stopped"
     );
     // Unknown processes and actions are 404s in the API's shape.
-    let unknown = post(&app, "/api/monitor/processes/nope/stop", &admin).await;
+    let unknown = app
+        .dashboard_post("/api/monitor/processes/nope/stop", &admin)
+        .await;
     assert_eq!(error_code(unknown).await, (404, "not_found".into()));
-    let bad = post(&app, "/api/monitor/processes/flaky/explode", &admin).await;
+    let bad = app
+        .dashboard_post("/api/monitor/processes/flaky/explode", &admin)
+        .await;
     assert_eq!(error_code(bad).await, (404, "not_found".into()));
-    let bad_query = get(&app, "/api/monitor/logs?limit=lots", &admin).await;
+    let bad_query = app
+        .dashboard_get("/api/monitor/logs?limit=lots", &admin)
+        .await;
     assert_eq!(error_code(bad_query).await, (400, "invalid_query".into()));
 }
 
@@ -163,7 +145,9 @@ async fn a_crash_loop_stops_the_restarts_until_an_administrator_starts_it() {
     .await;
     let p = wait_for(&app, &admin, "doomed", |p| p["status"] == "crash-loop").await;
     assert_eq!(p["restarts"], 3, "{p}");
-    let start = post(&app, "/api/monitor/processes/doomed/start", &admin).await;
+    let start = app
+        .dashboard_post("/api/monitor/processes/doomed/start", &admin)
+        .await;
     assert_eq!(start.status(), 200);
     wait_for(&app, &admin, "doomed", |p| p["restarts"].as_u64() > Some(3)).await;
 }
@@ -203,23 +187,9 @@ async fn a_long_running_process_is_stopped_when_calos_shuts_down() {
 async fn metrics_scrape_clean_with_routes_phases_and_streams() {
     let mock = mock(5, 1000.0, 3).await;
     let app = TestApp::spawn_with(Backend::Sqlite, &["--ollama-url", &mock.url()]).await;
-    let token = app.token_for(&unique("scraped"), "scraped-password").await;
-    let body = json!({"model": "mock-llama", "messages": [{"role": "user", "content": "hi"}], "stream": false});
-    let chat = app
-        .client
-        .post(app.url("/api/llm/complete"))
-        .bearer_auth(&token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(chat.status(), 200);
-    let response = app
-        .client
-        .get(dashboard(&app, "/metrics"))
-        .send()
-        .await
-        .unwrap();
+    let user = app.new_user("scraped").await;
+    app.chat(&user.token, &ask("mock-llama", false)).await;
+    let response = app.get(&app.dashboard_url("/metrics"), None).await;
     assert_eq!(response.status(), 200);
     assert!(response.headers()["content-type"]
         .to_str()
@@ -259,32 +229,16 @@ async fn metrics_scrape_clean_with_routes_phases_and_streams() {
     );
     assert!(text.contains("calos_active_streams 0"), "{text}");
     // Raw paths never become labels: a made-up path is not a series.
-    let _ = app
-        .client
-        .get(app.url("/api/made-up-12345"))
-        .send()
-        .await
-        .unwrap();
+    let _ = app.get("/api/made-up-12345", None).await;
     let again = app
-        .client
-        .get(dashboard(&app, "/metrics"))
-        .send()
+        .get(&app.dashboard_url("/metrics"), None)
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
     assert!(!again.contains("made-up-12345"));
     // Not on the public port.
-    assert_eq!(
-        app.client
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
+    assert_eq!(app.get("/metrics", None).await.status(), 404);
 }
 
 type Socket =
@@ -339,7 +293,7 @@ async fn next_message(socket: &mut Socket) -> Result<Value, Option<u16>> {
 async fn the_feed_is_for_admins_and_starts_with_a_snapshot_of_every_kind() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     assert_eq!(open_feed(&app, None, None).await.err(), Some(401));
-    let user = app.token_for(&unique("user"), "user-password").await;
+    let user = app.new_user("user").await.token;
     assert_eq!(open_feed(&app, Some(&user), None).await.err(), Some(403));
     let admin = app.admin_token().await;
     assert_eq!(
@@ -371,17 +325,11 @@ async fn a_chat_request_shows_in_the_log_and_metrics_feed_within_two_seconds() {
     for _ in 0..4 {
         next_message(&mut socket).await.unwrap();
     }
-    let token = app.token_for(&unique("chatter"), "chatter-password").await;
-    let body = json!({"model": "mock-llama", "messages": [{"role": "user", "content": "hi"}], "stream": false});
+    let user = app.new_user("chatter").await;
     let sent = std::time::Instant::now();
     let chat = app
-        .client
-        .post(app.url("/api/llm/complete"))
-        .bearer_auth(&token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+        .post_chat("/api/llm/complete", &user.token, &ask("mock-llama", false))
+        .await;
     assert_eq!(chat.status(), 200);
     let request_id = chat.headers()["x-request-id"].to_str().unwrap().to_string();
     let (mut logged, mut counted) = (false, false);
@@ -409,14 +357,12 @@ async fn a_chat_request_shows_in_the_log_and_metrics_feed_within_two_seconds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_demoted_or_signed_out_admin_loses_the_feed() {
     let app = TestApp::spawn(Backend::Sqlite).await;
-    let name = unique("boss");
-    let token = app.token_for(&name, "boss-password").await;
-    app.set_role(&name, "admin").await;
-    let mut socket = open_feed(&app, Some(&token), None).await.unwrap();
+    let boss = app.admin().await;
+    let mut socket = open_feed(&app, Some(&boss.token), None).await.unwrap();
     for _ in 0..4 {
         next_message(&mut socket).await.unwrap();
     }
-    app.set_role(&name, "user").await;
+    app.set_role(&boss.username, "user").await;
     let closed = loop {
         if let Err(code) = next_message(&mut socket).await {
             break code;
@@ -426,13 +372,7 @@ async fn a_demoted_or_signed_out_admin_loses_the_feed() {
     // Signing out ends a socket the same way.
     let admin = app.admin_token().await;
     let mut socket = open_feed(&app, Some(&admin), None).await.unwrap();
-    let out = app
-        .client
-        .post(app.url("/api/auth/logout"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
+    let out = app.post("/api/auth/logout", Some(&admin)).await;
     assert_eq!(out.status(), 200);
     let closed = loop {
         if let Err(code) = next_message(&mut socket).await {
@@ -446,7 +386,7 @@ async fn a_demoted_or_signed_out_admin_loses_the_feed() {
 async fn the_dashboard_page_is_for_admins_on_the_dashboard_port() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let page = |path: &str, token: Option<&str>| {
-        let mut request = app.client.get(dashboard(&app, path));
+        let mut request = app.request(reqwest::Method::GET, &app.dashboard_url(path), None);
         if let Some(token) = token {
             request = request.header("cookie", format!("calos_session={token}"));
         }
@@ -461,7 +401,7 @@ async fn the_dashboard_page_is_for_admins_on_the_dashboard_port() {
         );
         assert_eq!(anonymous.headers()["location"], "/login");
     }
-    let user = app.token_for(&unique("viewer"), "viewer-password").await;
+    let user = app.new_user("viewer").await.token;
     assert_eq!(page("/dashboard", Some(&user)).await.unwrap().status(), 403);
     let admin = app.admin_token().await;
     let ok = page("/dashboard.html", Some(&admin)).await.unwrap();
@@ -480,27 +420,25 @@ async fn the_dashboard_page_is_for_admins_on_the_dashboard_port() {
     );
     assert_eq!(page("/login", None).await.unwrap().status(), 200);
     // Not on the main port.
-    let elsewhere = app
-        .client
-        .get(app.url("/dashboard"))
-        .header("cookie", format!("calos_session={admin}"))
-        .send()
-        .await
-        .unwrap();
+    let elsewhere = app.get_with_cookie("/dashboard", &admin).await;
     assert_eq!(elsewhere.status(), 404);
     // The charts are SVG drawn by the server; a wrong kind is a 400 in the API's shape.
-    let chart = get(&app, "/api/monitor/chart.svg?kind=latency&n=3", &admin).await;
+    let chart = app
+        .dashboard_get("/api/monitor/chart.svg?kind=latency&n=3", &admin)
+        .await;
     assert_eq!(chart.status(), 200);
     assert_eq!(chart.headers()["content-type"], "image/svg+xml");
     assert!(chart.text().await.unwrap().starts_with("<svg"));
-    let bad = get(&app, "/api/monitor/chart.svg?kind=pie", &admin).await;
+    let bad = app
+        .dashboard_get("/api/monitor/chart.svg?kind=pie", &admin)
+        .await;
     assert_eq!(error_code(bad).await, (400, "invalid_query".into()));
     let anonymous_chart = app
-        .client
-        .get(dashboard(&app, "/api/monitor/chart.svg?kind=errors"))
-        .send()
-        .await
-        .unwrap();
+        .get(
+            &app.dashboard_url("/api/monitor/chart.svg?kind=errors"),
+            None,
+        )
+        .await;
     assert_eq!(anonymous_chart.status(), 401);
 }
 
@@ -510,20 +448,22 @@ async fn the_dashboard_page_is_for_admins_on_the_dashboard_port() {
 async fn cpu_profiles_are_for_admins_one_at_a_time() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let admin = app.admin_token().await;
-    let user = app.token_for(&unique("plain"), "plain-password").await;
+    let user = app.new_user("plain").await.token;
     let path = "/api/monitor/profile?seconds=2";
-    let anonymous = app.client.get(dashboard(&app, path)).send().await.unwrap();
+    let anonymous = app.get(&app.dashboard_url(path), None).await;
     assert_eq!(error_code(anonymous).await.0, 401);
     assert_eq!(
-        error_code(get(&app, path, &user).await).await,
+        error_code(app.dashboard_get(path, &user).await).await,
         (403, "forbidden".into())
     );
     for bad in ["0", "61", "ten"] {
-        let response = get(&app, &format!("/api/monitor/profile?seconds={bad}"), &admin).await;
+        let response = app
+            .dashboard_get(&format!("/api/monitor/profile?seconds={bad}"), &admin)
+            .await;
         assert_eq!(response.status(), 400, "seconds={bad}");
     }
 
-    let (client, url) = (app.client.clone(), dashboard(&app, path));
+    let (client, url) = (app.client.clone(), app.dashboard_url(path));
     let first = tokio::spawn({
         let admin = admin.clone();
         async move { client.get(url).bearer_auth(admin).send().await.unwrap() }
@@ -532,9 +472,11 @@ async fn cpu_profiles_are_for_admins_one_at_a_time() {
     let started = std::time::Instant::now();
     let mut asked_again = false;
     while started.elapsed() < Duration::from_millis(2_300) {
-        let _ = get(&app, "/api/monitor/chart.svg?kind=latency", &admin).await;
+        let _ = app
+            .dashboard_get("/api/monitor/chart.svg?kind=latency", &admin)
+            .await;
         if !asked_again && started.elapsed() > Duration::from_millis(300) {
-            let second = get(&app, path, &admin).await;
+            let second = app.dashboard_get(path, &admin).await;
             assert_eq!(error_code(second).await, (409, "profile_running".into()));
             asked_again = true;
         }

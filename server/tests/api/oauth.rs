@@ -2,8 +2,9 @@
 //! the success paths (Google, GitHub, Apple) and every rejection SECURITY.md §4.25
 //! lists.
 
-use crate::helpers::{error_code, unique, Backend, TestApp};
-use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use crate::helpers::{error_code, location, ok_json, unique, Backend, TestApp};
+use app::wire::UserView;
+use reqwest::header::{COOKIE, SET_COOKIE};
 use reqwest::{Client, Response};
 use serde_json::{json, Value};
 use server::emulators::mock_oauth::{MockOAuthArgs, MockOAuthServer};
@@ -106,10 +107,6 @@ async fn world(backend: Backend) -> World {
     World { app, idp, browser }
 }
 
-fn location(response: &Response) -> String {
-    response.headers()[LOCATION].to_str().unwrap().to_string()
-}
-
 /// The value a response sets for cookie `name`.
 fn set_cookie(response: &Response, name: &str) -> Option<String> {
     response
@@ -196,9 +193,8 @@ impl World {
         set_cookie(&done, "calos_session").expect("session cookie")
     }
 
-    async fn user(&self, token: &str) -> Value {
-        let me: Value = self.app.me(token).await.json().await.unwrap();
-        me["user"].clone()
+    async fn user(&self, token: &str) -> UserView {
+        self.app.me_as(token).await
     }
 
     async fn spoil(&self, how: Value) {
@@ -272,12 +268,12 @@ async fn google_signs_in_with_state_pkce_and_nonce_and_keys_accounts_by_subject(
         );
         let token = set_cookie(&done, "calos_session").unwrap();
         let user = w.user(&token).await;
-        assert_eq!(user["email"], json!("first@example.com"));
+        assert_eq!(user.email.as_deref(), Some("first@example.com"));
 
         // Same subject, new email at the provider: the same account.
         let again = w.approved("google", &sub, "renamed@example.com").await;
         let token = w.signed_in(&again).await;
-        assert_eq!(w.user(&token).await["userId"], user["userId"]);
+        assert_eq!(w.user(&token).await.user_id, user.user_id);
 
         // Another subject claiming the first account's (verified) email is not
         // merged into it silently.
@@ -304,17 +300,17 @@ async fn github_and_apple_sign_in() {
     );
     let token = w.signed_in(&github).await;
     let user = w.user(&token).await;
-    assert_eq!(user["email"], json!("octo@example.com"));
+    assert_eq!(user.email.as_deref(), Some("octo@example.com"));
     let again = w.approved("github", "424242", "octo@example.com").await;
     assert_eq!(
-        w.user(&w.signed_in(&again).await).await["userId"],
-        user["userId"]
+        w.user(&w.signed_in(&again).await).await.user_id,
+        user.user_id
     );
 
     // Apple: calos signs its ES256 client secret; the emulator verifies it.
     let apple = w.approved("apple", &unique("apple-sub"), "").await;
     let token = w.signed_in(&apple).await;
-    assert_eq!(w.user(&token).await["email"], Value::Null);
+    assert_eq!(w.user(&token).await.email, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -456,12 +452,7 @@ async fn next_never_leaves_the_site_and_unknown_providers_are_404() {
         assert_eq!(location(&done), "/", "{hostile}");
     }
     let plain = TestApp::spawn(Backend::Sqlite).await;
-    let response = plain
-        .client
-        .get(plain.url("/api/auth/oauth/google"))
-        .send()
-        .await
-        .unwrap();
+    let response = plain.get("/api/auth/oauth/google", None).await;
     assert_eq!(error_code(response).await, (404, "not_found".into()));
     assert_eq!(providers(&plain).await, json!([]));
     let listed = providers(&w.app).await;
@@ -476,15 +467,7 @@ async fn next_never_leaves_the_site_and_unknown_providers_are_404() {
 
 /// The providers calos lists for its login page.
 async fn providers(app: &TestApp) -> Value {
-    let listed: Value = app
-        .client
-        .get(app.url("/api/auth/oauth/providers"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = ok_json(app.get("/api/auth/oauth/providers", None).await).await;
     listed["providers"].clone()
 }
 
@@ -516,10 +499,7 @@ async fn linking_is_explicit_and_needs_a_verified_email() {
     let done = w.callback(&callback, Some(&cookie)).await;
     assert_eq!(done.status(), 303);
     let later = w.approved("github", "777001", "linker@example.com").await;
-    assert_eq!(
-        w.user(&w.signed_in(&later).await).await["userId"],
-        me["userId"]
-    );
+    assert_eq!(w.user(&w.signed_in(&later).await).await.user_id, me.user_id);
 
     // Linking needs a signed-in session.
     let anonymous = w

@@ -216,12 +216,7 @@ async fn users_cli_round_trip(app: TestApp) {
     );
 
     // The admin can sign in with the password given on stdin.
-    let login = app
-        .post_json(
-            "/api/auth/login",
-            &json!({"username": keep, "password": "admin-password-1"}),
-        )
-        .await;
+    let login = app.login(&keep, "admin-password-1").await;
     let login: serde_json::Value = login.json().await.unwrap();
     assert_eq!(login["user"]["role"], "admin");
 

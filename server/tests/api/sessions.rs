@@ -1,7 +1,7 @@
 //! Tokens and sessions: bearer and cookie carriers, logout, tampering.
 
-use crate::helpers::{error_code, unique};
-use crate::on_both_databases;
+use crate::helpers::on_both_databases;
+use crate::helpers::{error_code, set_cookie_pair, unique};
 use base64::Engine;
 use jsonwebtoken::{encode, EncodingKey, Header};
 use serde_json::{json, Value};
@@ -22,7 +22,7 @@ fn claims_of(token: &str) -> Value {
 
 on_both_databases! {
     async fn me_without_a_token_is_401_in_the_api_error_shape(app) {
-        let response = app.client.get(app.url("/api/auth/me")).send().await.unwrap();
+        let response = app.get("/api/auth/me", None).await;
         assert_eq!(error_code(response).await, (401, "unauthorized".into()));
     }
 
@@ -31,30 +31,29 @@ on_both_databases! {
         let set_cookie = response.headers()["set-cookie"].to_str().unwrap().to_string();
         assert!(set_cookie.starts_with("calos_session=ey"), "{set_cookie}");
         assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Lax") && set_cookie.contains("Path=/"));
-        let cookie = set_cookie.split(';').next().unwrap();
-        let me = app.client.get(app.url("/api/auth/me")).header("cookie", cookie).send().await.unwrap();
+        let cookie = set_cookie_pair(&response);
+        let me = app.get_with_cookie("/api/auth/me", cookie.trim_start_matches("calos_session=")).await;
         assert_eq!(me.status(), 200);
         // A cookie-authenticated write from another site's page is refused.
-        let cross = app.client.post(app.url("/api/auth/logout")).header("cookie", cookie)
+        let cross = app.client.post(app.url("/api/auth/logout")).header("cookie", &cookie)
             .header("origin", "http://evil.example.com").send().await.unwrap();
         assert_eq!(cross.status(), 403);
     }
 
     async fn logout_ends_the_session_for_every_carrier(app) {
-        let token = app.token_for(&unique("leaver"), "leaver-password").await;
+        let token = app.new_user("leaver").await.token;
         assert_eq!(app.me(&token).await.status(), 200);
-        let out = app.client.post(app.url("/api/auth/logout")).bearer_auth(&token).send().await.unwrap();
+        let out = app.post("/api/auth/logout", Some(&token)).await;
         assert_eq!(out.status(), 200);
         assert!(out.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
         assert_eq!(error_code(app.me(&token).await).await, (401, "invalid_token".into()));
-        let cookie = app.client.get(app.url("/api/auth/me")).header("cookie", format!("calos_session={token}")).send().await.unwrap();
-        assert_eq!(cookie.status(), 401);
+        assert_eq!(app.get_with_cookie("/api/auth/me", &token).await.status(), 401);
     }
 
     async fn closing_an_account_needs_its_password_and_ends_everything(app) {
-        let name = unique("closer");
-        let token = app.token_for(&name, "closer-password").await;
-        let delete = |body: Value| app.client.delete(app.url("/api/auth/me")).bearer_auth(&token).json(&body).send();
+        let closer = app.new_user("closer").await;
+        let token = &closer.token;
+        let delete = |body: Value| app.request(reqwest::Method::DELETE, "/api/auth/me", Some(token)).json(&body).send();
         assert_eq!(error_code(delete(json!({"password": "not-the-password"})).await.unwrap()).await, (401, "invalid_credentials".into()));
         assert_eq!(delete(json!({})).await.unwrap().status(), 400);
         assert_eq!(delete(json!({"password": "closer-password", "admin": true})).await.unwrap().status(), 400);
@@ -64,17 +63,17 @@ on_both_databases! {
         let cross = app.client.delete(app.url("/api/auth/me")).header("cookie", format!("calos_session={token}"))
             .header("origin", "http://evil.example.com").json(&json!({"password": "closer-password"})).send().await.unwrap();
         assert_eq!(cross.status(), 403);
-        assert_eq!(app.me(&token).await.status(), 200, "still there after the refusals");
+        assert_eq!(app.me(token).await.status(), 200, "still there after the refusals");
         let done = delete(json!({"password": "closer-password"})).await.unwrap();
         assert_eq!(done.status(), 200);
         assert_eq!(done.json::<Value>().await.unwrap()["success"], true);
-        assert_eq!(app.me(&token).await.status(), 401);
-        let login = app.post_json("/api/auth/login", &json!({"username": name, "password": "closer-password"})).await;
+        assert_eq!(app.me(token).await.status(), 401);
+        let login = app.login(&closer.username, &closer.password).await;
         assert_eq!(login.status(), 401);
     }
 
     async fn tampered_tokens_are_rejected(app) {
-        let token = app.token_for(&unique("target"), "target-password").await;
+        let token = app.new_user("target").await.token;
         let parts: Vec<&str> = token.split('.').collect();
         let claims = claims_of(&token);
         // alg:none with the same claims and no signature.
@@ -114,14 +113,14 @@ on_both_databases! {
     }
 
     async fn a_malformed_authorization_header_is_401_even_with_a_good_cookie(app) {
-        let token = app.token_for(&unique("carrier"), "carrier-password").await;
-        let response = app.client.get(app.url("/api/auth/me"))
+        let token = app.new_user("carrier").await.token;
+        let response = app.request(reqwest::Method::GET, "/api/auth/me", None)
             .header("authorization", format!("Token {token}"))
             .header("cookie", format!("calos_session={token}"))
             .send().await.unwrap();
         assert_eq!(response.status(), 401);
         // Tokens in the query string are not credentials.
-        let query = app.client.get(app.url(&format!("/api/auth/me?token={token}"))).send().await.unwrap();
+        let query = app.get(&format!("/api/auth/me?token={token}"), None).await;
         assert_eq!(query.status(), 401);
     }
 }

@@ -1,10 +1,18 @@
-//! `calos perf`, `calos load` and `calos diag`, run as the binary users run,
-//! against a real calos with `calos mock-llm` behind it: counts add up,
-//! percentiles match a known delay, verdicts name the component a delay was
-//! injected into, ephemeral users leave nothing behind, dead targets fail clearly.
+//! `calos perf`, `calos load` and `calos diag` against a real calos with
+//! `calos mock-llm` behind it: counts add up, percentiles match a known delay,
+//! verdicts name the component a delay was injected into, ephemeral users leave
+//! nothing behind, dead targets fail clearly.
+//!
+//! `perf` and `diag` run in this process: the command line is parsed by calos's
+//! own `Cli` and handed to the library's `measure`, whose report is what
+//! `--json` prints. `load` runs as the binary users run: it prints its report
+//! and handles Ctrl-C (SIGINT) itself, which only a separate process can show.
 
-use crate::helpers::{mock, unique, Backend, PgDatabase, TestApp};
+use crate::helpers::{mock, Backend, PgDatabase, TestApp};
+use clap::Parser;
 use serde_json::Value;
+use server::cli::toolbox::{diag, perf, ToolError, EXIT_UNREACHABLE};
+use server::cli::Cli;
 use server::emulators::mock_llm::MockServer;
 use std::process::Output;
 use std::time::Duration;
@@ -51,6 +59,94 @@ fn json_of(output: &Output) -> Value {
     })
 }
 
+/// `calos ARGS` as the binary parses it, with what the test did not pass taken
+/// from nowhere: the machine's CALOS_*, DATABASE_URL and provider keys are not
+/// read (the binary's runs above remove them from its environment).
+fn parse(args: &[&str]) -> server::cli::Command {
+    let given = |flag: &str| args.iter().any(|a| a.starts_with(flag));
+    let argv = std::iter::once("calos").chain(args.iter().copied());
+    let Ok(Cli {
+        command: Some(mut command),
+        ..
+    }) = Cli::try_parse_from(argv)
+    else {
+        panic!("calos {args:?} does not parse");
+    };
+    let sign_in = |s: &mut server::cli::toolbox::client::SignInArgs| {
+        for (flag, value) in [
+            ("--email", &mut s.email),
+            ("--username", &mut s.username),
+            ("--password", &mut s.password),
+            ("--token", &mut s.token),
+        ] {
+            if !given(flag) {
+                *value = None;
+            }
+        }
+    };
+    let llm = |l: &mut server::config::LlmArgs| {
+        (l.openai_api_key, l.deepseek_api_key, l.compat_url) = (None, None, None);
+        l.model_routes.clear();
+    };
+    let store = |s: &mut server::config::StoreArgs| {
+        if !given("--database-url") {
+            s.database_url = None;
+        }
+    };
+    use diag::DiagCommand as D;
+    use server::cli::Command as C;
+    match &mut command {
+        C::Perf(a) => sign_in(&mut a.sign_in),
+        C::Diag(d) => match &mut d.command {
+            D::Db(a) => store(&mut a.store),
+            D::Llm(a) => llm(&mut a.llm),
+            D::All(a) => {
+                sign_in(&mut a.sign_in);
+                store(&mut a.store);
+                llm(&mut a.llm);
+            }
+            D::Network(_) => {}
+        },
+        _ => {}
+    }
+    command
+}
+
+/// `calos perf|diag ARGS` in this process: the report `--json` would print.
+async fn tool(args: &[&str]) -> Result<Value, ToolError> {
+    use diag::DiagCommand as D;
+    use server::cli::Command as C;
+    let report = match parse(args) {
+        C::Perf(a) => to_json(&perf::measure(&a).await?),
+        C::Diag(d) => match d.command {
+            D::Network(a) => to_json(&diag::network::measure(&a).await?),
+            D::Db(a) => to_json(&diag::db::measure(&a).await?),
+            D::Llm(a) => to_json(&diag::llm::measure(&a).await?),
+            D::All(a) => {
+                let report = diag::all::measure(&a).await?;
+                // What `calos diag all` exits non-zero for.
+                assert!(report.perf.is_ok(), "the run through calos failed");
+                to_json(&report)
+            }
+        },
+        _ => panic!("only perf and diag run in process"),
+    };
+    Ok(report)
+}
+
+/// A report as the JSON `--json` prints.
+fn to_json(report: &impl serde::Serialize) -> Value {
+    serde_json::to_value(report).expect("a report serialises")
+}
+
+/// A report the command produced (the run succeeded).
+async fn report(args: &[&str]) -> Value {
+    match tool(args).await {
+        Ok(report) => report,
+        Err(e) => panic!("calos {args:?} failed: {e:#}"),
+    }
+}
+
 fn f(v: &Value, pointer: &str) -> f64 {
     v.pointer(pointer)
         .and_then(Value::as_f64)
@@ -60,13 +156,13 @@ fn f(v: &Value, pointer: &str) -> f64 {
 /// calos with Ollama at `mock`, and a token for a fresh account.
 async fn gateway(mock: &MockServer) -> (TestApp, String) {
     let app = TestApp::spawn_with(Backend::Sqlite, &["--ollama-url", &mock.url()]).await;
-    let token = app.token_for(&unique("tool"), "tool-password").await;
+    let token = app.new_user("tool").await.token;
     (app, token)
 }
 
 /// `calos perf --json` against `url` as the holder of `token`.
 async fn perf_json(url: &str, token: &str) -> Value {
-    let output = run(&mut calos(&[
+    report(&[
         "perf",
         "--url",
         url,
@@ -75,10 +171,8 @@ async fn perf_json(url: &str, token: &str) -> Value {
         "--model",
         "mock-llama",
         "--json",
-    ]))
-    .await;
-    assert!(output.status.success(), "{output:?}");
-    json_of(&output)
+    ])
+    .await
 }
 
 async fn requests_seen(mock: &MockServer) -> u64 {
@@ -129,14 +223,21 @@ async fn dead_url() -> String {
     format!("http://{addr}")
 }
 
-fn leftover_test_users(app: &TestApp) -> String {
-    let output = std::process::Command::new(BIN)
-        .args(["users", "list"])
-        .env("CALOS_DATA_DIR", &app.data_dir)
-        .env("DATABASE_URL", "")
-        .output()
-        .expect("users list runs");
-    String::from_utf8_lossy(&output.stdout)
+/// The `test-user-…` accounts in `app`'s database, as `calos users list` shows them.
+async fn leftover_test_users(app: &TestApp) -> String {
+    let data_dir = app.data_dir.to_string_lossy().to_string();
+    let argv = ["calos", "users", "--data-dir", &data_dir, "list"];
+    let Ok(Cli {
+        command: Some(server::cli::Command::Users(mut args)),
+        ..
+    }) = Cli::try_parse_from(argv)
+    else {
+        panic!("users list parses");
+    };
+    args.store.database_url = None;
+    let mut out = Vec::new();
+    server::cli::users::run(args, &mut out).await.unwrap();
+    String::from_utf8_lossy(&out)
         .lines()
         .filter(|l| l.contains("test-user-"))
         .collect::<Vec<_>>()
@@ -241,7 +342,7 @@ async fn open_loop_streams_report_ttft_itl_and_clean_up_ephemeral_users() {
     assert_eq!(r["streaming"]["tokenCountMismatches"], 0);
     assert!(f(&r, "/server/llm/p50") >= 60.0 + 3.0 * 40.0 - 5.0, "{r:#}");
     assert_eq!(
-        leftover_test_users(&app),
+        leftover_test_users(&app).await,
         "",
         "ephemeral users were deleted"
     );
@@ -279,7 +380,7 @@ async fn ephemeral_users_are_deleted_when_the_run_is_interrupted() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(
-        !leftover_test_users(&app).is_empty(),
+        !leftover_test_users(&app).await.is_empty(),
         "the accounts exist mid-run"
     );
     let pid = child.id().unwrap().to_string();
@@ -294,7 +395,11 @@ async fn ephemeral_users_are_deleted_when_the_run_is_interrupted() {
         .unwrap();
     assert_eq!(output.status.code(), Some(130), "{output:?}");
     assert!(json_of(&output)["interrupted"].as_bool().unwrap_or(false));
-    assert_eq!(leftover_test_users(&app), "", "no account left behind");
+    assert_eq!(
+        leftover_test_users(&app).await,
+        "",
+        "no account left behind"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -308,7 +413,7 @@ async fn perf_blames_the_llm_when_the_model_is_slow() {
     assert!(f(&r, "/client/total") >= f(&r, "/server/total"));
     assert_eq!(r["cacheStatus"], "bypass");
     // The text report has the seed's lines.
-    let text = run(&mut calos(&[
+    let args = [
         "perf",
         "--url",
         &base,
@@ -317,9 +422,11 @@ async fn perf_blames_the_llm_when_the_model_is_slow() {
         "--model",
         "mock-llama",
         "--stream",
-    ]))
-    .await;
-    let text = String::from_utf8_lossy(&text.stdout);
+    ];
+    let server::cli::Command::Perf(args) = parse(&args) else {
+        unreachable!()
+    };
+    let text = perf::render(&perf::measure(&args).await.unwrap());
     for line in [
         "Total Time:",
         "├─ Auth:",
@@ -341,7 +448,7 @@ async fn perf_blames_the_database_when_the_database_is_slow() {
     assert_ne!(slow_url, pg.url, "the database URL goes through the proxy");
     let mock = mock(10, 0.0, 3).await;
     let app = TestApp::spawn_on(Some(pg), Some(slow_url), &["--ollama-url", &mock.url()]).await;
-    let token = app.token_for(&unique("slowdb"), "tool-password").await;
+    let token = app.new_user("slowdb").await.token;
     let r = perf_json(&app.url(""), &token).await;
     assert!(f(&r, "/server/database") >= 80.0, "{r:#}");
     assert_eq!(r["verdict"]["culprit"], "database", "{r:#}");
@@ -373,9 +480,22 @@ async fn a_dead_target_gets_a_clear_error_and_a_non_zero_exit() {
         vec!["load", "--url", &dead, "--token", "t", "-c", "1", "-n", "2"],
         vec!["diag", "network", &dead, "-n", "2"],
     ] {
-        let output = run(&mut calos(&args)).await;
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(2), "{args:?}: {output:?}");
+        // What `calos` prints (`calos: {error}`) and exits with.
+        let (code, stderr) = if args[0] == "load" {
+            let output = run(&mut calos(&args)).await;
+            let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+            (output.status.code(), stderr)
+        } else {
+            let Err(e) = tool(&args).await else {
+                panic!("{args:?} measured a dead target")
+            };
+            (Some(i32::from(e.exit_code())), format!("calos: {e:#}"))
+        };
+        assert_eq!(
+            code,
+            Some(i32::from(EXIT_UNREACHABLE)),
+            "{args:?}: {stderr}"
+        );
         assert!(
             stderr.contains("cannot reach") || stderr.contains("unreachable"),
             "{args:?}: {stderr}"
@@ -386,17 +506,15 @@ async fn a_dead_target_gets_a_clear_error_and_a_non_zero_exit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn diag_network_times_each_phase() {
     let app = TestApp::spawn(Backend::Sqlite).await;
-    let output = run(&mut calos(&[
+    let r = report(&[
         "diag",
         "network",
         &app.url("/api/health"),
         "-n",
         "3",
         "--json",
-    ]))
+    ])
     .await;
-    assert!(output.status.success(), "{output:?}");
-    let r = json_of(&output);
     assert_eq!(
         (r["attempts"].as_u64(), r["answered"].as_u64()),
         (Some(3), Some(3))
@@ -410,11 +528,9 @@ async fn diag_network_times_each_phase() {
     assert!(f(&r, "/latency/min") <= f(&r, "/latency/max"));
 }
 
-/// `calos diag db --json` with one store variable set; asserts it succeeded.
-async fn diag_db(var: &str, value: &str) -> Value {
-    let output = run(calos(&["diag", "db", "--json"]).env(var, value)).await;
-    assert!(output.status.success(), "{output:?}");
-    json_of(&output)
+/// `calos diag db --json` with one store option (`--data-dir` or `--database-url`).
+async fn diag_db(option: &str, value: &str) -> Value {
+    report(&["diag", "db", "--json", option, value]).await
 }
 
 fn index_found_and_used(r: &Value) -> (Option<bool>, Option<bool>) {
@@ -424,14 +540,14 @@ fn index_found_and_used(r: &Value) -> (Option<bool>, Option<bool>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn diag_db_finds_the_username_index_on_both_databases() {
     let sqlite = TestApp::spawn(Backend::Sqlite).await;
-    let r = diag_db("CALOS_DATA_DIR", &sqlite.data_dir.to_string_lossy()).await;
+    let r = diag_db("--data-dir", &sqlite.data_dir.to_string_lossy()).await;
     assert_eq!(r["backend"], "sqlite");
     assert_eq!(index_found_and_used(&r), (Some(true), Some(true)), "{r:#}");
     assert!(f(&r, "/userLookup/avg") >= 0.0);
 
     let pg = TestApp::spawn(Backend::Postgres).await;
     let url = pg.database_url.clone().unwrap();
-    let r = diag_db("DATABASE_URL", &url).await;
+    let r = diag_db("--database-url", &url).await;
     assert_eq!(r["backend"], "postgres");
     assert_eq!(index_found_and_used(&r), (Some(true), Some(true)), "{r:#}");
     let forced = r["planWithoutSeqScan"].to_string();
@@ -444,7 +560,7 @@ async fn diag_db_finds_the_username_index_on_both_databases() {
         .await
         .unwrap();
     pool.close().await;
-    let r = diag_db("DATABASE_URL", &url).await;
+    let r = diag_db("--database-url", &url).await;
     assert_eq!(
         index_found_and_used(&r),
         (Some(false), Some(false)),
@@ -458,27 +574,27 @@ async fn diag_db_finds_the_username_index_on_both_databases() {
         "{r:#}"
     );
 
-    let missing = run(calos(&["diag", "db"]).env("CALOS_DATA_DIR", "/nonexistent/calos")).await;
-    assert_eq!(missing.status.code(), Some(2), "{missing:?}");
+    let missing = tool(&["diag", "db", "--data-dir", "/nonexistent/calos"]).await;
+    let code = missing.as_ref().err().map(ToolError::exit_code);
+    assert_eq!(code, Some(EXIT_UNREACHABLE), "{missing:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn diag_llm_calls_the_provider_directly_with_its_own_durations() {
     let mock = mock(80, 50.0, 4).await;
-    let output = run(&mut calos(&[
+    let ollama = mock.url();
+    let r = report(&[
         "diag",
         "llm",
         "--model",
         "mock-llama",
         "--ollama-url",
-        &mock.url(),
+        &ollama,
         "-n",
         "2",
         "--json",
-    ]))
+    ])
     .await;
-    assert!(output.status.success(), "{output:?}");
-    let r = json_of(&output);
     assert_eq!(r["provider"], "ollama");
     assert_eq!(requests_seen(&mock).await, 2);
     let call = &r["calls"][0];
@@ -496,25 +612,25 @@ async fn diag_all_sets_the_gateway_beside_the_direct_call() {
     let mock = mock(50, 100.0, 3).await;
     let (app, token) = gateway(&mock).await;
     let data_dir = app.data_dir.to_string_lossy().to_string();
-    let output = run(calos(&[
+    let (url, ollama) = (app.url(""), mock.url());
+    let r = report(&[
         "diag",
         "all",
         "--url",
-        &app.url(""),
+        &url,
         "--token",
         &token,
         "--model",
         "mock-llama",
         "--ollama-url",
-        &mock.url(),
+        &ollama,
         "-n",
         "2",
+        "--data-dir",
+        &data_dir,
         "--json",
     ])
-    .env("CALOS_DATA_DIR", &data_dir))
     .await;
-    assert!(output.status.success(), "{output:?}");
-    let r = json_of(&output);
     let ttft = &r["comparison"][0];
     assert_eq!(ttft["figure"], "TTFT");
     assert!(
