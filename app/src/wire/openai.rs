@@ -108,13 +108,18 @@ pub struct ContentPart {
     pub text: Option<String>,
 }
 
-/// A whole answer (`object: "chat.completion"`).
+/// A whole answer (`object: "chat.completion"`). Reading (the toolbox, from
+/// any OpenAI-compatible server), `created`, `id` and `object` default: servers
+/// differ in which of them they send.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ChatCompletion {
     pub choices: Vec<CompletionChoice>,
+    #[serde(default)]
     pub created: u64,
+    #[serde(default)]
     pub id: String,
     pub model: String,
+    #[serde(default)]
     pub object: String,
     #[serde(serialize_with = "sorted")]
     pub usage: Usage,

@@ -3,8 +3,10 @@
 //! `createChallenge` + `createProof` against a running calos, printing the token.
 
 use anyhow::{bail, Context};
+use app::wire::{AuthResponse, ChallengeRequest, ChallengeResponse, ErrorResponse, VerifyRequest};
 use clap::{Args, Subcommand};
 use ed25519_dalek::{Signer, SigningKey};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -58,6 +60,17 @@ struct KeyFile {
     public_key: String,
     secret_key: String,
     created_at: String,
+}
+
+/// `calos identity show --json`: the key file's public part. Fields in the
+/// order this has always printed them (sorted, as `json!` wrote them).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ShownIdentity<'a> {
+    path: &'a Path,
+    public_key: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
 }
 
 fn default_path() -> anyhow::Result<PathBuf> {
@@ -150,9 +163,12 @@ pub async fn run(args: IdentityArgs) -> anyhow::Result<()> {
             let (key, path) = load(key)?;
             let public = hex::encode(key.verifying_key().to_bytes());
             if json {
-                let shown =
-                    serde_json::json!({ "type": "ed25519", "publicKey": public, "path": path });
-                println!("{shown}");
+                let shown = ShownIdentity {
+                    path: &path,
+                    public_key: &public,
+                    kind: "ed25519",
+                };
+                println!("{}", serde_json::to_string(&shown)?);
             } else {
                 println!("{public}");
             }
@@ -166,9 +182,9 @@ pub async fn run(args: IdentityArgs) -> anyhow::Result<()> {
             let (key, _) = load(key)?;
             let answer = login(&url, &key, username.as_deref()).await?;
             if json {
-                println!("{answer}");
+                println!("{}", serde_json::to_string(&answer)?);
             } else {
-                println!("{}", answer["token"].as_str().unwrap_or_default());
+                println!("{}", answer.token);
             }
         }
     }
@@ -180,38 +196,36 @@ pub async fn login(
     url: &str,
     key: &SigningKey,
     username: Option<&str>,
-) -> anyhow::Result<serde_json::Value> {
+) -> anyhow::Result<AuthResponse> {
     let base = url.trim_end_matches('/');
     let http = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(30))
         .build()?;
     let public_key = hex::encode(key.verifying_key().to_bytes());
-    let challenge = post(
+    let challenge: ChallengeResponse = post(
         &http,
         &format!("{base}/api/auth/soulfra/challenge"),
-        &serde_json::json!({ "publicKey": public_key }),
+        &ChallengeRequest {
+            public_key: public_key.clone(),
+        },
     )
     .await?;
-    let text = challenge["challenge"]
-        .as_str()
-        .context("the challenge answer has no `challenge`")?;
-    let signature = hex::encode(key.sign(text.as_bytes()).to_bytes());
-    let mut proof = serde_json::json!({
-        "publicKey": public_key,
-        "challenge": text,
-        "signature": signature,
-    });
-    if let Some(name) = username {
-        proof["username"] = serde_json::json!(name);
-    }
+    let signature = hex::encode(key.sign(challenge.challenge.as_bytes()).to_bytes());
+    let proof = VerifyRequest {
+        public_key,
+        challenge: challenge.challenge,
+        signature,
+        username: username.map(str::to_string),
+    };
     post(&http, &format!("{base}/api/auth/soulfra/verify"), &proof).await
 }
 
-async fn post(
+/// Posts `body` and reads the answer as `T`, or fails with calos's error message.
+async fn post<T: DeserializeOwned>(
     http: &reqwest::Client,
     url: &str,
-    body: &serde_json::Value,
-) -> anyhow::Result<serde_json::Value> {
+    body: &impl Serialize,
+) -> anyhow::Result<T> {
     let response = http
         .post(url)
         .json(body)
@@ -219,13 +233,39 @@ async fn post(
         .await
         .with_context(|| format!("cannot reach {url}"))?;
     let status = response.status();
-    let answer: serde_json::Value = response
-        .json()
+    let bytes = response
+        .bytes()
         .await
-        .with_context(|| format!("{url} answered {status} without JSON"))?;
+        .with_context(|| format!("reading {url}'s answer ({status})"))?;
     if !status.is_success() {
-        let message = answer["error"]["message"].as_str().unwrap_or("no message");
-        bail!("{url} answered {status}: {message}");
+        let error: ErrorResponse = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{url} answered {status} without calos's error body"))?;
+        bail!("{url} answered {status}: {}", error.error.message);
     }
-    Ok(answer)
+    serde_json::from_slice(&bytes)
+        .with_context(|| format!("{url} answered {status} with an unexpected body"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The bytes `identity show --json` printed when it was built with `json!`.
+    #[test]
+    fn shown_identity_is_byte_for_byte_what_json_macro_built() {
+        let (path, public) = (
+            PathBuf::from("/home/me/.config/calos/identity.json"),
+            "ab12",
+        );
+        let shown = ShownIdentity {
+            path: &path,
+            public_key: public,
+            kind: "ed25519",
+        };
+        assert_eq!(
+            serde_json::to_string(&shown).unwrap_or_default(),
+            json!({ "type": "ed25519", "publicKey": public, "path": path }).to_string()
+        );
+    }
 }

@@ -4,11 +4,13 @@
 use crate::auth::password::Passwords;
 use crate::auth::validate;
 use crate::config::StoreArgs;
-use crate::db::users::{self, InsertError, NewUser, Taken};
+use crate::db::users::{self, InsertError, NewUser, Taken, UserRow};
 use crate::db::Db;
 use anyhow::{bail, Context};
 use app::wire::Role;
+use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
+use serde::Serialize;
 use std::io::{BufRead, Write};
 
 #[derive(Debug, Args)]
@@ -83,6 +85,33 @@ pub async fn run(args: UsersArgs, out: &mut impl Write) -> anyhow::Result<()> {
     result
 }
 
+/// One line of `calos users list --json`: the CLI's own output, read by no
+/// other component. Fields in the order it has always printed them (sorted,
+/// as `json!` wrote them).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ListedUser<'a> {
+    created_at: &'a DateTime<Utc>,
+    email: Option<&'a str>,
+    persistent: bool,
+    role: &'a str,
+    user_id: &'a str,
+    username: &'a str,
+}
+
+impl<'a> From<&'a UserRow> for ListedUser<'a> {
+    fn from(row: &'a UserRow) -> Self {
+        Self {
+            created_at: &row.created_at,
+            email: row.email.as_deref(),
+            persistent: row.persistent,
+            role: &row.role,
+            user_id: &row.user_id,
+            username: &row.username,
+        }
+    }
+}
+
 fn read_password() -> anyhow::Result<String> {
     let mut line = String::new();
     std::io::stdin()
@@ -96,10 +125,7 @@ async fn list(db: &Db, json: bool, out: &mut impl Write) -> anyhow::Result<()> {
     let rows = users::list(db).await?;
     if json {
         for row in &rows {
-            let line = serde_json::json!({
-                "userId": row.user_id, "username": row.username, "email": row.email,
-                "role": row.role, "persistent": row.persistent, "createdAt": row.created_at,
-            });
+            let line = serde_json::to_string(&ListedUser::from(row))?;
             writeln!(out, "{line}")?;
         }
         return Ok(());
@@ -194,4 +220,35 @@ async fn prune(db: &Db, prefix: &str, out: &mut impl Write) -> anyhow::Result<()
         removed.len()
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The bytes `users list --json` printed when it built its lines with `json!`.
+    #[test]
+    fn json_lines_are_byte_for_byte_what_json_macro_built() {
+        let mut row = UserRow {
+            user_id: "u1".into(),
+            username: "ann".into(),
+            email: Some("ann@example.com".into()),
+            password_hash: Some("secret".into()),
+            role: "admin".into(),
+            persistent: true,
+            session_epoch: 3,
+            created_at: DateTime::from_timestamp(1_700_000_000, 123_456_789).unwrap_or_default(),
+        };
+        for _ in 0..2 {
+            let old = json!({
+                "userId": row.user_id, "username": row.username, "email": row.email,
+                "role": row.role, "persistent": row.persistent, "createdAt": row.created_at,
+            });
+            let line = serde_json::to_string(&ListedUser::from(&row)).unwrap_or_default();
+            assert_eq!(line, old.to_string());
+            assert!(!line.contains("secret"), "never the password hash");
+            (row.email, row.persistent) = (None, false);
+        }
+    }
 }

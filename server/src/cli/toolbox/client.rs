@@ -2,9 +2,15 @@
 //! APIs' request shapes, and the accounts `calos load --ephemeral-users` makes
 //! and removes.
 
+use super::figures::ServerFigures;
 use super::ToolError;
+use app::wire::{
+    AuthResponse, ChatCompletion, ChatCompletionRequest, ChatMessageIn, CompleteRequest,
+    CompleteResponse, DeleteAccountRequest, ErrorResponse, LoginRequest, OpenAiError,
+    RegisterRequest, RequestMessage, StreamOptions,
+};
 use clap::{Args, ValueEnum};
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 use std::io::BufRead;
 use std::time::{Duration, Instant};
 
@@ -36,11 +42,40 @@ pub enum Credentials {
     Anonymous,
     Token(String),
     Login {
-        /// `("email" | "username", value)`, the login body's field.
-        field: &'static str,
+        by: LoginBy,
         identifier: String,
         password: String,
     },
+}
+
+/// Which of the login body's fields `identifier` goes in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginBy {
+    Email,
+    Username,
+}
+
+impl LoginBy {
+    /// The flag (and login field) name, for messages.
+    pub fn field(self) -> &'static str {
+        match self {
+            Self::Email => "email",
+            Self::Username => "username",
+        }
+    }
+
+    fn request(self, identifier: &str, password: &str) -> LoginRequest {
+        let identifier = Some(identifier.to_string());
+        let (email, username) = match self {
+            Self::Email => (identifier, None),
+            Self::Username => (None, identifier),
+        };
+        LoginRequest {
+            email,
+            username,
+            password: password.to_string(),
+        }
+    }
 }
 
 impl SignInArgs {
@@ -48,9 +83,9 @@ impl SignInArgs {
         if let Some(token) = self.token.clone().filter(|t| !t.is_empty()) {
             return Ok(Credentials::Token(token));
         }
-        let (field, identifier) = match (&self.email, &self.username) {
-            (Some(e), _) => ("email", e.clone()),
-            (None, Some(u)) => ("username", u.clone()),
+        let (by, identifier) = match (&self.email, &self.username) {
+            (Some(e), _) => (LoginBy::Email, e.clone()),
+            (None, Some(u)) => (LoginBy::Username, u.clone()),
             (None, None) => return Ok(Credentials::Anonymous),
         };
         let password = if self.password_stdin {
@@ -60,12 +95,13 @@ impl SignInArgs {
         } else {
             self.password.clone().ok_or_else(|| {
                 anyhow::anyhow!(
-                    "--{field} needs a password: --password-stdin, CALOS_PASSWORD or --password"
+                    "--{} needs a password: --password-stdin, CALOS_PASSWORD or --password",
+                    by.field()
                 )
             })?
         };
         Ok(Credentials::Login {
-            field,
+            by,
             identifier,
             password,
         })
@@ -73,7 +109,7 @@ impl SignInArgs {
 }
 
 /// Which chat API to call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ChatApi {
     /// calos's `POST /api/llm/complete` (with its timing breakdown).
@@ -90,20 +126,70 @@ impl ChatApi {
         }
     }
 
-    /// The request body; calos's API is asked for its timings.
-    pub fn body(self, model: &str, prompt: &str, stream: bool) -> Value {
-        let messages = json!([{ "role": "user", "content": prompt }]);
+    /// The request body; calos's API is asked for its timings, a stream on
+    /// `/v1` for its usage chunk (the only place it tells the token count).
+    pub fn body(self, model: &str, prompt: &str, stream: bool) -> ChatBody {
         match self {
-            Self::Calos => json!({
-                "model": model, "messages": messages, "stream": stream, "includeTimings": true,
+            Self::Calos => ChatBody::Calos(CompleteRequest {
+                model: model.to_string(),
+                messages: vec![ChatMessageIn {
+                    role: "user".into(),
+                    content: prompt.to_string(),
+                }],
+                stream,
+                temperature: None,
+                max_tokens: None,
+                include_timings: true,
             }),
-            Self::Openai if stream => json!({
-                "model": model, "messages": messages, "stream": true,
-                "stream_options": { "include_usage": true },
-            }),
-            Self::Openai => json!({ "model": model, "messages": messages, "stream": false }),
+            Self::Openai => {
+                let message = RequestMessage::text("user", prompt);
+                let mut request = ChatCompletionRequest::new(model, vec![message], stream);
+                if stream {
+                    request.stream_options = Some(StreamOptions {
+                        include_usage: true,
+                    });
+                }
+                ChatBody::Openai(request)
+            }
         }
     }
+
+    /// Reads a whole (not streamed) answer of this API: the output token count
+    /// and, from calos's API, the server's breakdown (`/v1` leaves it to the
+    /// `Server-Timing` header).
+    pub fn read_reply(self, body: &[u8]) -> Result<Reply, serde_json::Error> {
+        Ok(match self {
+            Self::Calos => {
+                let answer: CompleteResponse = serde_json::from_slice(body)?;
+                Reply {
+                    completion_tokens: Some(answer.usage.completion_tokens),
+                    figures: answer.timings.as_ref().map(ServerFigures::from_timings),
+                }
+            }
+            Self::Openai => {
+                let answer: ChatCompletion = serde_json::from_slice(body)?;
+                Reply {
+                    completion_tokens: Some(answer.usage.completion_tokens),
+                    figures: None,
+                }
+            }
+        })
+    }
+}
+
+/// A chat request for either API, serialised as that API's body.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum ChatBody {
+    Calos(CompleteRequest),
+    Openai(ChatCompletionRequest),
+}
+
+/// What the toolbox reads from a whole answer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Reply {
+    pub completion_tokens: Option<u32>,
+    pub figures: Option<ServerFigures>,
 }
 
 /// A client tuned for measuring: no Nagle delay, no redirects, enough idle
@@ -141,15 +227,22 @@ pub fn describe_send_error(url: &str, e: &reqwest::Error) -> ToolError {
     }
 }
 
-/// The error message in a calos (or OpenAI-style) JSON error body.
+/// Some OpenAI-compatible servers send the error as a bare string.
+#[derive(Deserialize)]
+struct BareError {
+    error: String,
+}
+
+/// The error message in a calos error body ([`ErrorResponse`]), an OpenAI one
+/// (the toolbox also targets other servers), or else the body's start.
 pub fn error_message(body: &[u8]) -> String {
-    let parsed: Option<Value> = serde_json::from_slice(body).ok();
-    parsed
-        .as_ref()
-        .and_then(|v| v.pointer("/error/message").or_else(|| v.get("error")))
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned())
+    let message = serde_json::from_slice::<ErrorResponse>(body)
+        .map(|e| e.error.message)
+        .or_else(|_| serde_json::from_slice::<OpenAiError>(body).map(|e| e.error.message))
+        .or_else(|_| serde_json::from_slice::<BareError>(body).map(|e| e.error))
+        .ok()
+        .filter(|m| !m.is_empty());
+    message.unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned())
 }
 
 /// One calos gateway, addressed by its base URL.
@@ -177,7 +270,11 @@ impl Gateway {
         format!("{}{path}", self.base)
     }
 
-    async fn post_json(&self, path: &str, body: &Value) -> Result<(u16, Vec<u8>), ToolError> {
+    async fn post_json(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<(u16, Vec<u8>), ToolError> {
         let url = self.url(path);
         let response = self
             .client
@@ -197,7 +294,7 @@ impl Gateway {
 
     /// Signs in (timed) per `credentials`; a token or no credentials pass through.
     pub async fn sign_in(&self, credentials: &Credentials) -> Result<SignedIn, ToolError> {
-        let (field, identifier, password) = match credentials {
+        let (by, identifier, password) = match credentials {
             Credentials::Anonymous => {
                 return Ok(SignedIn {
                     token: None,
@@ -211,13 +308,14 @@ impl Gateway {
                 })
             }
             Credentials::Login {
-                field,
+                by,
                 identifier,
                 password,
-            } => (*field, identifier, password),
+            } => (*by, identifier, password),
         };
+        // Built before the clock starts: only the exchange is timed.
+        let body = by.request(identifier, password);
         let started = Instant::now();
-        let body = json!({ field: identifier, "password": password });
         let (status, bytes) = self.post_json("/api/auth/login", &body).await?;
         let took = started.elapsed();
         if status != 200 {
@@ -234,7 +332,11 @@ impl Gateway {
 
     /// Registers an account and returns its token.
     pub async fn register(&self, username: &str, password: &str) -> Result<String, ToolError> {
-        let body = json!({ "username": username, "password": password });
+        let body = RegisterRequest {
+            username: username.to_string(),
+            password: password.to_string(),
+            email: None,
+        };
         let (status, bytes) = self.post_json("/api/auth/register", &body).await?;
         if status != 201 {
             return Err(ToolError::Refused(format!(
@@ -252,7 +354,9 @@ impl Gateway {
             .client
             .delete(&url)
             .bearer_auth(token)
-            .json(&json!({ "password": password }))
+            .json(&DeleteAccountRequest {
+                password: password.to_string(),
+            })
             .timeout(Duration::from_secs(30))
             .send()
             .await
@@ -270,13 +374,9 @@ impl Gateway {
 }
 
 fn token_of(body: &[u8]) -> Result<String, ToolError> {
-    let parsed: Value = serde_json::from_slice(body)
-        .map_err(|e| ToolError::Refused(format!("sign-in answer is not JSON: {e}")))?;
-    parsed
-        .get("token")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .ok_or_else(|| ToolError::Refused("sign-in answer has no token".into()))
+    serde_json::from_slice::<AuthResponse>(body)
+        .map(|answer| answer.token)
+        .map_err(|e| ToolError::Refused(format!("the sign-in answer is not calos's: {e}")))
 }
 
 #[cfg(test)]
@@ -302,10 +402,37 @@ mod tests {
 
     #[test]
     fn bodies_ask_for_what_each_api_can_tell() {
-        let calos = ChatApi::Calos.body("m", "hi", false);
-        assert_eq!(calos["includeTimings"], true);
-        let openai = ChatApi::Openai.body("m", "hi", true);
-        assert_eq!(openai["stream_options"]["include_usage"], true);
+        let ChatBody::Calos(calos) = ChatApi::Calos.body("m", "hi", false) else {
+            panic!("not calos's body")
+        };
+        assert!(calos.include_timings && !calos.stream);
+        let ChatBody::Openai(openai) = ChatApi::Openai.body("m", "hi", true) else {
+            panic!("not an OpenAI body")
+        };
+        assert!(openai.stream_options.is_some_and(|o| o.include_usage));
+        let whole = ChatApi::Openai.body("m", "hi", false);
+        let text = serde_json::to_string(&whole).unwrap_or_default();
+        assert_eq!(
+            text,
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":false}"#
+        );
+        let text = serde_json::to_string(&ChatApi::Calos.body("m", "hi", true)).unwrap_or_default();
+        assert_eq!(
+            text,
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true,"includeTimings":true}"#
+        );
+    }
+
+    #[test]
+    fn replies_give_tokens_and_calos_its_breakdown() {
+        let calos = br#"{"model":"m","provider":"p","success":true,"text":"t","timings":{"auth":1,"database":2,"queue":0,"cache":0,"cacheStatus":"miss","total":9,"attempts":1},"usage":{"prompt_tokens":3,"completion_tokens":7,"total_tokens":10}}"#;
+        let reply = ChatApi::Calos.read_reply(calos).ok().unwrap_or_default();
+        assert_eq!(reply.completion_tokens, Some(7));
+        assert_eq!(reply.figures.and_then(|f| f.total), Some(9.0));
+        let openai = br#"{"id":"mock","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"t"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":4,"total_tokens":9}}"#;
+        let reply = ChatApi::Openai.read_reply(openai).ok().unwrap_or_default();
+        assert_eq!((reply.completion_tokens, reply.figures), (Some(4), None));
+        assert!(ChatApi::Calos.read_reply(b"{not json").is_err());
     }
 
     #[test]
@@ -314,6 +441,13 @@ mod tests {
             error_message(br#"{"success":false,"error":{"code":"x","message":"nope"}}"#),
             "nope"
         );
+        assert_eq!(
+            error_message(
+                br#"{"error":{"message":"overloaded","type":"server_error","code":null}}"#
+            ),
+            "overloaded"
+        );
+        assert_eq!(error_message(br#"{"error":"bare"}"#), "bare");
         assert_eq!(error_message(b"plain"), "plain");
     }
 }

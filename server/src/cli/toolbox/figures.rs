@@ -1,14 +1,16 @@
 //! The server's own account of one request, read back by the toolbox: from the
-//! `timings` object calos puts in a body or a stream's final event, or else from
-//! the `Server-Timing` header any calos response carries.
+//! `timings` object calos puts in a body or a stream's final event (the wire
+//! [`Breakdown`]), or else from the `Server-Timing` header any calos response
+//! carries.
 
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use app::wire::Breakdown;
+use serde::Serialize;
 
-/// Server-side phases of one chat request, in milliseconds. Deserialises
-/// straight from calos's `timings` object (other fields are skipped).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
+/// Server-side phases of one chat request, in milliseconds: the toolbox's
+/// aggregate of a [`Breakdown`] or a `Server-Timing` header. Serialised as
+/// `server` in `calos perf --json`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ServerFigures {
     pub auth: f64,
     pub database: f64,
@@ -17,19 +19,24 @@ pub struct ServerFigures {
     pub upstream_connect: Option<f64>,
     pub ttft: Option<f64>,
     pub llm: Option<f64>,
+    /// Optional because a stream's header is sent before the total is known.
     pub total: Option<f64>,
 }
 
 impl ServerFigures {
-    /// From calos's `timings` object (`auth`, `database`, …, camelCase); `None`
-    /// unless it has a `total`.
-    pub fn from_timings(v: &Value) -> Option<Self> {
-        Self::deserialize(v).ok().filter(Self::is_complete)
-    }
-
-    /// A breakdown is only worth aggregating with its total.
-    pub fn is_complete(&self) -> bool {
-        self.total.is_some()
+    /// From calos's `timings` object, read as the wire [`Breakdown`] (which
+    /// always has its total).
+    pub fn from_timings(timings: &Breakdown) -> Self {
+        Self {
+            auth: timings.auth,
+            database: timings.database,
+            queue: timings.queue,
+            cache: timings.cache,
+            upstream_connect: timings.upstream_connect,
+            ttft: timings.ttft,
+            llm: timings.llm,
+            total: Some(timings.total),
+        }
     }
 
     /// From a W3C `Server-Timing` value (`auth;dur=0.2, db;dur=1.1, …`). A
@@ -73,7 +80,6 @@ impl ServerFigures {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn server_timing_header_maps_to_named_phases() {
@@ -92,10 +98,12 @@ mod tests {
     }
 
     #[test]
-    fn timings_object_is_read_in_camel_case() {
-        let v = json!({"auth":1.0,"database":2.0,"queue":0.0,"cache":0.1,"upstreamConnect":3.0,"ttft":50.0,"llm":400.0,"total":404.0});
-        let f = ServerFigures::from_timings(&v);
-        assert_eq!(f.and_then(|f| f.upstream_connect), Some(3.0));
-        assert!(ServerFigures::from_timings(&json!({"auth": 1})).is_none());
+    fn timings_object_is_read_as_the_wire_breakdown() {
+        let text = r#"{"auth":1.0,"database":2.0,"queue":0.0,"cache":0.1,"cacheStatus":"miss","upstreamConnect":3.0,"ttft":50.0,"llm":400.0,"total":404.0,"attempts":1}"#;
+        let Ok(timings) = serde_json::from_str::<Breakdown>(text) else {
+            panic!("not a breakdown")
+        };
+        let f = ServerFigures::from_timings(&timings);
+        assert_eq!((f.upstream_connect, f.total), (Some(3.0), Some(404.0)));
     }
 }

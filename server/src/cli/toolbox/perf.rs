@@ -13,9 +13,9 @@ use super::sse::read_stream;
 use super::verdict::{decide, Components, Verdict};
 use super::ToolError;
 use crate::config::{duration, Unit, Zero};
+use app::wire::CompleteResponse;
 use clap::Args;
 use serde::Serialize;
-use serde_json::Value;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Args)]
@@ -137,7 +137,7 @@ pub async fn measure(args: &PerfArgs) -> Result<PerfReport, ToolError> {
         .as_deref()
         .and_then(ServerFigures::from_server_timing);
     let (client, server, provider, cache_status, preview) = if args.stream {
-        let outcome = read_stream(response.bytes_stream()).await;
+        let outcome = read_stream(ChatApi::Calos, response.bytes_stream()).await;
         let total = millis(sent.elapsed());
         if let Some(error) = outcome.error {
             return Err(ToolError::Refused(format!("the stream failed: {error}")));
@@ -167,34 +167,26 @@ pub async fn measure(args: &PerfArgs) -> Result<PerfReport, ToolError> {
             .await
             .map_err(|e| describe_send_error(&url, &e))?;
         let total = millis(sent.elapsed());
-        let v: Value = serde_json::from_slice(&body)
-            .map_err(|e| ToolError::Refused(format!("the chat answer is not JSON: {e}")))?;
-        let timings = v.get("timings");
+        let answer: CompleteResponse = serde_json::from_slice(&body).map_err(|e| {
+            ToolError::Refused(format!("the chat answer is not calos's reply: {e}"))
+        })?;
+        let timings = answer.timings.as_ref();
         let server = timings
-            .and_then(ServerFigures::from_timings)
+            .map(ServerFigures::from_timings)
             .or(header_figures)
             .unwrap_or_default();
         let client = ClientTimes {
             total,
             ttfb,
             ttft: None,
-            output_tokens: v
-                .pointer("/usage/completion_tokens")
-                .and_then(Value::as_u64)
-                .map(|t| t as u32),
+            output_tokens: Some(answer.usage.completion_tokens),
         };
-        let text = v.get("text").and_then(Value::as_str).unwrap_or_default();
         (
             client,
             server,
-            v.get("provider")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            timings
-                .and_then(|t| t.get("cacheStatus"))
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            text.chars().take(100).collect(),
+            Some(answer.provider),
+            timings.map(|t| t.cache_status.as_str().to_string()),
+            answer.text.chars().take(100).collect(),
         )
     };
     let components = components(client.total, &server);

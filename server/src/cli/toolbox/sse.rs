@@ -1,13 +1,14 @@
 //! Reads a streamed chat reply as it arrives and timestamps each event when it
 //! is decoded (never per network read: one read can hold several events, and
 //! `app::sse` frames them).
-//! Understands both calos's events (`{"delta"}`, `{"done"}`, `{"error"}`) and
-//! OpenAI's chunks (`choices[0].delta.content`, the usage chunk, `[DONE]`).
+//! Reads calos's events as the wire [`CompleteEvent`] (`{"delta"}`, `{"done"}`,
+//! `{"error"}`) and OpenAI's as the wire [`StreamData`] (chunks, the usage
+//! chunk, `[DONE]`), the same types the server writes and reads upstream.
 
+use super::client::ChatApi;
 use super::figures::ServerFigures;
+use app::wire::{CompleteEvent, StreamData};
 use futures::StreamExt;
-use serde::Deserialize;
-use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -39,94 +40,49 @@ enum Event {
     Error(String),
 }
 
-/// The fields the toolbox reads from either API's events and answers; serde
-/// skips everything else without building a tree (this runs per event under load).
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct Payload<'a> {
-    /// calos: `{"delta":"…"}`.
-    #[serde(borrow)]
-    delta: Option<Cow<'a, str>>,
-    /// calos: `{"done":true,…}`.
-    done: bool,
-    /// OpenAI: `choices[0].delta.content`.
-    choices: Vec<Choice<'a>>,
-    pub usage: Option<UsageTokens>,
-    pub timings: Option<ServerFigures>,
-    error: Option<ErrorBody<'a>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct Choice<'a> {
-    #[serde(borrow)]
-    delta: Option<Delta<'a>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct Delta<'a> {
-    #[serde(borrow)]
-    content: Option<Cow<'a, str>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct UsageTokens {
-    pub completion_tokens: Option<u32>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct ErrorBody<'a> {
-    #[serde(borrow)]
-    message: Option<Cow<'a, str>>,
-}
-
-impl Payload<'_> {
-    pub fn completion_tokens(&self) -> Option<u32> {
-        self.usage.as_ref().and_then(|u| u.completion_tokens)
-    }
-
-    pub fn figures(&self) -> Option<ServerFigures> {
-        self.timings.filter(ServerFigures::is_complete)
-    }
-}
-
-fn classify(payload: &str) -> Event {
-    if payload == "[DONE]" {
-        return Event::Done;
-    }
-    let v: Payload = match serde_json::from_str(payload) {
-        Ok(v) => v,
-        Err(_) => return Event::Error(format!("malformed event: {payload:.80}")),
-    };
-    if let Some(error) = &v.error {
-        let message = error.message.as_deref().unwrap_or("stream error");
-        return Event::Error(message.to_string());
-    }
-    let tokens = v.completion_tokens();
-    // calos: {"done":true,…}; OpenAI: the usage chunk has empty `choices`.
-    if v.done || tokens.is_some() {
-        return Event::Final {
-            tokens,
-            figures: v.figures(),
-        };
-    }
-    let text = v.delta.as_deref().or_else(|| {
-        v.choices
-            .first()
-            .and_then(|c| c.delta.as_ref())
-            .and_then(|d| d.content.as_deref())
-    });
+fn content(text: Option<&str>) -> Event {
     match text {
         Some(t) if !t.is_empty() => Event::Content,
         _ => Event::Empty,
     }
 }
 
+fn classify(api: ChatApi, payload: &str) -> Event {
+    let malformed = |_| Event::Error(format!("malformed event: {payload:.80}"));
+    match api {
+        ChatApi::Calos => match CompleteEvent::parse(payload) {
+            Ok(CompleteEvent::Delta { delta }) => content(Some(&delta)),
+            Ok(CompleteEvent::Done(done)) => Event::Final {
+                tokens: Some(done.usage.completion_tokens),
+                figures: Some(ServerFigures::from_timings(&done.timings)),
+            },
+            Ok(CompleteEvent::Error { error }) => Event::Error(error.message),
+            // calos's API ends with its `done` event; a `[DONE]` is tolerated.
+            Err(_) if payload == app::sse::DONE => Event::Done,
+            Err(e) => malformed(e),
+        },
+        ChatApi::Openai => match StreamData::parse(payload) {
+            Ok(StreamData::Done) => Event::Done,
+            Ok(StreamData::Error(error)) if error.message.is_empty() => {
+                Event::Error("stream error".into())
+            }
+            Ok(StreamData::Error(error)) => Event::Error(error.message),
+            // The usage chunk (empty `choices`) is the last one before `[DONE]`;
+            // calos's carries its breakdown too.
+            Ok(StreamData::Chunk(chunk)) => match chunk.usage {
+                Some(usage) => Event::Final {
+                    tokens: Some(usage.completion_tokens),
+                    figures: chunk.timings.as_ref().map(ServerFigures::from_timings),
+                },
+                None => content(chunk.content()),
+            },
+            Err(e) => malformed(e),
+        },
+    }
+}
+
 /// Reads an SSE body to the end.
-pub async fn read_stream<S, E>(body: S) -> StreamOutcome
+pub async fn read_stream<S, E>(api: ChatApi, body: S) -> StreamOutcome
 where
     S: futures::Stream<Item = Result<bytes::Bytes, E>> + Send + 'static,
     E: std::error::Error + Send + Sync + 'static,
@@ -148,7 +104,7 @@ where
                 break;
             }
         };
-        match classify(data.trim()) {
+        match classify(api, data.trim()) {
             Event::Content => outcome.content_at.push(Instant::now()),
             Event::Empty => {}
             Event::Final { tokens, figures } => {
@@ -174,52 +130,71 @@ where
 mod tests {
     use super::*;
 
+    const DONE: &str = r#"{"done":true,"model":"m","provider":"p","timings":{"attempts":1,"auth":1,"cache":0,"cacheStatus":"miss","database":2,"queue":0,"total":9},"usage":{"completion_tokens":7,"prompt_tokens":3,"total_tokens":10}}"#;
+
     #[test]
-    fn both_apis_events_are_classified() {
-        assert_eq!(classify(r#"{"delta":"Hi"}"#), Event::Content);
-        assert_eq!(classify(r#"{"delta":""}"#), Event::Empty);
-        assert_eq!(
-            classify(r#"{"choices":[{"delta":{"content":"Hi"}}]}"#),
-            Event::Content
-        );
-        assert_eq!(
-            classify(r#"{"choices":[{"delta":{"role":"assistant","content":""}}]}"#),
-            Event::Empty
-        );
-        assert_eq!(classify("[DONE]"), Event::Done);
-        let Event::Final { tokens, figures } = classify(
-            r#"{"done":true,"usage":{"prompt_tokens":3,"completion_tokens":7,"total_tokens":10},"timings":{"auth":1,"database":2,"queue":0,"cache":0,"total":9}}"#,
-        ) else {
+    fn calos_events_are_classified() {
+        let calos = |payload| classify(ChatApi::Calos, payload);
+        assert_eq!(calos(r#"{"delta":"Hi"}"#), Event::Content);
+        assert_eq!(calos(r#"{"delta":""}"#), Event::Empty);
+        let Event::Final { tokens, figures } = calos(DONE) else {
             panic!("not final")
         };
         assert_eq!(tokens, Some(7));
         assert_eq!(figures.and_then(|f| f.total), Some(9.0));
+        assert!(matches!(
+            calos(r#"{"error":{"code":"upstream_timeout","message":"boom"}}"#),
+            Event::Error(m) if m == "boom"
+        ));
+        assert!(matches!(calos("{not json"), Event::Error(_)));
+        assert!(matches!(calos(r#"{"choices":[]}"#), Event::Error(_)));
+    }
+
+    #[test]
+    fn openai_chunks_are_classified() {
+        let openai = |payload| classify(ChatApi::Openai, payload);
         assert_eq!(
-            classify(r#"{"choices":[],"usage":{"completion_tokens":4}}"#),
+            openai(r#"{"choices":[{"delta":{"content":"Hi"}}]}"#),
+            Event::Content
+        );
+        assert_eq!(
+            openai(r#"{"choices":[{"delta":{"role":"assistant","content":""}}]}"#),
+            Event::Empty
+        );
+        assert_eq!(openai("[DONE]"), Event::Done);
+        assert_eq!(
+            openai(
+                r#"{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":4,"total_tokens":5}}"#
+            ),
             Event::Final {
                 tokens: Some(4),
                 figures: None
             }
         );
+        let with_timings = r#"{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":4,"total_tokens":5},"timings":{"auth":1,"database":2,"queue":0,"cache":0,"total":9}}"#;
+        let Event::Final { figures, .. } = openai(with_timings) else {
+            panic!("not final")
+        };
+        assert_eq!(figures.map(|f| f.database), Some(2.0));
         assert!(
-            matches!(classify(r#"{"error":{"message":"boom"}}"#), Event::Error(m) if m == "boom")
+            matches!(openai(r#"{"error":{"message":"boom"}}"#), Event::Error(m) if m == "boom")
         );
-        assert!(matches!(classify("{not json"), Event::Error(_)));
+        assert!(matches!(openai("{not json"), Event::Error(_)));
     }
 
     #[tokio::test]
     async fn a_stream_split_across_reads_with_keep_alives_is_read_whole() {
         let pieces = [
-            ": keep-alive\r\n\r\ndata: {\"del",
-            "ta\":\"Hi\"}\n\ndata: {\"done\":true,\"usage\":{\"completion_tokens\":1}}\n",
-            "\n",
+            ": keep-alive\r\n\r\ndata: {\"del".to_string(),
+            format!("ta\":\"Hi\"}}\n\ndata: {DONE}\n"),
+            "\n".to_string(),
         ];
         let body =
             futures::stream::iter(pieces.map(|p| Ok::<_, std::io::Error>(bytes::Bytes::from(p))));
-        let outcome = read_stream(body).await;
+        let outcome = read_stream(ChatApi::Calos, body).await;
         assert_eq!(outcome.error, None);
         assert_eq!(outcome.content_at.len(), 1);
-        assert_eq!(outcome.completion_tokens, Some(1));
+        assert_eq!(outcome.completion_tokens, Some(7));
         assert!(outcome.first_byte.is_some());
     }
 }

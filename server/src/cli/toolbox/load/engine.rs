@@ -7,7 +7,7 @@
 use super::conn::{Connections, Sender};
 use crate::cli::toolbox::client::ChatApi;
 use crate::cli::toolbox::figures::ServerFigures;
-use crate::cli::toolbox::sse::{read_stream, Payload};
+use crate::cli::toolbox::sse::read_stream;
 use crate::cli::toolbox::ToolError;
 use bytes::Bytes;
 use futures::StreamExt;
@@ -93,6 +93,8 @@ pub struct Target {
     /// `Host` header and origin-form request target, computed once.
     authority: HeaderValue,
     path: hyper::Uri,
+    /// Which API's replies to read.
+    pub api: ChatApi,
     pub stream: bool,
     pub fresh: bool,
     pub timeout: Duration,
@@ -203,7 +205,7 @@ impl Target {
                     Err(e) => Some(Err(e)),
                 }
             });
-            let outcome = read_stream(frames).await;
+            let outcome = read_stream(self.api, frames).await;
             if let Some(error) = outcome.error {
                 return Err((Failure::Stream, error));
             }
@@ -219,15 +221,16 @@ impl Target {
         }
         let bytes = body.collect().await.map_err(transport)?.to_bytes();
         self.connections.checkin(sender);
-        let Ok(parsed) = serde_json::from_slice::<Payload>(&bytes) else {
-            return Err((Failure::Stream, "the answer is not JSON".into()));
-        };
+        let reply = self
+            .api
+            .read_reply(&bytes)
+            .map_err(|e| (Failure::Stream, format!("unexpected answer: {e}")))?;
         Ok(Answer {
             first_byte: Some(headers_at),
             content_at: Vec::new(),
-            completion_tokens: parsed.completion_tokens(),
-            figures: parsed
-                .figures()
+            completion_tokens: reply.completion_tokens,
+            figures: reply
+                .figures
                 .or_else(|| header_figures(server_timing.as_ref())),
         })
     }
@@ -332,6 +335,7 @@ pub fn target(
         path: path
             .parse()
             .map_err(|e: hyper::http::uri::InvalidUri| bad(e.to_string()))?,
+        api,
         stream,
         fresh,
         timeout,
