@@ -188,9 +188,9 @@ impl AuthService {
             return Ok((row, false));
         }
         let mut candidate = username.to_string();
-        let mut attempt =
-            users::insert_with_identity(&self.db, passwordless(&candidate, email), Some(identity))
-                .await;
+        let mut attempt = self
+            .insert_with_identity(passwordless(&candidate, email), identity)
+            .await;
         for _ in 0..3 {
             if !matches!(attempt, Err(InsertError::Taken(Taken::Username))) {
                 break;
@@ -200,12 +200,9 @@ impl AuthService {
             let suffix: u32 = rand::random();
             let base = &username[..username.len().min(54)];
             candidate = format!("{base}-{:06x}", suffix & 0xff_ffff);
-            attempt = users::insert_with_identity(
-                &self.db,
-                passwordless(&candidate, email),
-                Some(identity),
-            )
-            .await;
+            attempt = self
+                .insert_with_identity(passwordless(&candidate, email), identity)
+                .await;
         }
         match attempt {
             Ok(row) => Ok((row, true)),
@@ -216,6 +213,22 @@ impl AuthService {
             Err(InsertError::Taken(which)) => Err(AuthError::Taken(which)),
             Err(InsertError::Db(e)) => Err(AuthError::Db(e)),
         }
+    }
+
+    /// Creates the account and the sign-in identity it is for in one
+    /// transaction, so there is never an account nobody can sign in to, nor two
+    /// accounts for one identity (the identity's key decides a race:
+    /// [`Taken::Identity`], and the account is rolled back with it).
+    async fn insert_with_identity(
+        &self,
+        user: NewUser<'_>,
+        identity: &Identity<'_>,
+    ) -> Result<UserRow, InsertError> {
+        let mut tx = self.db.begin().await?;
+        let row = users::insert(&mut tx, user).await?;
+        identities::link(&mut tx, &row.user_id, identity).await?;
+        tx.commit().await?;
+        Ok(row)
     }
 
     /// Turns a provider-verified identity into a session: its account when it

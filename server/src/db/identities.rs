@@ -1,9 +1,11 @@
 //! Queries on the sign-in identities that are not passwords: Ed25519 public keys
 //! and OAuth (provider, subject) pairs. Each belongs to exactly one account.
+//! Queries take an [`Exec`], so an account and its identity can be created in
+//! one transaction (see `AuthService`).
 
-use super::users::{unique_violation, InsertError, UserRow, COLUMNS};
-use super::Db;
-use crate::with_pool;
+use super::users::{UserRow, COLUMNS};
+use super::{is_unique_violation, Exec, InsertError, Taken};
+use crate::with_exec;
 use chrono::Utc;
 
 /// A way to sign in that names an account without a password.
@@ -45,7 +47,10 @@ impl Identity<'_> {
 }
 
 /// The account this identity signs in to, if it has one.
-pub async fn find_user(db: &Db, identity: &Identity<'_>) -> Result<Option<UserRow>, sqlx::Error> {
+pub async fn find_user<'e>(
+    ex: impl Into<Exec<'e>>,
+    identity: &Identity<'_>,
+) -> Result<Option<UserRow>, sqlx::Error> {
     let columns = COLUMNS
         .split(", ")
         .map(|c| format!("u.{c}"))
@@ -58,38 +63,48 @@ pub async fn find_user(db: &Db, identity: &Identity<'_>) -> Result<Option<UserRo
     let sql = format!(
         "select {columns} from {table} i join users u on u.user_id = i.user_id where {filter}"
     );
-    with_pool!(db, pool => {
+    with_exec!(ex.into(), exec => {
         let mut query = sqlx::query_as::<_, UserRow>(&sql);
         for value in identity.values().into_iter().take(filter.matches('$').count()) {
             query = query.bind(value);
         }
-        query.fetch_optional(pool).await
+        query.fetch_optional(exec).await
     })
 }
 
-/// Attaches the identity to an existing account (explicit linking).
-pub async fn link(db: &Db, user_id: &str, identity: &Identity<'_>) -> Result<(), InsertError> {
+/// Attaches the identity to an account: a new one (in the transaction that
+/// created it) or an existing one (explicit linking). The identity is the
+/// table's only unique key, so a violation means another account has it:
+/// [`Taken::Identity`].
+pub async fn link<'e>(
+    ex: impl Into<Exec<'e>>,
+    user_id: &str,
+    identity: &Identity<'_>,
+) -> Result<(), InsertError> {
     let now = Utc::now();
-    let result = with_pool!(db, pool => {
+    let result = with_exec!(ex.into(), exec => {
         let mut query = sqlx::query(identity.insert_sql()).bind(user_id).bind(now);
         for value in identity.values() {
             query = query.bind(value);
         }
-        query.execute(pool).await.map(|_| ())
+        query.execute(exec).await.map(|_| ())
     });
-    result.map_err(|e| match unique_violation(&e) {
-        Some(which) => InsertError::Taken(which),
-        None => InsertError::Db(e),
+    result.map_err(|e| {
+        if is_unique_violation(&e) {
+            InsertError::Taken(Taken::Identity)
+        } else {
+            InsertError::Db(e)
+        }
     })
 }
 
 /// Records the email the provider reported at this sign-in (display only).
-pub async fn touch_oauth_email(
-    db: &Db,
+pub async fn touch_oauth_email<'e>(
+    ex: impl Into<Exec<'e>>,
     provider: &str,
     subject: &str,
     email: Option<&str>,
 ) -> Result<(), sqlx::Error> {
-    with_pool!(db, pool => sqlx::query("update oauth_identities set email = $3 where provider = $1 and subject = $2")
-        .bind(provider).bind(subject).bind(email).execute(pool).await.map(|_| ()))
+    with_exec!(ex.into(), exec => sqlx::query("update oauth_identities set email = $3 where provider = $1 and subject = $2")
+        .bind(provider).bind(subject).bind(email).execute(exec).await.map(|_| ()))
 }

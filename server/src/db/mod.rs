@@ -5,14 +5,21 @@
 //! both) and run through [`with_pool!`], which expands the same code for each
 //! backend's pool. The dialect differences live in the two migration folders and
 //! in the connection setup below, nowhere else.
+//!
+//! Query functions take an [`Exec`]: `&Db` (any free pooled connection) or
+//! `&mut Tx` (one transaction), so a service can run several in one
+//! transaction ([`Db::begin`]). [`with_exec!`] expands a query for each of the
+//! four. A unique-constraint violation is recognised by its error code
+//! ([`is_unique_violation`]) and reported as [`InsertError::Taken`].
 
 pub mod identities;
 pub mod users;
 
 use anyhow::Context;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
 use std::path::Path;
 use std::str::FromStr;
@@ -41,6 +48,108 @@ macro_rules! with_pool {
             $crate::db::Db::Postgres($pool) => $body,
         }
     };
+}
+
+/// Where a query runs: a pool (each query on any free connection) or one
+/// borrowed connection, such as an open transaction's.
+pub enum Exec<'a> {
+    SqlitePool(&'a SqlitePool),
+    Sqlite(&'a mut SqliteConnection),
+    PostgresPool(&'a PgPool),
+    Postgres(&'a mut PgConnection),
+}
+
+impl Exec<'_> {
+    /// The same executor for one more query, leaving `self` usable afterwards.
+    pub fn reborrow(&mut self) -> Exec<'_> {
+        match self {
+            Exec::SqlitePool(pool) => Exec::SqlitePool(pool),
+            Exec::Sqlite(conn) => Exec::Sqlite(conn),
+            Exec::PostgresPool(pool) => Exec::PostgresPool(pool),
+            Exec::Postgres(conn) => Exec::Postgres(conn),
+        }
+    }
+}
+
+impl<'a> From<&'a Db> for Exec<'a> {
+    fn from(db: &'a Db) -> Self {
+        match db {
+            Db::Sqlite(pool) => Exec::SqlitePool(pool),
+            Db::Postgres(pool) => Exec::PostgresPool(pool),
+        }
+    }
+}
+
+impl<'a> From<&'a mut Tx> for Exec<'a> {
+    fn from(tx: &'a mut Tx) -> Self {
+        match tx {
+            Tx::Sqlite(tx) => Exec::Sqlite(tx),
+            Tx::Postgres(tx) => Exec::Postgres(tx),
+        }
+    }
+}
+
+/// Runs `$body` with `$exec` bound to whichever executor (pool or connection,
+/// either backend) `$ex` holds: four expansions, so it must be valid for all.
+#[macro_export]
+macro_rules! with_exec {
+    ($ex:expr, $exec:ident => $body:expr) => {
+        match $ex {
+            $crate::db::Exec::SqlitePool($exec) => $body,
+            $crate::db::Exec::Sqlite($exec) => $body,
+            $crate::db::Exec::PostgresPool($exec) => $body,
+            $crate::db::Exec::Postgres($exec) => $body,
+        }
+    };
+}
+
+/// An open transaction on either backend. Dropped without [`Tx::commit`], it
+/// rolls back.
+pub enum Tx {
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+impl Tx {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            Tx::Sqlite(tx) => tx.commit().await,
+            Tx::Postgres(tx) => tx.commit().await,
+        }
+    }
+}
+
+/// Which unique value an insert collided with.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Taken {
+    Username,
+    Email,
+    /// The sign-in identity (an Ed25519 key, an OAuth subject) already has an account.
+    Identity,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InsertError {
+    #[error("{0:?} already taken")]
+    Taken(Taken),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// A unique-constraint violation, by the backend's error code (SQLite's
+/// extended codes 2067 UNIQUE and 1555 PRIMARY KEY, PostgreSQL's SQLSTATE
+/// 23505), never by the wording of its message.
+pub fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+/// The constraint a violation names, where the backend reports it as a field
+/// (PostgreSQL; SQLite only writes it into the message).
+pub(crate) fn violated_constraint(e: &sqlx::Error) -> Option<&str> {
+    match e {
+        sqlx::Error::Database(db) => db.constraint(),
+        _ => None,
+    }
 }
 
 /// What to connect to, resolved from `DATABASE_URL` and `CALOS_DATA_DIR`.
@@ -148,6 +257,14 @@ impl Db {
             Self::Postgres(pool) => sqlx::migrate!("../migrations/postgres").run(pool).await,
         }
         .context("running database migrations")
+    }
+
+    /// Starts a transaction; queries given `&mut` it run inside it.
+    pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        Ok(match self {
+            Self::Sqlite(pool) => Tx::Sqlite(pool.begin().await?),
+            Self::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+        })
     }
 
     /// `SELECT 1`, timed; used by health checks and `calos diag db`.

@@ -1,9 +1,10 @@
 //! Queries on `users`. Every query binds its inputs; lookups go through the
-//! `lower(...)` expression indexes created by the migrations.
+//! `lower(...)` expression indexes created by the migrations. Each takes an
+//! [`Exec`]: `&Db`, or `&mut Tx` to run inside a caller's transaction.
 
-use super::identities::Identity;
-use super::Db;
-use crate::with_pool;
+use super::{is_unique_violation, violated_constraint, Db, Exec};
+pub use super::{InsertError, Taken};
+use crate::with_exec;
 use app::wire::{Role, UserView};
 use chrono::{DateTime, Utc};
 
@@ -50,92 +51,72 @@ pub struct NewUser<'a> {
 pub(super) const COLUMNS: &str =
     "user_id, username, email, password_hash, role, persistent, session_epoch, created_at";
 
-/// Which unique value an insert collided with.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Taken {
-    Username,
-    Email,
-    /// The sign-in identity (an Ed25519 key, an OAuth subject) already has an account.
-    Identity,
-}
+/// The unique index on `lower(email)` (both migrations name it so).
+const EMAIL_INDEX: &str = "idx_users_email";
 
-#[derive(Debug, thiserror::Error)]
-pub enum InsertError {
-    #[error("{0:?} already taken")]
-    Taken(Taken),
-    #[error(transparent)]
-    Db(#[from] sqlx::Error),
-}
-
-pub async fn insert(db: &Db, user: NewUser<'_>) -> Result<UserRow, InsertError> {
-    insert_with_identity(db, user, None).await
-}
-
-/// Creates the account and, in the same transaction, the sign-in identity it is
-/// for, so there is never an account nobody can sign in to, nor two accounts for
-/// one identity (the identity's primary key decides a race: [`Taken::Identity`]).
-pub async fn insert_with_identity(
-    db: &Db,
+/// Creates the account; a username or email already in use (in any case) is
+/// [`InsertError::Taken`].
+pub async fn insert<'e>(
+    ex: impl Into<Exec<'e>>,
     user: NewUser<'_>,
-    identity: Option<&Identity<'_>>,
 ) -> Result<UserRow, InsertError> {
+    let mut ex = ex.into();
     let id = uuid::Uuid::new_v4().to_string();
     let now = Utc::now();
     let sql = format!(
         "insert into users (user_id, username, email, password_hash, role, persistent, session_epoch, created_at, updated_at) \
          values ($1, $2, $3, $4, $5, $6, 0, $7, $7) returning {COLUMNS}"
     );
-    let result = with_pool!(db, pool => async {
-        let mut tx = pool.begin().await?;
-        let row = sqlx::query_as::<_, UserRow>(&sql)
-            .bind(&id)
-            .bind(user.username)
-            .bind(user.email)
-            .bind(user.password_hash)
-            .bind(user.role.as_str())
-            .bind(user.persistent)
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?;
-        if let Some(identity) = identity {
-            let mut query = sqlx::query(identity.insert_sql()).bind(&row.user_id).bind(now);
-            for value in identity.values() {
-                query = query.bind(value);
-            }
-            query.execute(&mut *tx).await?;
+    let result = with_exec!(ex.reborrow(), exec => sqlx::query_as::<_, UserRow>(&sql)
+        .bind(&id)
+        .bind(user.username)
+        .bind(user.email)
+        .bind(user.password_hash)
+        .bind(user.role.as_str())
+        .bind(user.persistent)
+        .bind(now)
+        .fetch_one(exec)
+        .await);
+    match result {
+        Ok(row) => Ok(row),
+        Err(e) if is_unique_violation(&e) => {
+            Err(InsertError::Taken(which_taken(ex, &e, &user).await?))
         }
-        tx.commit().await?;
-        Ok::<_, sqlx::Error>(row)
-    }.await);
-    result.map_err(|e| match unique_violation(&e) {
-        Some(which) => InsertError::Taken(which),
-        None => InsertError::Db(e),
-    })
-}
-
-/// Maps a unique-constraint violation to the value that collided: the one place
-/// that knows how each backend names it (PostgreSQL: the index as constraint;
-/// SQLite: the indexed expression in the message).
-pub(super) fn unique_violation(e: &sqlx::Error) -> Option<Taken> {
-    let sqlx::Error::Database(db) = e else {
-        return None;
-    };
-    if !db.is_unique_violation() {
-        return None;
+        Err(e) => Err(e.into()),
     }
-    let named = db.constraint().unwrap_or_default().to_string() + db.message();
-    Some(if named.contains("identities") {
-        Taken::Identity
-    } else if named.contains("email") {
-        Taken::Email
-    } else {
+}
+
+/// Which of the account's unique values a violation is about. PostgreSQL
+/// names the index in a field of its own; SQLite only in its message, so there
+/// the username is looked up instead (the statement failed, the connection and
+/// any transaction on it are still usable): in use, it was the username; not,
+/// the email.
+async fn which_taken(
+    ex: Exec<'_>,
+    e: &sqlx::Error,
+    user: &NewUser<'_>,
+) -> Result<Taken, sqlx::Error> {
+    if let Some(constraint) = violated_constraint(e) {
+        return Ok(if constraint == EMAIL_INDEX {
+            Taken::Email
+        } else {
+            Taken::Username
+        });
+    }
+    let username_in_use = find_by_username(ex, user.username).await?.is_some();
+    Ok(if username_in_use || user.email.is_none() {
         Taken::Username
+    } else {
+        Taken::Email
     })
 }
 
-pub async fn find_by_id(db: &Db, user_id: &str) -> Result<Option<UserRow>, sqlx::Error> {
+pub async fn find_by_id<'e>(
+    ex: impl Into<Exec<'e>>,
+    user_id: &str,
+) -> Result<Option<UserRow>, sqlx::Error> {
     let sql = format!("select {COLUMNS} from users where user_id = $1");
-    with_pool!(db, pool => sqlx::query_as::<_, UserRow>(&sql).bind(user_id).fetch_optional(pool).await)
+    with_exec!(ex.into(), exec => sqlx::query_as::<_, UserRow>(&sql).bind(user_id).fetch_optional(exec).await)
 }
 
 /// The lookup the original guide's `idx_users_username` lesson is about; `calos diag db`
@@ -143,41 +124,54 @@ pub async fn find_by_id(db: &Db, user_id: &str) -> Result<Option<UserRow>, sqlx:
 pub const FIND_BY_USERNAME_SQL: &str =
     "select user_id, username, email, password_hash, role, persistent, session_epoch, created_at from users where lower(username) = lower($1)";
 
-pub async fn find_by_username(db: &Db, username: &str) -> Result<Option<UserRow>, sqlx::Error> {
-    with_pool!(db, pool => sqlx::query_as::<_, UserRow>(FIND_BY_USERNAME_SQL).bind(username).fetch_optional(pool).await)
+pub async fn find_by_username<'e>(
+    ex: impl Into<Exec<'e>>,
+    username: &str,
+) -> Result<Option<UserRow>, sqlx::Error> {
+    with_exec!(ex.into(), exec => sqlx::query_as::<_, UserRow>(FIND_BY_USERNAME_SQL).bind(username).fetch_optional(exec).await)
 }
 
-pub async fn find_by_email(db: &Db, email: &str) -> Result<Option<UserRow>, sqlx::Error> {
+pub async fn find_by_email<'e>(
+    ex: impl Into<Exec<'e>>,
+    email: &str,
+) -> Result<Option<UserRow>, sqlx::Error> {
     let sql = format!("select {COLUMNS} from users where lower(email) = lower($1)");
-    with_pool!(db, pool => sqlx::query_as::<_, UserRow>(&sql).bind(email).fetch_optional(pool).await)
+    with_exec!(ex.into(), exec => sqlx::query_as::<_, UserRow>(&sql).bind(email).fetch_optional(exec).await)
 }
 
 /// A username, an email or a user id: whatever an operator typed.
-pub async fn find_by_any(db: &Db, key: &str) -> Result<Option<UserRow>, sqlx::Error> {
-    if let Some(user) = find_by_id(db, key).await? {
+pub async fn find_by_any<'e>(
+    ex: impl Into<Exec<'e>>,
+    key: &str,
+) -> Result<Option<UserRow>, sqlx::Error> {
+    let mut ex = ex.into();
+    if let Some(user) = find_by_id(ex.reborrow(), key).await? {
         return Ok(Some(user));
     }
     if key.contains('@') {
-        return find_by_email(db, key).await;
+        return find_by_email(ex, key).await;
     }
-    find_by_username(db, key).await
+    find_by_username(ex, key).await
 }
 
-pub async fn list(db: &Db) -> Result<Vec<UserRow>, sqlx::Error> {
+pub async fn list<'e>(ex: impl Into<Exec<'e>>) -> Result<Vec<UserRow>, sqlx::Error> {
     let sql = format!("select {COLUMNS} from users order by created_at, username");
-    with_pool!(db, pool => sqlx::query_as::<_, UserRow>(&sql).fetch_all(pool).await)
+    with_exec!(ex.into(), exec => sqlx::query_as::<_, UserRow>(&sql).fetch_all(exec).await)
 }
 
-pub async fn delete(db: &Db, user_id: &str) -> Result<bool, sqlx::Error> {
-    let done = with_pool!(db, pool => sqlx::query("delete from users where user_id = $1").bind(user_id).execute(pool).await.map(|r| r.rows_affected()))?;
+pub async fn delete<'e>(ex: impl Into<Exec<'e>>, user_id: &str) -> Result<bool, sqlx::Error> {
+    let done = with_exec!(ex.into(), exec => sqlx::query("delete from users where user_id = $1").bind(user_id).execute(exec).await.map(|r| r.rows_affected()))?;
     Ok(done > 0)
 }
 
 /// Ends every session of the user: tokens issued in an older epoch stop working.
-pub async fn bump_session_epoch(db: &Db, user_id: &str) -> Result<(), sqlx::Error> {
+pub async fn bump_session_epoch<'e>(
+    ex: impl Into<Exec<'e>>,
+    user_id: &str,
+) -> Result<(), sqlx::Error> {
     let now = Utc::now();
-    with_pool!(db, pool => sqlx::query("update users set session_epoch = session_epoch + 1, updated_at = $2 where user_id = $1")
-        .bind(user_id).bind(now).execute(pool).await.map(|_| ()))
+    with_exec!(ex.into(), exec => sqlx::query("update users set session_epoch = session_epoch + 1, updated_at = $2 where user_id = $1")
+        .bind(user_id).bind(now).execute(exec).await.map(|_| ()))
 }
 
 /// Escapes `%`, `_` and `\` so a prefix matches literally in `like ... escape '\'`.
@@ -194,7 +188,8 @@ fn like_prefix(prefix: &str) -> String {
 }
 
 /// Deletes non-persistent users whose username starts with `prefix` (case-insensitive)
-/// in one write transaction, returning the usernames removed.
+/// in one write transaction of its own (on SQLite an IMMEDIATE one, which only
+/// a pool can start), returning the usernames removed.
 pub async fn prune(db: &Db, prefix: &str) -> Result<Vec<String>, sqlx::Error> {
     let pattern = like_prefix(prefix);
     let select = "select username from users where lower(username) like $1 escape '\\' and not persistent order by username";
@@ -226,9 +221,9 @@ pub async fn prune(db: &Db, prefix: &str) -> Result<Vec<String>, sqlx::Error> {
 }
 
 /// Renames the account (accounts made from an Ed25519 key or OAuth start with a
-/// generated name).
-pub async fn set_username(
-    db: &Db,
+/// generated name). Only the username changes, so a violation is [`Taken::Username`].
+pub async fn set_username<'e>(
+    ex: impl Into<Exec<'e>>,
     user_id: &str,
     username: &str,
 ) -> Result<Option<UserRow>, InsertError> {
@@ -236,10 +231,13 @@ pub async fn set_username(
     let sql = format!(
         "update users set username = $2, updated_at = $3 where user_id = $1 returning {COLUMNS}"
     );
-    let result = with_pool!(db, pool => sqlx::query_as::<_, UserRow>(&sql).bind(user_id).bind(username).bind(now).fetch_optional(pool).await);
-    result.map_err(|e| match unique_violation(&e) {
-        Some(which) => InsertError::Taken(which),
-        None => InsertError::Db(e),
+    let result = with_exec!(ex.into(), exec => sqlx::query_as::<_, UserRow>(&sql).bind(user_id).bind(username).bind(now).fetch_optional(exec).await);
+    result.map_err(|e| {
+        if is_unique_violation(&e) {
+            InsertError::Taken(Taken::Username)
+        } else {
+            InsertError::Db(e)
+        }
     })
 }
 
