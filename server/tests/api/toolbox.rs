@@ -96,12 +96,12 @@ fn parse(args: &[&str]) -> server::cli::Command {
     use diag::DiagCommand as D;
     use server::cli::Command as C;
     match &mut command {
-        C::Perf(a) => sign_in(&mut a.sign_in),
+        C::Perf(a) => sign_in(&mut a.target.sign_in),
         C::Diag(d) => match &mut d.command {
             D::Db(a) => store(&mut a.store),
             D::Llm(a) => llm(&mut a.llm),
             D::All(a) => {
-                sign_in(&mut a.sign_in);
+                sign_in(&mut a.target.sign_in);
                 store(&mut a.store);
                 llm(&mut a.llm);
             }

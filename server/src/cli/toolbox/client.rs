@@ -35,6 +35,23 @@ pub struct SignInArgs {
     pub token: Option<String>,
 }
 
+/// Which calos to ask, as whom, and what: shared by `calos perf` and
+/// `calos diag all`, which time the same chat.
+#[derive(Debug, Clone, Args)]
+pub struct ChatTargetArgs {
+    /// The calos to measure.
+    #[arg(long, env = "CALOS_URL", default_value = "http://localhost:5001")]
+    pub url: String,
+    #[command(flatten)]
+    pub sign_in: SignInArgs,
+    /// Model to ask.
+    #[arg(long, default_value = "llama3.2")]
+    pub model: String,
+    /// What to ask.
+    #[arg(long, default_value = "Write a haiku about code")]
+    pub prompt: String,
+}
+
 /// Who to sign in as, resolved from [`SignInArgs`].
 #[derive(Debug, Clone)]
 pub enum Credentials {

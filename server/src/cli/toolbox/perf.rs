@@ -5,7 +5,7 @@
 //! total − server total. Ends with the decision tree's verdict.
 
 use super::client::{
-    describe_send_error, error_message, http_client, ChatApi, Gateway, SignInArgs,
+    describe_send_error, error_message, http_client, ChatApi, ChatTargetArgs, Gateway,
 };
 use super::figures::ServerFigures;
 use super::render::{banner, bar, ms};
@@ -20,17 +20,8 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Args)]
 pub struct PerfArgs {
-    /// The calos to measure.
-    #[arg(long, env = "CALOS_URL", default_value = "http://localhost:5001")]
-    pub url: String,
     #[command(flatten)]
-    pub sign_in: SignInArgs,
-    /// Model to ask.
-    #[arg(long, default_value = "llama3.2")]
-    pub model: String,
-    /// What to ask.
-    #[arg(long, default_value = "Write a haiku about code")]
-    pub prompt: String,
+    pub target: ChatTargetArgs,
     /// Stream the reply (adds client-side TTFT).
     #[arg(long)]
     pub stream: bool,
@@ -94,8 +85,8 @@ pub fn components(client_total: f64, server: &ServerFigures) -> Components {
 
 /// Runs the measurement (no printing).
 pub async fn measure(args: &PerfArgs) -> Result<PerfReport, ToolError> {
-    let gateway = Gateway::new(&args.url, http_client(4)?);
-    let credentials = args.sign_in.credentials()?;
+    let gateway = Gateway::new(&args.target.url, http_client(4)?);
+    let credentials = args.target.sign_in.credentials()?;
     let signed_in = gateway.sign_in(&credentials).await?;
     let Some(token) = signed_in.token else {
         return Err(ToolError::Other(anyhow::anyhow!(
@@ -108,7 +99,7 @@ pub async fn measure(args: &PerfArgs) -> Result<PerfReport, ToolError> {
         .post(&url)
         .bearer_auth(&token)
         .header("X-Timing-Detail", "true")
-        .json(&ChatApi::Calos.body(&args.model, &args.prompt, args.stream))
+        .json(&ChatApi::Calos.body(&args.target.model, &args.target.prompt, args.stream))
         .timeout(args.timeout);
     if !args.allow_cache {
         request = request.header(reqwest::header::CACHE_CONTROL, "no-cache");
@@ -192,12 +183,12 @@ pub async fn measure(args: &PerfArgs) -> Result<PerfReport, ToolError> {
     let components = components(client.total, &server);
     Ok(PerfReport {
         url,
-        model: args.model.clone(),
+        model: args.target.model.clone(),
         provider,
         stream: args.stream,
         cache_status,
         login_ms: signed_in.took.map(millis),
-        verdict: decide(&components, &args.model),
+        verdict: decide(&components, &args.target.model),
         client,
         server,
         server_timing,

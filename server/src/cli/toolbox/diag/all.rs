@@ -6,7 +6,7 @@
 use super::db::{DbArgs, DbReport};
 use super::llm::{LlmDiagArgs, LlmReport};
 use super::network::{NetworkArgs, NetworkReport};
-use crate::cli::toolbox::client::SignInArgs;
+use crate::cli::toolbox::client::ChatTargetArgs;
 use crate::cli::toolbox::perf::{PerfArgs, PerfReport};
 use crate::cli::toolbox::verdict::{Culprit, Verdict, DATABASE_LIMIT_MS, NETWORK_LIMIT_MS};
 use crate::cli::toolbox::ToolError;
@@ -17,15 +17,9 @@ use std::time::Duration;
 
 #[derive(Debug, Clone, Args)]
 pub struct AllArgs {
-    /// The calos to diagnose.
-    #[arg(long, env = "CALOS_URL", default_value = "http://localhost:5001")]
-    pub url: String,
+    /// The calos to diagnose, as whom, and the chat to time.
     #[command(flatten)]
-    pub sign_in: SignInArgs,
-    #[arg(long, default_value = "llama3.2")]
-    pub model: String,
-    #[arg(long, default_value = "Write a haiku about code")]
-    pub prompt: String,
+    pub target: ChatTargetArgs,
     /// Probes / queries per step.
     #[arg(short = 'n', long, default_value_t = 5)]
     pub count: u32,
@@ -73,7 +67,7 @@ fn compare(figure: &'static str, direct: Option<f64>, through: Option<f64>) -> C
 }
 
 pub async fn measure(args: &AllArgs) -> Result<AllReport, ToolError> {
-    let url = args.url.trim_end_matches('/');
+    let url = args.target.url.trim_end_matches('/');
     let network = super::network::measure(&NetworkArgs {
         url: format!("{url}/api/health"),
         count: args.count,
@@ -98,8 +92,8 @@ pub async fn measure(args: &AllArgs) -> Result<AllReport, ToolError> {
         Some(report.map_err(|e| e.to_string()))
     };
     let llm_direct = super::llm::measure(&LlmDiagArgs {
-        model: args.model.clone(),
-        prompt: args.prompt.clone(),
+        model: args.target.model.clone(),
+        prompt: args.target.prompt.clone(),
         count: 1,
         llm: args.llm.clone(),
         json: false,
@@ -107,10 +101,7 @@ pub async fn measure(args: &AllArgs) -> Result<AllReport, ToolError> {
     .await
     .map_err(|e| e.to_string());
     let perf = crate::cli::toolbox::perf::measure(&PerfArgs {
-        url: args.url.clone(),
-        sign_in: args.sign_in.clone(),
-        model: args.model.clone(),
-        prompt: args.prompt.clone(),
+        target: args.target.clone(),
         stream: true,
         allow_cache: false,
         timeout: Duration::from_secs(180),
