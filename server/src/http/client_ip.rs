@@ -24,44 +24,6 @@ pub fn client_ip(headers: &HeaderMap, peer: IpAddr, trusted: &[IpAddr]) -> IpAdd
         .unwrap_or(peer)
 }
 
-/// Parses `CALOS_TRUSTED_PROXIES` (comma-separated IPs).
-pub fn parse_ips(spec: &str) -> Result<Vec<IpAddr>, String> {
-    spec.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse().map_err(|_| format!("{s:?} is not an IP address")))
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::http::HeaderValue;
-
-    #[test]
-    fn forwarded_headers_count_only_from_trusted_proxies() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "x-forwarded-for",
-            HeaderValue::from_static("6.6.6.6, 203.0.113.7"),
-        );
-        let proxy: IpAddr = [10, 0, 0, 1].into();
-        let stranger: IpAddr = [198, 51, 100, 9].into();
-        assert_eq!(
-            client_ip(&headers, stranger, &[proxy]),
-            stranger,
-            "spoofed header ignored"
-        );
-        assert_eq!(
-            client_ip(&headers, proxy, &[proxy]),
-            IpAddr::from([203, 0, 113, 7])
-        );
-        assert_eq!(client_ip(&HeaderMap::new(), proxy, &[proxy]), proxy);
-        assert!(parse_ips("127.0.0.1, ::1").is_ok_and(|v| v.len() == 2));
-        assert!(parse_ips("nope").is_err());
-    }
-}
-
 /// The proxies whose `X-Forwarded-For` is believed (`CALOS_TRUSTED_PROXIES`).
 #[derive(Clone, Debug, Default)]
 pub struct TrustedProxies(pub std::sync::Arc<Vec<IpAddr>>);
@@ -94,5 +56,32 @@ where
             })?;
         let trusted = TrustedProxies::from_ref(state);
         Ok(ClientIp(client_ip(&parts.headers, peer, &trusted.0)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn forwarded_headers_count_only_from_trusted_proxies() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("6.6.6.6, 203.0.113.7"),
+        );
+        let proxy: IpAddr = [10, 0, 0, 1].into();
+        let stranger: IpAddr = [198, 51, 100, 9].into();
+        assert_eq!(
+            client_ip(&headers, stranger, &[proxy]),
+            stranger,
+            "spoofed header ignored"
+        );
+        assert_eq!(
+            client_ip(&headers, proxy, &[proxy]),
+            IpAddr::from([203, 0, 113, 7])
+        );
+        assert_eq!(client_ip(&HeaderMap::new(), proxy, &[proxy]), proxy);
     }
 }
