@@ -6,8 +6,8 @@
 //! a snapshot, so a fresh page is never empty.
 
 use super::{hydration_flag, Header};
+use crate::wire::{ComponentHealth, LogLine, MetricsSample, MonitorMessage, ProcessView};
 use leptos::prelude::*;
-use serde_json::Value;
 use std::collections::VecDeque;
 
 /// Log lines kept in the page.
@@ -15,19 +15,21 @@ const LOG_LINES: usize = 1_000;
 /// Lines shown at once.
 const LOG_SHOWN: usize = 300;
 
-fn text(v: &Value, key: &str) -> String {
-    match v.get(key) {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Null) | None => String::new(),
-        Some(other) => other.to_string(),
-    }
+/// A latency quantile of one phase from a metrics sample, as text.
+fn phase_ms(
+    sample: &MetricsSample,
+    phase: &str,
+    quantile: fn(&crate::wire::Quantiles) -> f64,
+) -> Option<String> {
+    sample
+        .latency
+        .get(phase)
+        .map(|q| format!("{:.1} ms", quantile(q)))
 }
 
-/// A latency quantile from a metrics sample, as text.
-fn phase_ms(v: &Value, phase: &str, q: &str) -> Option<String> {
-    v.pointer(&format!("/latency/{phase}/{q}"))
-        .and_then(Value::as_f64)
-        .map(|x| format!("{x:.1} ms"))
+/// An optional number as a table cell: empty when absent.
+fn cell<T: ToString>(value: Option<T>) -> String {
+    value.map(|v| v.to_string()).unwrap_or_default()
 }
 
 fn level_rank(level: &str) -> u8 {
@@ -42,10 +44,10 @@ fn level_rank(level: &str) -> u8 {
 /// The page's copy of the feed.
 #[derive(Clone, Copy)]
 struct Feed {
-    health: RwSignal<Vec<Value>>,
-    logs: RwSignal<VecDeque<Value>>,
-    latest: RwSignal<Option<Value>>,
-    processes: RwSignal<Vec<Value>>,
+    health: RwSignal<Vec<ComponentHealth>>,
+    logs: RwSignal<VecDeque<LogLine>>,
+    latest: RwSignal<Option<MetricsSample>>,
+    processes: RwSignal<Vec<ProcessView>>,
     /// Bumped per metrics message: the charts reload.
     tick: RwSignal<u64>,
     live: RwSignal<bool>,
@@ -65,31 +67,26 @@ impl Feed {
 
     #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
     fn apply(&self, message: &str) {
-        let Ok(v) = serde_json::from_str::<Value>(message) else {
+        // A frame this build cannot read (a newer server's message type) is
+        // skipped: the rest of the feed still works.
+        let Ok(message) = serde_json::from_str::<MonitorMessage>(message) else {
             return;
         };
-        let list = |key: &str| {
-            v.get(key)
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default()
-        };
-        match v.get("type").and_then(Value::as_str) {
-            Some("health") => self.health.set(list("components")),
-            Some("process") => self.processes.set(list("processes")),
-            Some("log") => self.logs.update(|logs| {
-                logs.extend(list("lines"));
+        match message {
+            MonitorMessage::Health { components } => self.health.set(components),
+            MonitorMessage::Process { processes } => self.processes.set(processes),
+            MonitorMessage::Log { lines } => self.logs.update(|logs| {
+                logs.extend(lines);
                 while logs.len() > LOG_LINES {
                     logs.pop_front();
                 }
             }),
-            Some("metrics") => {
-                if let Some(last) = list("samples").pop() {
+            MonitorMessage::Metrics { mut samples } => {
+                if let Some(last) = samples.pop() {
                     self.latest.set(Some(last));
                     self.tick.update(|t| *t += 1);
                 }
             }
-            _ => {}
         }
     }
 }
@@ -142,32 +139,29 @@ fn clock(unix_secs: i64) -> String {
 fn HealthTiles(feed: Feed) -> impl IntoView {
     view! {
         <section class="tiles" data-testid="health">
-            <For each=move || feed.health.get() key=|c| text(c, "name") let:c>
+            <For each=move || feed.health.get() key=|c| c.name.clone() let:c>
                 {
-                    let status = text(&c, "status");
-                    let latency = c.get("latencyMs").and_then(Value::as_f64).unwrap_or(0.0);
-                    let history = c.get("history").and_then(Value::as_array).cloned().unwrap_or_default();
-                    let (up, checks) = history.iter().fold((0, 0), |(u, n), r| {
-                        (u + r.get("up").and_then(Value::as_u64).unwrap_or(0),
-                         n + r.get("checks").and_then(Value::as_u64).unwrap_or(0))
+                    let status = c.status.as_str();
+                    let latency = c.latency_ms;
+                    let (up, checks) = c.history.iter().fold((0u64, 0u64), |(u, n), r| {
+                        (u + u64::from(r.up), n + u64::from(r.checks))
                     });
                     let uptime = (checks > 0).then(|| format!("{:.1}% up", 100.0 * up as f64 / checks as f64));
                     // The last hour, a bar per minute (Uptime Kuma's strip).
-                    let recent: Vec<Value> = history.iter().rev().take(STRIP_MINUTES).rev().cloned().collect();
+                    let skip = c.history.len().saturating_sub(STRIP_MINUTES);
+                    let recent = c.history[skip..].to_vec();
                     view! {
-                        <div class=format!("tile {status}") data-testid="health-tile" data-name=text(&c, "name")>
-                            <strong>{text(&c, "name")}</strong>
-                            <span class="kind">{text(&c, "kind")}</span>
-                            <span class="status">{status.clone()}" · "{format!("{latency:.1} ms")}</span>
-                            <small>{text(&c, "message")}</small>
+                        <div class=format!("tile {status}") data-testid="health-tile" data-name=c.name.clone()>
+                            <strong>{c.name.clone()}</strong>
+                            <span class="kind">{c.kind.as_str()}</span>
+                            <span class="status">{status}" · "{format!("{latency:.1} ms")}</span>
+                            <small>{c.message.clone()}</small>
                             <small>{uptime}</small>
                             <div class="strip" data-testid="health-strip" aria-label="status per minute, last hour">
                                 {recent.into_iter().map(|r| {
-                                    let up = r.get("up").and_then(Value::as_u64).unwrap_or(0);
-                                    let checks = r.get("checks").and_then(Value::as_u64).unwrap_or(0);
+                                    let (up, checks) = (r.up, r.checks);
                                     let class = if checks == 0 { "none" } else if up == checks { "up" } else if up == 0 { "down" } else { "partial" };
-                                    let minute = r.get("minute").and_then(Value::as_i64).unwrap_or(0);
-                                    let title = format!("{} UTC: {up}/{checks} checks up", clock(minute));
+                                    let title = format!("{} UTC: {up}/{checks} checks up", clock(r.minute));
                                     view! { <span class=format!("bar {class}") title=title></span> }
                                 }).collect_view()}
                             </div>
@@ -181,7 +175,7 @@ fn HealthTiles(feed: Feed) -> impl IntoView {
 
 #[component]
 fn Figures(feed: Feed) -> impl IntoView {
-    let figure = move |f: fn(&Value) -> Option<String>| {
+    let figure = move |f: fn(&MetricsSample) -> Option<String>| {
         move || {
             feed.latest
                 .get()
@@ -193,24 +187,24 @@ fn Figures(feed: Feed) -> impl IntoView {
     view! {
         <section class="figures" data-testid="figures">
             <div><span>"requests/s"</span><strong data-testid="rps">
-                {figure(|v| v.get("requestsPerSec").and_then(Value::as_f64).map(|x| format!("{x:.1}")))}
+                {figure(|s| Some(format!("{:.1}", s.requests_per_sec)))}
             </strong></div>
             <div><span>"error rate"</span><strong>
-                {figure(|v| v.get("errorRate").and_then(Value::as_f64).map(|x| format!("{:.1}%", 100.0 * x)))}
+                {figure(|s| Some(format!("{:.1}%", 100.0 * s.error_rate)))}
             </strong></div>
-            <div><span>"total p50"</span><strong data-testid="total-p50">{figure(|v| phase_ms(v, "total", "p50"))}</strong></div>
-            <div><span>"total p95"</span><strong>{figure(|v| phase_ms(v, "total", "p95"))}</strong></div>
-            <div><span>"total p99"</span><strong>{figure(|v| phase_ms(v, "total", "p99"))}</strong></div>
-            <div><span>"TTFT p50"</span><strong>{figure(|v| phase_ms(v, "ttft", "p50"))}</strong></div>
-            <div><span>"database p50"</span><strong>{figure(|v| phase_ms(v, "database", "p50"))}</strong></div>
+            <div><span>"total p50"</span><strong data-testid="total-p50">{figure(|s| phase_ms(s, "total", |q| q.p50))}</strong></div>
+            <div><span>"total p95"</span><strong>{figure(|s| phase_ms(s, "total", |q| q.p95))}</strong></div>
+            <div><span>"total p99"</span><strong>{figure(|s| phase_ms(s, "total", |q| q.p99))}</strong></div>
+            <div><span>"TTFT p50"</span><strong>{figure(|s| phase_ms(s, "ttft", |q| q.p50))}</strong></div>
+            <div><span>"database p50"</span><strong>{figure(|s| phase_ms(s, "database", |q| q.p50))}</strong></div>
             <div><span>"active streams"</span><strong>
-                {figure(|v| v.get("activeStreams").map(|x| x.to_string()))}
+                {figure(|s| Some(s.active_streams.to_string()))}
             </strong></div>
             <div><span>"queue depth"</span><strong>
-                {figure(|v| v.get("queueDepth").map(|x| x.to_string()))}
+                {figure(|s| Some(s.queue_depth.to_string()))}
             </strong></div>
             <div><span>"cache hits"</span><strong>
-                {figure(|v| v.get("cacheHitRate").and_then(Value::as_f64).map(|x| format!("{:.0}%", 100.0 * x)))}
+                {figure(|s| s.cache_hit_rate.map(|x| format!("{:.0}%", 100.0 * x)))}
             </strong></div>
         </section>
     }
@@ -222,7 +216,9 @@ fn Processes(feed: Feed) -> impl IntoView {
         #[cfg(feature = "hydrate")]
         leptos::task::spawn_local(async move {
             let url = format!("/api/monitor/processes/{name}/{action}");
-            let _ = crate::browser::post_json(&url, &serde_json::json!({})).await;
+            // The order is all in the path and the endpoint reads no body:
+            // unit says so (it goes out as `null`).
+            let _ = crate::browser::post_json(&url, &()).await;
         });
         #[cfg(not(feature = "hydrate"))]
         let _ = (name, action);
@@ -235,19 +231,20 @@ fn Processes(feed: Feed) -> impl IntoView {
                 <table data-testid="processes">
                     <thead><tr><th>"name"</th><th>"status"</th><th>"pid"</th><th>"uptime"</th><th>"restarts"</th><th>"last exit"</th><th></th></tr></thead>
                     <tbody>
-                        <For each=move || feed.processes.get() key=|p| (text(p, "name"), text(p, "status"), text(p, "restarts")) let:p>
+                        <For each=move || feed.processes.get() key=|p| (p.name.clone(), p.status, p.restarts) let:p>
                             {
-                                let name = text(&p, "name");
+                                let name = p.name.clone();
                                 let (n1, n2, n3) = (name.clone(), name.clone(), name.clone());
-                                let uptime = p.get("uptimeSecs").and_then(Value::as_f64).map(|s| format!("{s:.0} s")).unwrap_or_default();
+                                let uptime = cell(p.uptime_secs.map(|s| format!("{s:.0} s")));
+                                let status = p.status.as_str();
                                 view! {
                                     <tr data-name=name.clone()>
                                         <td>{name.clone()}</td>
-                                        <td class=format!("pstatus {}", text(&p, "status"))>{text(&p, "status")}</td>
-                                        <td>{text(&p, "pid")}</td>
+                                        <td class=format!("pstatus {status}")>{status}</td>
+                                        <td>{cell(p.pid)}</td>
                                         <td>{uptime}</td>
-                                        <td>{text(&p, "restarts")}</td>
-                                        <td>{text(&p, "lastExitCode")}</td>
+                                        <td>{p.restarts}</td>
+                                        <td>{cell(p.last_exit_code)}</td>
                                         <td class="actions">
                                             <button class="secondary" on:click=move |_| order(n1.clone(), "start")>"Start"</button>
                                             <button class="secondary" on:click=move |_| order(n2.clone(), "stop")>"Stop"</button>
@@ -268,20 +265,21 @@ fn Processes(feed: Feed) -> impl IntoView {
 fn Logs(feed: Feed) -> impl IntoView {
     let level = RwSignal::new(String::from("info"));
     let needle = RwSignal::new(String::new());
-    let frozen: RwSignal<Option<VecDeque<Value>>> = RwSignal::new(None);
+    let frozen: RwSignal<Option<VecDeque<LogLine>>> = RwSignal::new(None);
     let shown = move || {
         let min = level_rank(&level.get());
         let needle = needle.get().to_lowercase();
         let lines = frozen.get().unwrap_or_else(|| feed.logs.get());
-        let mut matching: Vec<Value> = lines
+        let has = |text: &str| text.to_lowercase().contains(&needle);
+        let mut matching: Vec<LogLine> = lines
             .into_iter()
-            .filter(|l| level_rank(&text(l, "level")) >= min)
+            .filter(|l| level_rank(&l.level) >= min)
             .filter(|l| {
                 needle.is_empty()
-                    || text(l, "message").to_lowercase().contains(&needle)
-                    || text(l, "source").to_lowercase().contains(&needle)
-                    || text(l, "target").to_lowercase().contains(&needle)
-                    || text(l, "requestId").to_lowercase().contains(&needle)
+                    || has(&l.message)
+                    || has(&l.source)
+                    || l.target.as_deref().is_some_and(has)
+                    || l.request_id.as_deref().is_some_and(has)
             })
             .collect();
         let skip = matching.len().saturating_sub(LOG_SHOWN);
@@ -307,17 +305,21 @@ fn Logs(feed: Feed) -> impl IntoView {
             <ol class="log-lines" data-testid="log-lines">
                 // Re-rendered whole (at most LOG_SHOWN rows): a keyed <For> here
                 // sometimes kept rows a new filter had excluded.
-                {move || shown().into_iter().map(|l| view! {
-                    <li class=format!("log {}", text(&l, "level")) data-testid="log-line">
-                        <time>{text(&l, "time").get(11..23).unwrap_or_default().to_string()}</time>
-                        <span class="lvl">{text(&l, "level")}</span>
-                        <span class="src" title=text(&l, "target")>{
-                            let target = text(&l, "target");
-                            if target.is_empty() { text(&l, "source") } else { target }
-                        }</span>
-                        <span class="rid" data-testid="log-request-id">{text(&l, "requestId")}</span>
-                        <span class="msg">{text(&l, "message")}</span>
-                    </li>
+                {move || shown().into_iter().map(|l| {
+                    let clock = l.time.get(11..23).unwrap_or_default().to_string();
+                    let class = format!("log {}", l.level);
+                    let target = l.target.unwrap_or_default();
+                    // calos's own events name their module; process lines their process.
+                    let origin = if target.is_empty() { l.source } else { target.clone() };
+                    view! {
+                        <li class=class data-testid="log-line">
+                            <time>{clock}</time>
+                            <span class="lvl">{l.level}</span>
+                            <span class="src" title=target>{origin}</span>
+                            <span class="rid" data-testid="log-request-id">{l.request_id.unwrap_or_default()}</span>
+                            <span class="msg">{l.message}</span>
+                        </li>
+                    }
                 }).collect_view()}
             </ol>
         </section>

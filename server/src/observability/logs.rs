@@ -3,8 +3,8 @@
 //! on the way in: control characters escaped (a process cannot repaint an
 //! operator's terminal or page) and credentials redacted.
 
+use app::wire::LogLine;
 use parking_lot::Mutex;
-use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::{Arc, OnceLock};
 use tokio::sync::broadcast;
@@ -13,25 +13,6 @@ use tokio::sync::broadcast;
 pub const CAPACITY: usize = 5_000;
 /// Longest line kept, in characters.
 const MAX_LINE_CHARS: usize = 4_096;
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct LogLine {
-    /// Increases by one per line, so a client can ask for what it has not seen.
-    pub seq: u64,
-    /// RFC 3339 wall-clock time.
-    pub time: String,
-    pub level: String,
-    /// `calos` or `process:<name>`.
-    pub source: String,
-    /// calos's own events: the module that logged (`server::chat`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub target: Option<String>,
-    /// The request the event belongs to, when it names one (`X-Request-Id`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<String>,
-    pub message: String,
-}
 
 #[derive(Default)]
 struct Ring {

@@ -7,8 +7,8 @@ use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::AdminUser;
 use crate::http::query::ApiQuery;
 use crate::http::state::AppState;
-use crate::observability::logs::LogLine;
-use crate::ops::processes::{Order, ProcessView};
+use crate::ops::processes::Order;
+use app::wire::{LogLine, ProcessView, SuccessResponse};
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap};
@@ -18,7 +18,6 @@ use axum::{Json, Router};
 use futures::stream::SplitSink;
 use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 /// `/metrics`: unauthenticated, like most exporters (it carries counts and
 /// bounded labels only).
@@ -222,7 +221,7 @@ async fn order(
     AdminUser(admin): AdminUser,
     State(state): State<AppState>,
     Path((name, action)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SuccessResponse>> {
     let order = match action.as_str() {
         "start" => Order::Start,
         "stop" => Order::Stop,
@@ -239,7 +238,7 @@ async fn order(
         .await
         .map_err(|e| ApiError::NotFound(e.to_string()))?;
     tracing::info!(process = %name, %action, admin = %admin.username, "process order");
-    Ok(Json(json!({ "success": true })))
+    Ok(Json(SuccessResponse::OK))
 }
 
 #[derive(Debug, Deserialize)]

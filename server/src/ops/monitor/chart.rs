@@ -2,7 +2,7 @@
 //! last 15 minutes of one-second samples: latency p50/p95/p99 (total and TTFT)
 //! and requests/s beside the error rate. The page reloads them each second.
 
-use super::sample::MetricsSample;
+use app::wire::{MetricsSample, Quantiles};
 use plotters::prelude::*;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +48,7 @@ pub fn render(kind: Kind, samples: &[MetricsSample]) -> anyhow::Result<String> {
         root.fill(&WHITE).map_err(e)?;
         let lines: Vec<Line> = match kind {
             Kind::Latency => {
-                let q = |phase: &'static str, pick: fn(&super::sample::Quantiles) -> f64| {
+                let q = |phase: &'static str, pick: fn(&Quantiles) -> f64| {
                     move |s: &MetricsSample| s.latency.get(phase).map(pick)
                 };
                 vec![

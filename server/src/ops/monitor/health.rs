@@ -3,7 +3,7 @@
 //! process with a health URL, and any `[[target]]` (HTTP or TCP). Each keeps a
 //! status history of per-minute rollups for 24 hours, like Uptime Kuma.
 
-use serde::Serialize;
+use app::wire::{ComponentHealth, ComponentKind, HealthRollup, HealthStatus};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -12,50 +12,17 @@ pub const ROLLUPS: usize = 24 * 60;
 /// One check's time limit.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Up,
-    Down,
-}
-
-/// One minute of checks.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Rollup {
-    /// Unix time of the minute's start, in seconds.
-    pub minute: i64,
-    pub checks: u32,
-    pub up: u32,
-    pub avg_latency_ms: f64,
-}
-
 /// One check's result.
 #[derive(Debug, Clone)]
 pub struct Check {
-    pub status: Status,
+    pub status: HealthStatus,
     pub latency: Duration,
     pub message: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Component {
-    pub name: String,
-    /// server, database, provider, process or target.
-    pub kind: &'static str,
-    pub status: Status,
-    pub latency_ms: f64,
-    pub message: String,
-    /// RFC 3339 time the status last changed.
-    pub last_change: String,
-    /// Per-minute rollups, oldest first (full in snapshots, the current minute live).
-    pub history: Vec<Rollup>,
-}
-
 struct Tracked {
-    component: Component,
-    rollups: VecDeque<Rollup>,
+    component: ComponentHealth,
+    rollups: VecDeque<HealthRollup>,
 }
 
 /// The health of every component, and its history.
@@ -66,13 +33,13 @@ pub struct Board {
 
 impl Board {
     /// Records a check at `now_secs` (Unix seconds); true when the status changed.
-    pub fn record(&mut self, name: &str, kind: &'static str, check: Check, now_secs: i64) -> bool {
+    pub fn record(&mut self, name: &str, kind: ComponentKind, check: Check, now_secs: i64) -> bool {
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let index = match self.tracked.iter().position(|t| t.component.name == name) {
             Some(i) => i,
             None => {
                 self.tracked.push(Tracked {
-                    component: Component {
+                    component: ComponentHealth {
                         name: name.to_string(),
                         kind,
                         status: check.status,
@@ -101,16 +68,16 @@ impl Board {
                 r.avg_latency_ms =
                     (r.avg_latency_ms * f64::from(r.checks) + latency_ms) / f64::from(r.checks + 1);
                 r.checks += 1;
-                r.up += u32::from(check.status == Status::Up);
+                r.up += u32::from(check.status == HealthStatus::Up);
             }
             _ => {
                 if t.rollups.len() == ROLLUPS {
                     t.rollups.pop_front();
                 }
-                t.rollups.push_back(Rollup {
+                t.rollups.push_back(HealthRollup {
                     minute,
                     checks: 1,
-                    up: u32::from(check.status == Status::Up),
+                    up: u32::from(check.status == HealthStatus::Up),
                     avg_latency_ms: latency_ms,
                 });
             }
@@ -119,7 +86,7 @@ impl Board {
     }
 
     /// Every component; `full` includes the whole history, else the current minute.
-    pub fn components(&self, full: bool) -> Vec<Component> {
+    pub fn components(&self, full: bool) -> Vec<ComponentHealth> {
         self.tracked
             .iter()
             .map(|t| {
@@ -142,17 +109,17 @@ pub async fn http(client: &reqwest::Client, url: &str) -> Check {
     let latency = started.elapsed();
     match result {
         Ok(r) if r.status().is_success() => Check {
-            status: Status::Up,
+            status: HealthStatus::Up,
             latency,
             message: format!("HTTP {}", r.status().as_u16()),
         },
         Ok(r) => Check {
-            status: Status::Down,
+            status: HealthStatus::Down,
             latency,
             message: format!("HTTP {}", r.status().as_u16()),
         },
         Err(e) => Check {
-            status: Status::Down,
+            status: HealthStatus::Down,
             latency,
             message: e.to_string(),
         },
@@ -169,10 +136,10 @@ pub async fn timed<T, E: std::fmt::Display>(
     let result = tokio::time::timeout(CHECK_TIMEOUT, probe).await;
     let latency = started.elapsed();
     let (status, message) = match result {
-        Ok(Ok(value)) => (Status::Up, describe(&value)),
-        Ok(Err(e)) => (Status::Down, e.to_string()),
+        Ok(Ok(value)) => (HealthStatus::Up, describe(&value)),
+        Ok(Err(e)) => (HealthStatus::Down, e.to_string()),
         Err(_) => (
-            Status::Down,
+            HealthStatus::Down,
             format!("no answer within {} s", CHECK_TIMEOUT.as_secs()),
         ),
     };
@@ -195,7 +162,7 @@ pub async fn tcp(address: &str) -> Check {
 mod tests {
     use super::*;
 
-    fn check(status: Status, ms: u64) -> Check {
+    fn check(status: HealthStatus, ms: u64) -> Check {
         Check {
             status,
             latency: Duration::from_millis(ms),
@@ -207,11 +174,26 @@ mod tests {
     fn checks_roll_up_per_minute_and_changes_are_noticed() {
         let mut board = Board::default();
         let t0 = 1_800_000_000; // a whole minute
-        assert!(!board.record("db", "database", check(Status::Up, 10), t0));
-        assert!(!board.record("db", "database", check(Status::Up, 20), t0 + 30));
-        assert!(board.record("db", "database", check(Status::Down, 30), t0 + 61));
+        assert!(!board.record(
+            "db",
+            ComponentKind::Database,
+            check(HealthStatus::Up, 10),
+            t0
+        ));
+        assert!(!board.record(
+            "db",
+            ComponentKind::Database,
+            check(HealthStatus::Up, 20),
+            t0 + 30
+        ));
+        assert!(board.record(
+            "db",
+            ComponentKind::Database,
+            check(HealthStatus::Down, 30),
+            t0 + 61
+        ));
         let c = &board.components(true)[0];
-        assert_eq!(c.status, Status::Down);
+        assert_eq!(c.status, HealthStatus::Down);
         assert_eq!(c.history.len(), 2);
         assert_eq!((c.history[0].checks, c.history[0].up), (2, 2));
         assert!((c.history[0].avg_latency_ms - 15.0).abs() < 1e-9);
@@ -223,7 +205,12 @@ mod tests {
     fn a_day_of_minutes_is_kept() {
         let mut board = Board::default();
         for m in 0..(ROLLUPS as i64 + 10) {
-            board.record("x", "target", check(Status::Up, 1), m * 60);
+            board.record(
+                "x",
+                ComponentKind::Target,
+                check(HealthStatus::Up, 1),
+                m * 60,
+            );
         }
         assert_eq!(board.components(true)[0].history.len(), ROLLUPS);
     }

@@ -14,16 +14,14 @@ pub mod sample;
 
 use crate::db::Db;
 use crate::llm::router::ModelRouter;
-use crate::observability::logs::LogLine;
 use crate::observability::logs::LogRing;
 use crate::observability::metrics::Metrics;
 use crate::ops::processes::config::TargetSpec;
 use crate::ops::processes::ProcessManager;
-use crate::ops::processes::ProcessView;
-use health::{Board, Check, Component, Status};
+use app::wire::{ComponentKind, HealthStatus, MetricsSample, MonitorMessage as Message};
+use health::{Board, Check};
 use parking_lot::Mutex;
-use sample::{History, MetricsSample};
-use serde::Serialize;
+use sample::History;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
@@ -35,19 +33,12 @@ const HEALTH_EVERY: Duration = Duration::from_secs(5);
 /// Log lines sent in a snapshot.
 const SNAPSHOT_LOG_LINES: usize = 200;
 
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum Message {
-    Health { components: Vec<Component> },
-    Log { lines: Vec<LogLine> },
-    Metrics { samples: Vec<MetricsSample> },
-    Process { processes: Vec<ProcessView> },
-}
-
-impl Message {
-    fn text(&self) -> Arc<str> {
-        serde_json::to_string(self).unwrap_or_default().into()
-    }
+/// One message as a WebSocket text frame, encoded once and shared by every
+/// socket. The shape is `app::wire::MonitorMessage`, which the dashboard parses.
+fn encode(message: &Message) -> Arc<str> {
+    // Plain data (strings, numbers, string-keyed maps) always serializes; an
+    // empty frame is what the dashboard would skip anyway.
+    serde_json::to_string(message).unwrap_or_default().into()
 }
 
 /// What the feed's producers read, handed over by whoever starts them (the
@@ -93,7 +84,7 @@ impl Monitor {
     }
 
     fn publish(&self, message: &Message) {
-        let _ = self.hub.send(message.text());
+        let _ = self.hub.send(encode(message));
     }
 
     /// What a new socket is sent first: one message of each type.
@@ -111,7 +102,7 @@ impl Monitor {
             },
         ]
         .iter()
-        .map(Message::text)
+        .map(encode)
         .collect()
     }
 
@@ -157,11 +148,11 @@ impl Monitor {
                 _ = tick.tick() => {}
                 _ = shutdown.cancelled() => return,
             }
-            let mut checks: Vec<(String, &'static str, Check)> = vec![(
+            let mut checks: Vec<(String, ComponentKind, Check)> = vec![(
                 "server".into(),
-                "server",
+                ComponentKind::Server,
                 Check {
-                    status: Status::Up,
+                    status: HealthStatus::Up,
                     latency: Duration::ZERO,
                     message: format!("up {} s", state.started.elapsed().as_secs()),
                 },
@@ -169,7 +160,7 @@ impl Monitor {
             let backend = state.db.backend();
             checks.push((
                 "database".into(),
-                "database",
+                ComponentKind::Database,
                 health::timed(state.db.ping(), |_| backend.into()).await,
             ));
             for slot in state.router.providers() {
@@ -181,13 +172,13 @@ impl Monitor {
                     format!("{} models", models.len())
                 })
                 .await;
-                checks.push((provider.name().to_string(), "provider", check));
+                checks.push((provider.name().to_string(), ComponentKind::Provider, check));
             }
             for process in state.processes.list() {
                 if let Some(url) = &process.health {
                     checks.push((
                         process.name.clone(),
-                        "process",
+                        ComponentKind::Process,
                         health::http(&client, url).await,
                     ));
                 }
@@ -197,7 +188,7 @@ impl Monitor {
                     Some(address) => health::tcp(address).await,
                     None => health::http(&client, &target.url).await,
                 };
-                checks.push((target.name.clone(), "target", check));
+                checks.push((target.name.clone(), ComponentKind::Target, check));
             }
             let now = chrono::Utc::now().timestamp();
             let components = {
@@ -230,7 +221,7 @@ impl Monitor {
 
     async fn watch_processes(self, state: Sources, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
-        let mut last = String::new();
+        let mut last = Vec::new();
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -238,13 +229,10 @@ impl Monitor {
             }
             let processes = state.processes.list();
             // Uptime ticks every second; publish on any other change.
-            let key = serde_json::to_string(
-                &processes
-                    .iter()
-                    .map(|p| (&p.name, p.status, p.pid, p.restarts))
-                    .collect::<Vec<_>>(),
-            )
-            .unwrap_or_default();
+            let key: Vec<_> = processes
+                .iter()
+                .map(|p| (p.name.clone(), p.status, p.pid, p.restarts))
+                .collect();
             if key != last {
                 last = key;
                 self.publish(&Message::Process { processes });

@@ -4,45 +4,11 @@
 //! samples are kept (900 points), so a fresh page starts with full charts.
 
 use crate::observability::metrics::Interval;
-use serde::Serialize;
+use app::wire::{MetricsSample, ModelCount, Quantiles};
 use std::collections::{BTreeMap, VecDeque};
 
 /// Samples kept: 15 minutes at one per second.
 pub const HISTORY: usize = 900;
-
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
-pub struct Quantiles {
-    pub p50: f64,
-    pub p95: f64,
-    pub p99: f64,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct ModelCount {
-    pub provider: String,
-    pub model: String,
-    pub requests: u64,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct MetricsSample {
-    /// Unix time of the sample, in milliseconds.
-    pub time: i64,
-    pub requests_per_sec: f64,
-    /// Failed requests / all requests in this second (0 with no requests).
-    pub error_rate: f64,
-    /// Error code → count (rate_limited, upstream_timeout, …).
-    pub errors: BTreeMap<String, u64>,
-    /// Phase (auth, database, queue, ttft, llm, total, …) → quantiles in ms.
-    pub latency: BTreeMap<&'static str, Quantiles>,
-    pub active_streams: i64,
-    pub queue_depth: u64,
-    /// Hits / lookups, when there were lookups.
-    pub cache_hit_rate: Option<f64>,
-    pub by_model: Vec<ModelCount>,
-}
 
 /// Turns one interval into a sample; `secs` is the interval's length.
 pub fn sample(
@@ -65,7 +31,7 @@ pub fn sample(
         .iter()
         .map(|(phase, h)| {
             (
-                *phase,
+                phase.to_string(),
                 Quantiles {
                     p50: ms(h.value_at_quantile(0.50)),
                     p95: ms(h.value_at_quantile(0.95)),

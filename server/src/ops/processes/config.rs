@@ -14,18 +14,12 @@
 //! url = "http://127.0.0.1:9000/minio/health/live"
 //! ```
 
+// `restart = "always" | "on-failure" | "never"`: the words Mission Control
+// shows too, so the type is the wire one the dashboard reads.
+use app::wire::RestartPolicy;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RestartPolicy {
-    Always,
-    #[default]
-    OnFailure,
-    Never,
-}
 
 fn default_restart_delay_ms() -> u64 {
     1_000

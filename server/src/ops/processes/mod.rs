@@ -8,9 +8,9 @@ pub mod config;
 
 use crate::observability::exporter::Exporter;
 use crate::observability::logs::LogRing;
-use config::{ProcessSpec, RestartPolicy};
+use app::wire::{ProcessStatus as Status, ProcessView, RestartPolicy};
+use config::ProcessSpec;
 use parking_lot::Mutex;
-use serde::Serialize;
 use std::collections::VecDeque;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -20,39 +20,6 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Status {
-    Starting,
-    Running,
-    /// Waiting out the backoff before a restart.
-    Restarting,
-    /// Ended by itself and not to be restarted (policy), or never started.
-    Exited,
-    /// Stopped by an order or by shutdown.
-    Stopped,
-    /// Restarted too often too quickly: no more automatic restarts.
-    CrashLoop,
-}
-
-/// What Mission Control shows of one process.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ProcessView {
-    pub name: String,
-    pub command: String,
-    pub status: Status,
-    pub pid: Option<u32>,
-    pub uptime_secs: Option<f64>,
-    /// Automatic restarts after the process ended.
-    pub restarts: u32,
-    pub last_exit_code: Option<i32>,
-    /// Why it last failed to start or ended, in words.
-    pub last_error: Option<String>,
-    pub health: Option<String>,
-    pub restart: RestartPolicy,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Order {
