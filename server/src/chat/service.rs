@@ -75,9 +75,9 @@ pub struct ChatService {
     cache: ResponseCache,
     limits: StreamLimits,
     per_user: Arc<DefaultKeyedRateLimiter<String>>,
-    /// Where every request's breakdown is recorded (shared with the HTTP layer
-    /// and Mission Control, owned by neither).
-    metrics: Metrics,
+    /// Where every request's breakdown is recorded (the metrics are shared
+    /// with the HTTP layer and Mission Control, owned by neither).
+    recorder: Recorder,
 }
 
 impl ChatService {
@@ -92,19 +92,16 @@ impl ChatService {
         let per_user = Arc::new(RateLimiter::keyed(
             Quota::per_second(per_user_rate).allow_burst(per_user_burst),
         ));
+        let router = Arc::new(router);
         Self {
-            router: Arc::new(router),
+            recorder: Recorder {
+                metrics,
+                router: router.clone(),
+            },
+            router,
             cache,
             limits,
             per_user,
-            metrics,
-        }
-    }
-
-    fn recorder(&self) -> Recorder {
-        Recorder {
-            metrics: self.metrics.clone(),
-            router: self.router.clone(),
         }
     }
 
@@ -172,15 +169,8 @@ impl ChatService {
         let started = match relay::start(&slot.provider, params, self.limits).await {
             Ok(started) => started,
             Err(e) => {
-                breakdown.total = ms(ctx.started.elapsed());
-                log_performance(
-                    &self.recorder(),
-                    ctx,
-                    &params.model,
-                    &provider,
-                    breakdown,
-                    e.code(),
-                );
+                self.recorder
+                    .finish(ctx, &params.model, &provider, breakdown, e.code());
                 return Err(e.into());
             }
         };
@@ -208,23 +198,15 @@ impl ChatService {
             breakdown.cache_status = CacheStatus::Miss;
             if let Some(hit) = hit {
                 breakdown.cache_status = CacheStatus::Hit;
-                breakdown.total = ms(ctx.started.elapsed());
-                let answer = Complete {
+                self.recorder
+                    .finish(ctx, &params.model, &hit.provider, &mut breakdown, "ok");
+                return Ok(Complete {
                     text: hit.text.clone(),
                     usage: hit.usage,
                     provider: hit.provider.clone(),
                     model: params.model,
                     breakdown,
-                };
-                log_performance(
-                    &self.recorder(),
-                    ctx,
-                    &answer.model,
-                    &answer.provider,
-                    &answer.breakdown,
-                    "ok",
-                );
-                return Ok(answer);
+                });
             }
         }
         let mut events = Box::pin(self.upstream(ctx, &slot, &params, &mut breakdown).await?);
@@ -235,15 +217,8 @@ impl ChatService {
                 RelayEvent::Delta(delta) => text.push_str(&delta),
                 RelayEvent::Finished(s) => summary = s,
                 RelayEvent::Failed(e) => {
-                    breakdown.total = ms(ctx.started.elapsed());
-                    log_performance(
-                        &self.recorder(),
-                        ctx,
-                        &params.model,
-                        &provider,
-                        &breakdown,
-                        e.code(),
-                    );
+                    self.recorder
+                        .finish(ctx, &params.model, &provider, &mut breakdown, e.code());
                     return Err(e.into());
                 }
             }
@@ -251,7 +226,6 @@ impl ChatService {
         let usage = summary.usage.unwrap_or_default();
         breakdown.llm = Some(ms(summary.llm));
         breakdown.upstream = summary.upstream;
-        breakdown.total = ms(ctx.started.elapsed());
         if self.cache.enabled() {
             self.cache
                 .put(
@@ -264,14 +238,8 @@ impl ChatService {
                 )
                 .await;
         }
-        log_performance(
-            &self.recorder(),
-            ctx,
-            &params.model,
-            &provider,
-            &breakdown,
-            "ok",
-        );
+        self.recorder
+            .finish(ctx, &params.model, &provider, &mut breakdown, "ok");
         Ok(Complete {
             text,
             usage,
@@ -296,10 +264,10 @@ impl ChatService {
             params.model.clone(),
             provider.clone(),
         );
-        let metrics_end = self.recorder();
+        let recorder = self.recorder.clone();
         // Lives as long as the stream: the active-streams gauge counts it until
         // it finishes, fails or the client hangs up.
-        let open = self.metrics.exporter().stream_opened();
+        let open = self.recorder.metrics.exporter().stream_opened();
         let items = events.map(move |event| {
             let _open = &open;
             match event {
@@ -308,8 +276,7 @@ impl ChatService {
                     let mut breakdown = head_end.clone();
                     breakdown.llm = Some(ms(summary.llm));
                     breakdown.upstream = summary.upstream;
-                    breakdown.total = ms(ctx_end.started.elapsed());
-                    log_performance(&metrics_end, &ctx_end, &model, &prov, &breakdown, "ok");
+                    recorder.finish(&ctx_end, &model, &prov, &mut breakdown, "ok");
                     StreamItem::Done {
                         usage: summary.usage.unwrap_or_default(),
                         breakdown,
@@ -317,8 +284,7 @@ impl ChatService {
                 }
                 RelayEvent::Failed(e) => {
                     let mut breakdown = head_end.clone();
-                    breakdown.total = ms(ctx_end.started.elapsed());
-                    log_performance(&metrics_end, &ctx_end, &model, &prov, &breakdown, e.code());
+                    recorder.finish(&ctx_end, &model, &prov, &mut breakdown, e.code());
                     StreamItem::Failed(e)
                 }
             }
@@ -334,23 +300,38 @@ impl ChatService {
 
 /// What recording a finished request needs: the metrics, and the router to
 /// tell a model it knows from a name a client made up.
+#[derive(Clone)]
 struct Recorder {
     metrics: Metrics,
     router: Arc<ModelRouter>,
 }
 
-/// The one structured line per chat request (the original guide's `[Performance]` log).
+impl Recorder {
+    /// Closes the breakdown (its total ends now), records it in the metrics and
+    /// writes the one structured line per chat request (the original guide's
+    /// `[Performance]` log).
+    fn finish(
+        &self,
+        ctx: &ChatContext,
+        model: &str,
+        provider: &str,
+        b: &mut Breakdown,
+        outcome: &'static str,
+    ) {
+        b.total = ms(ctx.started.elapsed());
+        self.metrics
+            .record(provider, model, self.router.knows(model), b, outcome);
+        log_performance(ctx, model, provider, b, outcome);
+    }
+}
+
 fn log_performance(
-    recorder: &Recorder,
     ctx: &ChatContext,
     model: &str,
     provider: &str,
     b: &Breakdown,
     outcome: &'static str,
 ) {
-    recorder
-        .metrics
-        .record(provider, model, recorder.router.knows(model), b, outcome);
     tracing::info!(
         target: "calos::performance",
         request_id = %ctx.request_id,
