@@ -14,7 +14,6 @@ use std::any::Any;
 use std::net::SocketAddr;
 use std::time::Instant;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 /// When a request arrived and its id: the start of every timing breakdown.
@@ -87,14 +86,14 @@ pub async fn access_log(mut req: Request, next: Next) -> Response {
 }
 
 /// Layers shared by both listeners, innermost first: the body limit for
-/// buffering extractors and a hard limit that also covers chunked bodies; no
-/// caching of (authenticated) answers by browsers or proxies; JSON for errors
-/// raised by those layers; a panic in a handler becomes a JSON 500 (the
-/// connection and the process live on); the access log around everything.
+/// buffering extractors and the bounded body read that also covers chunked
+/// bodies; no caching of (authenticated) answers by browsers or proxies; JSON
+/// for errors raised by those layers; a panic in a handler becomes a JSON 500
+/// (the connection and the process live on); the access log around everything.
 pub fn with_common_layers(router: Router) -> Router {
     router
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(bounded_body))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CACHE_CONTROL,
             HeaderValue::from_static("private, no-store"),
@@ -102,6 +101,72 @@ pub fn with_common_layers(router: Router) -> Router {
         .layer(middleware::from_fn(json_errors))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(middleware::from_fn(access_log))
+}
+
+/// How much of a refused body calos still reads and throws away, and for how
+/// long. Closing a connection whose request is unread makes the kernel send a
+/// reset, and most clients then report "connection reset" or "broken pipe"
+/// instead of our 413; reading the rest first (bounded, like nginx's lingering
+/// close) lets them see the answer.
+const DRAIN_BYTES: usize = 8 * MAX_BODY_BYTES;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Reads a request body of at most [`MAX_BODY_BYTES`], whether or not it
+/// declares its length (chunked bodies are counted as they arrive). Over the
+/// limit: 413 with `Connection: close`, after draining what the client still
+/// sends within [`DRAIN_BYTES`] and [`DRAIN_TIME`]. Requests without a body
+/// (pages, WebSocket upgrades) pass untouched.
+async fn bounded_body(req: Request, next: Next) -> Response {
+    use futures::StreamExt;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
+    if declared == Some(0) || (declared.is_none() && !chunked) {
+        return next.run(req).await;
+    }
+    let (parts, body) = req.into_parts();
+    let mut stream = body.into_data_stream();
+    let mut buffered = bytes::BytesMut::new();
+    let mut too_large = declared.is_some_and(|n| n > MAX_BODY_BYTES as u64);
+    while !too_large {
+        match stream.next().await {
+            Some(Ok(chunk)) if buffered.len() + chunk.len() > MAX_BODY_BYTES => too_large = true,
+            Some(Ok(chunk)) => buffered.extend_from_slice(&chunk),
+            Some(Err(_)) => {
+                return ApiError::bad_request("invalid_body", "The request body could not be read.")
+                    .into_response()
+            }
+            None => break,
+        }
+    }
+    if too_large {
+        let drain = async {
+            let mut seen = 0usize;
+            while let Some(Ok(chunk)) = stream.next().await {
+                seen += chunk.len();
+                if seen > DRAIN_BYTES {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+        let mut refused = ApiError::PayloadTooLarge {
+            limit: MAX_BODY_BYTES,
+        }
+        .into_response();
+        refused
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return refused;
+    }
+    next.run(Request::from_parts(
+        parts,
+        axum::body::Body::from(buffered.freeze()),
+    ))
+    .await
 }
 
 /// Errors produced below the handlers (405 from the router, 413 from the body
