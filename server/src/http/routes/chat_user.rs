@@ -68,6 +68,10 @@ impl FromRequestParts<AppState> for ChatUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        // Already authenticated by the chat routes' layer ([`require`]).
+        if let Some(ctx) = parts.extensions.remove::<ChatContext>() {
+            return Ok(ChatUser(ctx));
+        }
         let request = parts
             .extensions
             .get::<RequestContext>()
@@ -130,4 +134,24 @@ fn wants_fresh(headers: &axum::http::HeaderMap) -> bool {
             let d = d.trim();
             d.eq_ignore_ascii_case("no-cache") || d.eq_ignore_ascii_case("no-store")
         })
+}
+
+/// The chat routes' `route_layer`: authenticates once (with the bot guard and
+/// the chat's own 401) and hands the context to the handler's `ChatUser`
+/// through the request's extensions, so it is not built twice per request.
+pub async fn require(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let (mut parts, body) = req.into_parts();
+    match ChatUser::from_request_parts(&mut parts, &state).await {
+        Ok(ChatUser(ctx)) => {
+            parts.extensions.insert(ctx);
+            next.run(axum::extract::Request::from_parts(parts, body))
+                .await
+        }
+        Err(refused) => refused.into_response(),
+    }
 }

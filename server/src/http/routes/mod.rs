@@ -62,8 +62,9 @@ fn protected_routes(state: &AppState) -> Router<AppState> {
     let chat = Router::new()
         .merge(llm::router())
         .merge(openai_compat::chat())
-        .route_layer(from_extractor_with_state::<chat_user::ChatUser, _>(
+        .route_layer(middleware::from_fn_with_state(
             state.clone(),
+            chat_user::require,
         ));
     Router::new()
         .merge(auth::protected())
