@@ -65,6 +65,12 @@ pub struct ServeArgs {
     /// Seconds after which one more failed sign-in is allowed (or e.g. `500ms`, `1m`).
     #[arg(long = "login-failure-refill-secs", env = "CALOS_LOGIN_FAILURE_REFILL_SECS", default_value = "12", value_parser = duration(Unit::Secs, Zero::Refused))]
     pub login_failure_refill: Duration,
+    /// How long a checked token's account is remembered, in seconds (0: read
+    /// the database on every request). calos forgets an account it changes at
+    /// once, and on PostgreSQL any account changed by anyone; this bounds how
+    /// long a change made by another process on a shared SQLite file goes unseen.
+    #[arg(long = "session-cache-ttl", env = "CALOS_SESSION_CACHE_TTL", default_value = "10s", value_parser = duration(Unit::Secs, Zero::Allowed))]
+    pub session_cache_ttl: Duration,
     /// Seconds to let in-flight requests finish after SIGTERM/SIGINT (0: none).
     #[arg(long = "shutdown-grace-secs", env = "CALOS_SHUTDOWN_GRACE_SECS", default_value = "10", value_parser = duration(Unit::Secs, Zero::Allowed))]
     pub shutdown_grace: Duration,

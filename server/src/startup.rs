@@ -8,7 +8,7 @@ use crate::auth::AuthService;
 use crate::config::ServeArgs;
 use crate::db::Db;
 use crate::http::routes;
-use crate::http::state::{AppState, Runtime};
+use crate::http::state::{AppState, Runtime, Services};
 use anyhow::Context;
 use axum::serve::ListenerExt;
 use std::net::SocketAddr;
@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 pub struct Application {
     api_listener: TcpListener,
     dashboard_listener: TcpListener,
-    state: AppState,
+    state: Services,
     grace: Duration,
     /// Declared in the config file; started by `run`.
     processes: Vec<crate::ops::processes::config::ProcessSpec>,
@@ -70,14 +70,16 @@ impl Application {
             .with_context(|| format!("binding {ip}:{} for Mission Control", args.dashboard_port))?;
         leptos.site_addr = api_listener.local_addr()?;
         let public_url = args.public_url(leptos.site_addr.port());
-        let auth = AuthService::new(db.clone(), passwords, jwt, throttle, &public_url);
+        let accounts = crate::auth::sessions::AccountCache::new(args.session_cache_ttl);
+        let auth = AuthService::new(db.clone(), passwords, jwt, throttle, &public_url, accounts);
         let oauth = crate::auth::oauth::OAuthService::new(&args.oauth, &public_url)?;
         for provider in oauth.configured() {
             tracing::info!(provider = provider.name(), "oauth sign-in enabled");
         }
 
-        let state = AppState {
+        let state = Services {
             leptos,
+            database_probe: crate::http::routes::DatabaseProbe::new(db.clone()),
             db,
             auth,
             oauth,
@@ -130,6 +132,7 @@ impl Application {
             state.logs.clone(),
             state.metrics.exporter().clone(),
         );
+        let state = AppState::new(state);
         let managed = state.processes.clone();
         state.monitor.start(
             crate::ops::monitor::Sources {
@@ -143,6 +146,11 @@ impl Application {
             },
             shutdown.clone(),
         );
+        tokio::spawn(crate::auth::sessions::follow_account_changes(
+            state.db.clone(),
+            state.auth.accounts().clone(),
+            shutdown.clone(),
+        ));
         let throttle = state.auth.throttle().clone();
         let bots = state.bots.clone();
         let housekeeping = tokio::spawn({

@@ -5,6 +5,7 @@ pub mod jwt;
 pub mod oauth;
 pub mod password;
 pub mod service;
+pub mod sessions;
 pub mod soulfra;
 pub mod throttle;
 pub mod validate;

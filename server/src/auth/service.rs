@@ -3,6 +3,7 @@
 
 use super::jwt::{JwtKeys, TokenError};
 use super::password::{PasswordError, Passwords};
+use super::sessions::{AccountCache, CachedAccount};
 use super::soulfra::{Challenge, Challenges, MalformedProof, ProofRejected};
 use super::throttle::LoginThrottle;
 use super::validate::{self, FieldError};
@@ -72,6 +73,8 @@ pub struct AuthService {
     jwt: Arc<JwtKeys>,
     throttle: LoginThrottle,
     challenges: Challenges,
+    /// Accounts behind recently checked tokens (`sessions`).
+    accounts: AccountCache,
 }
 
 /// A fresh session: the token and who it is for.
@@ -127,6 +130,7 @@ impl AuthService {
         jwt: JwtKeys,
         throttle: LoginThrottle,
         origin: &str,
+        accounts: AccountCache,
     ) -> Self {
         Self {
             db,
@@ -134,7 +138,14 @@ impl AuthService {
             jwt: Arc::new(jwt),
             throttle,
             challenges: Challenges::new(origin),
+            accounts,
         }
+    }
+
+    /// The accounts behind recently checked tokens (kept current by
+    /// `sessions::follow_account_changes` on PostgreSQL).
+    pub fn accounts(&self) -> &AccountCache {
+        &self.accounts
     }
 
     pub fn jwt(&self) -> &JwtKeys {
@@ -299,7 +310,9 @@ impl AuthService {
     /// Renames the caller's account.
     pub async fn rename(&self, user: &UserView, username: &str) -> Result<UserView, AuthError> {
         let username = validate::username(username)?;
-        match users::set_username(&self.db, &user.user_id, username).await {
+        let renamed = users::set_username(&self.db, &user.user_id, username).await;
+        self.accounts.forget(&user.user_id);
+        match renamed {
             Ok(Some(row)) => Ok(row.view()),
             Ok(None) => Err(AuthError::InvalidToken),
             Err(InsertError::Taken(which)) => Err(AuthError::Taken(which)),
@@ -387,6 +400,7 @@ impl AuthService {
     /// Ends every session of the user (the per-user epoch moves on).
     pub async fn logout(&self, user: &UserView) -> Result<(), AuthError> {
         users::bump_session_epoch(&self.db, &user.user_id).await?;
+        self.accounts.forget(&user.user_id);
         tracing::info!(user_id = %user.user_id, "signed out");
         Ok(())
     }
@@ -417,6 +431,7 @@ impl AuthService {
             return Err(AuthError::InvalidCredentials);
         }
         users::delete(&self.db, &row.user_id).await?;
+        self.accounts.forget(&row.user_id);
         tracing::info!(user_id = %row.user_id, "account deleted by its owner");
         Ok(())
     }
@@ -431,15 +446,26 @@ impl AuthService {
             .map_err(|_: TokenError| AuthError::InvalidToken)?;
         let verify_time = started.elapsed();
         let looked_up = std::time::Instant::now();
-        let row = users::find_by_id(&self.db, &claims.sub)
-            .await?
-            .ok_or(AuthError::InvalidToken)?;
+        let account = match self.accounts.get(&claims.sub) {
+            Some(account) => account,
+            None => {
+                let row = users::find_by_id(&self.db, &claims.sub)
+                    .await?
+                    .ok_or(AuthError::InvalidToken)?;
+                let account = Arc::new(CachedAccount {
+                    user: row.view(),
+                    session_epoch: row.session_epoch,
+                });
+                self.accounts.remember(CachedAccount::clone(&account));
+                account
+            }
+        };
         let db_time = looked_up.elapsed();
-        if row.session_epoch != claims.sep {
+        if account.session_epoch != claims.sep {
             return Err(AuthError::InvalidToken);
         }
         Ok(AuthedUser {
-            user: row.view(),
+            user: account.user.clone(),
             verify_time,
             db_time,
         })

@@ -1,6 +1,6 @@
 //! A `tracing` layer that copies calos's own events into the log ring
 //! Mission Control shows: level, target, message, request id and the other
-//! fields as `key=value`, cleaned by the ring (redaction, escaping).
+//! fields as `key=value`, cleaned by the ring when read (redaction, escaping).
 
 use std::fmt::Write;
 use tracing::field::{Field, Visit};
@@ -54,14 +54,25 @@ impl<S: Subscriber> tracing_subscriber::Layer<S> for FeedLayer {
         let mut fields = Fields::default();
         event.record(&mut fields);
         let meta = event.metadata();
-        let level = meta.level().as_str().to_ascii_lowercase();
-        let line = format!("{}{}", fields.message, fields.rest);
+        let mut line = fields.message;
+        line.push_str(&fields.rest);
         crate::observability::logs::global().push_event(
-            &level,
+            level_name(meta.level()),
             meta.target(),
-            fields.request_id.as_deref(),
-            &line,
+            fields.request_id.map(String::into_boxed_str),
+            line.into_boxed_str(),
         );
+    }
+}
+
+/// The feed's level names are lower case; `Level::as_str` is upper case.
+fn level_name(level: &Level) -> &'static str {
+    match *level {
+        Level::ERROR => "error",
+        Level::WARN => "warn",
+        Level::INFO => "info",
+        Level::DEBUG => "debug",
+        Level::TRACE => "trace",
     }
 }
 

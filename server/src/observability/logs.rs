@@ -1,22 +1,80 @@
 //! The log feed's memory: a bounded ring of recent log lines (calos's own and
-//! the managed processes' output) that Mission Control reads. Lines are cleaned
-//! on the way in: control characters escaped (a process cannot repaint an
-//! operator's terminal or page) and credentials redacted.
+//! the managed processes' output) that Mission Control reads.
+//!
+//! Pushing is cheap because it happens on every request (the access log and the
+//! `[Performance]` line): the ring keeps the raw entry, and the cleaning that
+//! makes a line safe to show (credentials redacted, control characters escaped,
+//! the time formatted) happens only when someone reads it. With no dashboard
+//! open, a line costs one allocation and a lock, not a JSON encoding.
 
 use app::wire::LogLine;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
 use tokio::sync::broadcast;
 
 /// Lines kept; older ones fall off.
 pub const CAPACITY: usize = 5_000;
 /// Longest line kept, in characters.
 const MAX_LINE_CHARS: usize = 4_096;
+/// Longest request id shown, in characters.
+const MAX_REQUEST_ID_CHARS: usize = 128;
+
+/// One pushed line as it arrived: nothing formatted, nothing cleaned yet.
+#[derive(Debug)]
+pub struct Entry {
+    seq: u64,
+    at: SystemTime,
+    level: &'static str,
+    source: Source,
+    request_id: Option<Box<str>>,
+    message: Box<str>,
+}
+
+#[derive(Debug)]
+enum Source {
+    /// One of calos's own events and the module that logged it.
+    Calos { target: &'static str },
+    /// A managed process's output (`process:<name>`).
+    Process(Box<str>),
+}
+
+impl Entry {
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The line as Mission Control shows it: redacted, escaped, bounded.
+    pub fn to_line(&self) -> LogLine {
+        let mut message = escape_controls(&redact(&self.message));
+        if message.chars().count() > MAX_LINE_CHARS {
+            message = message.chars().take(MAX_LINE_CHARS).collect::<String>() + "…";
+        }
+        let (source, target) = match &self.source {
+            Source::Calos { target } => ("calos".to_string(), Some(escape_controls(target))),
+            Source::Process(name) => (name.to_string(), None),
+        };
+        LogLine {
+            seq: self.seq,
+            time: chrono::DateTime::<chrono::Utc>::from(self.at)
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            level: self.level.to_string(),
+            source,
+            target,
+            // Request ids are ours (UUIDs) or a client's X-Request-Id: escaped
+            // and bounded like any text from outside.
+            request_id: self.request_id.as_deref().map(|id| {
+                escape_controls(&id.chars().take(MAX_REQUEST_ID_CHARS).collect::<String>())
+            }),
+            message,
+        }
+    }
+}
 
 #[derive(Default)]
 struct Ring {
-    lines: VecDeque<LogLine>,
+    lines: VecDeque<Arc<Entry>>,
     next_seq: u64,
 }
 
@@ -24,7 +82,7 @@ struct Ring {
 #[derive(Clone)]
 pub struct LogRing {
     inner: Arc<Mutex<Ring>>,
-    live: broadcast::Sender<LogLine>,
+    live: broadcast::Sender<Arc<Entry>>,
 }
 
 impl Default for LogRing {
@@ -85,78 +143,98 @@ pub fn redact(line: &str) -> String {
 
 /// Escapes control characters (ANSI escapes, NUL, CR…) except tab.
 pub fn escape_controls(line: &str) -> String {
-    line.chars()
-        .flat_map(|c| -> Box<dyn Iterator<Item = char>> {
-            if c.is_control() && c != '\t' {
-                Box::new(c.escape_default())
-            } else {
-                Box::new(std::iter::once(c))
-            }
-        })
-        .collect()
+    if !line.chars().any(|c| c.is_control() && c != '\t') {
+        return line.to_string();
+    }
+    let mut out = String::with_capacity(line.len() + 8);
+    for c in line.chars() {
+        if c.is_control() && c != '\t' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 impl LogRing {
     /// A managed process's output line.
     pub fn push(&self, level: &str, source: &str, message: &str) {
-        self.push_line(level, source, None, None, message);
+        self.push_entry(
+            level_name(level),
+            Source::Process(source.into()),
+            None,
+            message.into(),
+        );
     }
 
     /// One of calos's own events, with the module that logged it and the
     /// request it belongs to.
-    pub fn push_event(&self, level: &str, target: &str, request_id: Option<&str>, message: &str) {
-        self.push_line(level, "calos", Some(target), request_id, message);
+    pub fn push_event(
+        &self,
+        level: &'static str,
+        target: &'static str,
+        request_id: Option<Box<str>>,
+        message: Box<str>,
+    ) {
+        self.push_entry(level, Source::Calos { target }, request_id, message);
     }
 
-    fn push_line(
+    fn push_entry(
         &self,
-        level: &str,
-        source: &str,
-        target: Option<&str>,
-        request_id: Option<&str>,
-        message: &str,
+        level: &'static str,
+        source: Source,
+        request_id: Option<Box<str>>,
+        message: Box<str>,
     ) {
-        let mut message = escape_controls(&redact(message));
-        if message.chars().count() > MAX_LINE_CHARS {
-            message = message.chars().take(MAX_LINE_CHARS).collect::<String>() + "…";
-        }
+        let at = SystemTime::now();
         let mut ring = self.inner.lock();
         let seq = ring.next_seq;
         ring.next_seq += 1;
         if ring.lines.len() == CAPACITY {
             ring.lines.pop_front();
         }
-        let line = LogLine {
+        let entry = Arc::new(Entry {
             seq,
-            time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            level: level.to_string(),
-            source: source.to_string(),
-            target: target.map(escape_controls),
-            // Request ids are ours (UUIDs) or a client's X-Request-Id: escaped
-            // and bounded like any text from outside.
-            request_id: request_id
-                .map(|id| escape_controls(&id.chars().take(128).collect::<String>())),
+            at,
+            level,
+            source,
+            request_id,
             message,
-        };
-        ring.lines.push_back(line.clone());
+        });
+        ring.lines.push_back(entry.clone());
         drop(ring);
-        // No subscribers is fine.
-        let _ = self.live.send(line);
+        if self.live.receiver_count() > 0 {
+            let _ = self.live.send(entry);
+        }
     }
 
-    /// New lines as they are pushed.
-    pub fn subscribe(&self) -> broadcast::Receiver<LogLine> {
+    /// New entries as they are pushed; [`Entry::to_line`] formats one.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Entry>> {
         self.live.subscribe()
     }
 
     /// Up to `limit` most recent lines with `seq >= after`, oldest first.
     pub fn recent(&self, after: u64, limit: usize) -> Vec<LogLine> {
-        let ring = self.inner.lock();
-        let newer: Vec<&LogLine> = ring.lines.iter().filter(|l| l.seq >= after).collect();
-        newer[newer.len().saturating_sub(limit)..]
-            .iter()
-            .map(|l| (*l).clone())
-            .collect()
+        let newer: Vec<Arc<Entry>> = {
+            let ring = self.inner.lock();
+            let first = ring.lines.partition_point(|e| e.seq < after);
+            let skip = first.max(ring.lines.len().saturating_sub(limit));
+            ring.lines.iter().skip(skip).cloned().collect()
+        };
+        // Formatted outside the lock: pushes never wait for a reader.
+        newer.iter().map(|entry| entry.to_line()).collect()
+    }
+}
+
+/// Process output carries its level as text; the ring keeps the five names.
+fn level_name(level: &str) -> &'static str {
+    match level.to_ascii_lowercase().as_str() {
+        "error" => "error",
+        "warn" | "warning" => "warn",
+        "debug" => "debug",
+        "trace" => "trace",
+        _ => "info",
     }
 }
 

@@ -1,6 +1,11 @@
 //! `GET /api/health`: liveness plus the database's answer and latency.
 //! 200 `status:"ok"` when the database answers, 503 `status:"degraded"` when it
 //! does not; it recovers by itself because each check asks the pool afresh.
+//!
+//! Load balancers and monitors call this often and all at once, so callers that
+//! arrive while a check is in flight share its answer instead of each sending
+//! `select 1` ([`DatabaseProbe`]): the answer is never older than one check,
+//! and a flood of health checks costs the database one query at a time.
 
 use crate::db::Db;
 use crate::http::state::Runtime;
@@ -10,6 +15,9 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
+use futures::future::{BoxFuture, FutureExt, Shared};
+use parking_lot::Mutex;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A database slower than this to answer `select 1` counts as down.
@@ -18,32 +26,78 @@ const DB_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 pub fn router<S>() -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
-    Db: axum::extract::FromRef<S>,
+    DatabaseProbe: axum::extract::FromRef<S>,
     Runtime: axum::extract::FromRef<S>,
 {
     Router::new().route("/api/health", get(health))
 }
 
-async fn health(State(db): State<Db>, State(runtime): State<Runtime>) -> impl IntoResponse {
-    let check = tokio::time::timeout(DB_CHECK_TIMEOUT, db.ping()).await;
-    let down = |error: &str| DatabaseHealth {
-        backend: db.backend().into(),
-        error: Some(error.into()),
-        latency_ms: None,
-        status: "down".into(),
-    };
-    let database = match check {
-        Ok(Ok(latency)) => DatabaseHealth {
-            backend: db.backend().into(),
+/// One database check's outcome: its latency, or why it failed.
+type Check = Result<Duration, &'static str>;
+
+/// Runs `select 1` for whoever asks, one at a time: callers that arrive while a
+/// check is in flight await that check.
+#[derive(Clone)]
+pub struct DatabaseProbe {
+    db: Db,
+    in_flight: Arc<Mutex<Option<Shared<BoxFuture<'static, Check>>>>>,
+}
+
+impl DatabaseProbe {
+    pub fn new(db: Db) -> Self {
+        Self {
+            db,
+            in_flight: Arc::default(),
+        }
+    }
+
+    async fn check(&self) -> Check {
+        let check = {
+            let mut in_flight = self.in_flight.lock();
+            match in_flight.as_ref() {
+                // Still running: share it.
+                Some(check) if check.peek().is_none() => check.clone(),
+                _ => {
+                    let db = self.db.clone();
+                    let check = async move {
+                        match tokio::time::timeout(DB_CHECK_TIMEOUT, db.ping()).await {
+                            Ok(Ok(latency)) => Ok(latency),
+                            Ok(Err(e)) => {
+                                tracing::warn!(error = %e, "health: database check failed");
+                                Err("database did not answer")
+                            }
+                            Err(_) => Err("database check timed out"),
+                        }
+                    }
+                    .boxed()
+                    .shared();
+                    *in_flight = Some(check.clone());
+                    check
+                }
+            }
+        };
+        check.await
+    }
+}
+
+async fn health(
+    State(probe): State<DatabaseProbe>,
+    State(runtime): State<Runtime>,
+) -> impl IntoResponse {
+    let backend = probe.db.backend();
+    let database = match probe.check().await {
+        Ok(latency) => DatabaseHealth {
+            backend: backend.into(),
             error: None,
             latency_ms: Some((latency.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0),
             status: "ok".into(),
         },
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "health: database check failed");
-            down("database did not answer")
-        }
-        Err(_) => down("database check timed out"),
+        Err(error) => DatabaseHealth {
+            backend: backend.into(),
+            error: Some(error.into()),
+            latency_ms: None,
+            status: "down".into(),
+        },
     };
     let healthy = database.is_ok();
     let body = HealthResponse {

@@ -18,6 +18,7 @@ mod openai_compat;
 mod pages;
 
 pub use chat_user::BotGuard;
+pub use health::DatabaseProbe;
 
 use crate::http::error::ApiError;
 use crate::http::extract::{AdminUser, AuthUser};
@@ -169,7 +170,11 @@ async fn dashboard_elsewhere(req: Request, next: Next) -> Response {
 }
 
 /// Counts and times every answered request by its route pattern.
-async fn http_metrics(State(state): State<AppState>, req: Request, next: Next) -> Response {
+async fn http_metrics(
+    State(metrics): State<crate::observability::metrics::Metrics>,
+    req: Request,
+    next: Next,
+) -> Response {
     let started = std::time::Instant::now();
     let route = req
         .extensions()
@@ -177,7 +182,7 @@ async fn http_metrics(State(state): State<AppState>, req: Request, next: Next) -
         .cloned();
     let method = req.method().clone();
     let response = next.run(req).await;
-    state.metrics.exporter().http(
+    metrics.exporter().http(
         route.as_ref().map_or("unmatched", |p| p.as_str()),
         &method,
         response.status().as_u16(),

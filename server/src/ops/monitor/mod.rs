@@ -32,6 +32,8 @@ pub const CLIENT_BACKLOG: usize = 512;
 const HEALTH_EVERY: Duration = Duration::from_secs(5);
 /// Log lines sent in a snapshot.
 const SNAPSHOT_LOG_LINES: usize = 200;
+/// Most log lines sent to dashboards in one message.
+const MAX_LOG_BATCH: usize = 256;
 
 /// One message as a WebSocket text frame, encoded once and shared by every
 /// socket. The shape is `app::wire::MonitorMessage`, which the dashboard parses.
@@ -204,18 +206,34 @@ impl Monitor {
         }
     }
 
+    /// Forwards new log lines to the open dashboards, a batch per wake-up.
+    /// Lines are formatted only while someone is watching: with no dashboard
+    /// open, the feed costs the request path nothing but the ring push.
     async fn forward_logs(self, state: Sources, shutdown: CancellationToken) {
-        let mut lines = state.logs.subscribe();
+        let mut entries = state.logs.subscribe();
         loop {
-            let line = tokio::select! {
-                line = lines.recv() => line,
+            let first = tokio::select! {
+                entry = entries.recv() => entry,
                 _ = shutdown.cancelled() => return,
             };
-            match line {
-                Ok(line) => self.publish(&Message::Log { lines: vec![line] }),
+            let first = match first {
+                Ok(entry) => entry,
                 Err(broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(broadcast::error::RecvError::Closed) => return,
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_LOG_BATCH {
+                match entries.try_recv() {
+                    Ok(entry) => batch.push(entry),
+                    Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
+                    Err(_) => break,
+                }
             }
+            if self.hub.receiver_count() == 0 {
+                continue;
+            }
+            let lines = batch.iter().map(|entry| entry.to_line()).collect();
+            self.publish(&Message::Log { lines });
         }
     }
 

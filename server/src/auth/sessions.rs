@@ -1,0 +1,190 @@
+//! Who a valid token belongs to, remembered for a few seconds so that an
+//! authenticated request costs a signature check, not a database round trip.
+//!
+//! A token is only as good as its account: the account must still exist and
+//! its session epoch must still equal the token's (`logout` moves the epoch
+//! on). The cache keeps the account row's view and epoch per user id and is
+//! kept honest three ways:
+//! - every change calos makes itself (logout, rename, deletion) forgets the
+//!   user at once, in this process;
+//! - on PostgreSQL, a trigger announces every change or deletion of an account
+//!   (`NOTIFY calos_account_changed`), whoever made it: another replica, the
+//!   `calos users` command, an operator's SQL; [`follow_account_changes`]
+//!   forgets those users, and everything when the listening connection was
+//!   lost (notifications may have been missed);
+//! - entries expire after a short time to live, which bounds how long a change
+//!   made behind calos's back is missed where nothing announces it (another
+//!   process writing the same SQLite file).
+
+use crate::db::Db;
+use app::wire::UserView;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// The PostgreSQL channel the accounts trigger notifies, with the user id.
+pub const ACCOUNT_CHANGED_CHANNEL: &str = "calos_account_changed";
+
+/// Accounts remembered at most; a cache of every active user of a large
+/// deployment, yet a bounded one (about 200 bytes each).
+const MAX_ACCOUNTS: u64 = 100_000;
+
+/// What a token is checked against.
+#[derive(Debug, Clone)]
+pub struct CachedAccount {
+    pub user: UserView,
+    pub session_epoch: i64,
+}
+
+/// Cheap to clone; every clone is the same cache. A time to live of zero turns
+/// it off (every request reads the database, as before).
+#[derive(Clone)]
+pub struct AccountCache {
+    accounts: Option<moka::sync::Cache<Arc<str>, Arc<CachedAccount>>>,
+}
+
+impl AccountCache {
+    pub fn new(ttl: Duration) -> Self {
+        let accounts = (!ttl.is_zero()).then(|| {
+            moka::sync::Cache::builder()
+                .max_capacity(MAX_ACCOUNTS)
+                .time_to_live(ttl)
+                .build()
+        });
+        Self { accounts }
+    }
+
+    pub fn get(&self, user_id: &str) -> Option<Arc<CachedAccount>> {
+        self.accounts.as_ref()?.get(user_id)
+    }
+
+    pub fn remember(&self, account: CachedAccount) {
+        if let Some(accounts) = &self.accounts {
+            accounts.insert(account.user.user_id.as_str().into(), Arc::new(account));
+        }
+    }
+
+    /// The account changed or is gone: the next request reads the database.
+    pub fn forget(&self, user_id: &str) {
+        if let Some(accounts) = &self.accounts {
+            accounts.invalidate(user_id);
+        }
+    }
+
+    pub fn forget_all(&self) {
+        if let Some(accounts) = &self.accounts {
+            accounts.invalidate_all();
+        }
+    }
+
+    /// Accounts held now (for tests and the bound's proof).
+    pub fn len(&self) -> u64 {
+        self.accounts.as_ref().map_or(0, |accounts| {
+            accounts.run_pending_tasks();
+            accounts.entry_count()
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// On PostgreSQL, forgets every account the database announces as changed,
+/// until `shutdown`. Reconnects after a lost connection and then forgets
+/// everything, since announcements made meanwhile are lost. Nothing to follow
+/// on SQLite.
+pub async fn follow_account_changes(db: Db, cache: AccountCache, shutdown: CancellationToken) {
+    let Db::Postgres(pool) = db else { return };
+    if cache.accounts.is_none() {
+        return;
+    }
+    loop {
+        let listening = async {
+            let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
+            listener.listen(ACCOUNT_CHANGED_CHANNEL).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        let mut listener = tokio::select! {
+            listening = listening => listening,
+            _ = shutdown.cancelled() => return,
+        };
+        match &mut listener {
+            Ok(listener) => {
+                // Whatever changed before the LISTEN took effect is unknown.
+                cache.forget_all();
+                loop {
+                    let notification = tokio::select! {
+                        n = listener.try_recv() => n,
+                        _ = shutdown.cancelled() => return,
+                    };
+                    match notification {
+                        Ok(Some(changed)) => cache.forget(changed.payload()),
+                        // The connection was lost and is being re-established.
+                        Ok(None) => cache.forget_all(),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "account change notifications lost; reconnecting");
+                            cache.forget_all();
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for account changes; retrying");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use app::wire::Role;
+
+    fn account(id: &str, epoch: i64) -> CachedAccount {
+        CachedAccount {
+            user: UserView {
+                user_id: id.into(),
+                email: None,
+                username: format!("user-{id}"),
+                role: Role::User,
+            },
+            session_epoch: epoch,
+        }
+    }
+
+    #[test]
+    fn accounts_are_remembered_until_forgotten() {
+        let cache = AccountCache::new(Duration::from_secs(60));
+        cache.remember(account("a", 1));
+        cache.remember(account("b", 2));
+        assert_eq!(cache.get("a").map(|a| a.session_epoch), Some(1));
+        cache.forget("a");
+        assert!(cache.get("a").is_none());
+        assert!(cache.get("b").is_some());
+        cache.forget_all();
+        assert!(cache.get("b").is_none());
+    }
+
+    #[test]
+    fn a_zero_time_to_live_turns_the_cache_off() {
+        let cache = AccountCache::new(Duration::ZERO);
+        cache.remember(account("a", 1));
+        assert!(cache.get("a").is_none());
+        assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn the_cache_is_bounded() {
+        let cache = AccountCache::new(Duration::from_secs(60));
+        for i in 0..(MAX_ACCOUNTS + 5_000) {
+            cache.remember(account(&i.to_string(), 0));
+        }
+        assert!(cache.len() <= MAX_ACCOUNTS, "{} accounts", cache.len());
+    }
+}
