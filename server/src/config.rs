@@ -207,6 +207,20 @@ pub struct LlmArgs {
     /// Chat requests a user may send in a burst.
     #[arg(long, env = "CALOS_CHAT_BURST", default_value = "200")]
     pub chat_burst: NonZeroU32,
+    // --- What one chat may make calos hold (issue 11) ---
+    /// Seconds a streamed reply waits for the client to take its next event; a
+    /// client that stops reading is dropped, freeing its upstream and provider slot.
+    #[arg(long = "stream-write-timeout-secs", env = "CALOS_STREAM_WRITE_TIMEOUT_SECS", default_value = "30", value_parser = duration(Unit::Secs, Zero::Refused))]
+    pub stream_write_timeout: Duration,
+    /// Chats one user may have in flight at once (a stream counts until it
+    /// ends); more get 429 `too_many_inflight`.
+    #[arg(long, env = "CALOS_MAX_INFLIGHT_PER_USER", default_value = "32")]
+    pub max_inflight_per_user: NonZeroUsize,
+    /// Response cache size in bytes (text, provider, key and bookkeeping). Each
+    /// entry is charged at least this / `CALOS_CACHE_CAPACITY`, so that entry
+    /// count holds too; a reply over 1/16 of this is not cached.
+    #[arg(long, env = "CALOS_CACHE_MAX_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub cache_max_bytes: u64,
 }
 
 impl LlmArgs {

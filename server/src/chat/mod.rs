@@ -2,6 +2,8 @@
 //! provider, time each phase), and how it is built from configuration.
 
 pub mod cache;
+mod delivery;
+pub mod inflight;
 mod service;
 pub mod setup;
 pub mod validation;

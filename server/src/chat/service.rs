@@ -3,6 +3,8 @@
 //! (`/api/llm/complete`, `/v1/chat/completions`) only frame what this returns.
 
 use crate::chat::cache::{CachedReply, ResponseCache};
+use crate::chat::delivery::{self, Abandoned, DeliveryLimits};
+use crate::chat::inflight::{InFlight, InFlightLimiter, TooManyInFlight};
 use crate::llm::error::ProviderError;
 use crate::llm::queue::QueueFull;
 use crate::llm::relay::{self, RelayEvent, StreamLimits, Summary};
@@ -13,8 +15,9 @@ use crate::observability::timing::{ms, Breakdown, CacheStatus};
 use futures::{Stream, StreamExt};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use std::num::NonZeroU32;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,6 +38,8 @@ pub struct ChatContext {
 pub enum ChatError {
     #[error("too many chat requests; retry in {0:?}")]
     RateLimited(Duration),
+    #[error(transparent)]
+    TooManyInFlight(#[from] TooManyInFlight),
     #[error("model {model:?} routes to provider {provider:?}, which is not configured")]
     NoSuchProvider { model: String, provider: String },
     #[error("{provider} is busy: {full}")]
@@ -74,10 +79,24 @@ pub struct ChatService {
     router: Arc<ModelRouter>,
     cache: ResponseCache,
     limits: StreamLimits,
+    /// How long a streamed reply waits for its client to take the next event.
+    write_timeout: Duration,
     per_user: Arc<DefaultKeyedRateLimiter<String>>,
+    in_flight: InFlightLimiter,
     /// Where every request's breakdown is recorded (the metrics are shared
     /// with the HTTP layer and Mission Control, owned by neither).
     recorder: Recorder,
+}
+
+/// What one user may ask of the service.
+#[derive(Debug, Clone, Copy)]
+pub struct UserLimits {
+    /// Chat requests per second, sustained.
+    pub rate: NonZeroU32,
+    /// Chat requests in a burst.
+    pub burst: NonZeroU32,
+    /// Chats in flight at once.
+    pub in_flight: NonZeroUsize,
 }
 
 impl ChatService {
@@ -85,12 +104,13 @@ impl ChatService {
         router: ModelRouter,
         cache: ResponseCache,
         limits: StreamLimits,
-        per_user_rate: NonZeroU32,
-        per_user_burst: NonZeroU32,
+        write_timeout: Duration,
+        per_user: UserLimits,
         metrics: Metrics,
     ) -> Self {
+        let in_flight = InFlightLimiter::new(per_user.in_flight);
         let per_user = Arc::new(RateLimiter::keyed(
-            Quota::per_second(per_user_rate).allow_burst(per_user_burst),
+            Quota::per_second(per_user.rate).allow_burst(per_user.burst),
         ));
         let router = Arc::new(router);
         Self {
@@ -101,7 +121,9 @@ impl ChatService {
             router,
             cache,
             limits,
+            write_timeout,
             per_user,
+            in_flight,
         }
     }
 
@@ -110,32 +132,46 @@ impl ChatService {
         &self.router
     }
 
+    /// The rate limit, the in-flight cap (before any queueing: a user at the
+    /// cap must not take a place in a provider's queue either), then the route.
     fn admit(
         &self,
         ctx: &ChatContext,
         params: &ChatParams,
-    ) -> Result<Arc<crate::llm::router::ProviderSlot>, ChatError> {
+    ) -> Result<(Arc<crate::llm::router::ProviderSlot>, InFlight), ChatError> {
         if let Err(not_until) = self.per_user.check_key(&ctx.user_id) {
             return Err(ChatError::RateLimited(
                 not_until.wait_time_from(DefaultClock::default().now()),
             ));
         }
-        self.router
-            .route(&params.model)
-            .map_err(|provider| ChatError::NoSuchProvider {
-                model: params.model.clone(),
-                provider,
-            })
+        let in_flight = self.in_flight.enter(&ctx.user_id)?;
+        let slot =
+            self.router
+                .route(&params.model)
+                .map_err(|provider| ChatError::NoSuchProvider {
+                    model: params.model.clone(),
+                    provider,
+                })?;
+        Ok((slot, in_flight))
     }
 
     /// Admits the request and starts its breakdown with what authentication
-    /// cost: the provider's slot, the provider's name, the breakdown so far.
+    /// cost: the provider's slot, the provider's name, the breakdown so far,
+    /// and the user's in-flight slot (held until the reply ends).
     fn begin(
         &self,
         ctx: &ChatContext,
         params: &ChatParams,
-    ) -> Result<(Arc<crate::llm::router::ProviderSlot>, String, Breakdown), ChatError> {
-        let slot = self.admit(ctx, params)?;
+    ) -> Result<
+        (
+            Arc<crate::llm::router::ProviderSlot>,
+            String,
+            Breakdown,
+            InFlight,
+        ),
+        ChatError,
+    > {
+        let (slot, in_flight) = self.admit(ctx, params)?;
         let provider = slot.provider.name().to_string();
         let head = Breakdown {
             auth: ms(ctx.auth),
@@ -143,19 +179,26 @@ impl ChatService {
             attempts: 0,
             ..Default::default()
         };
-        Ok((slot, provider, head))
+        Ok((slot, provider, head, in_flight))
     }
 
     /// Waits for a slot at the provider, opens the upstream and waits for its
     /// first token, filling in the queue, connect, TTFT and attempt figures. A
     /// failure here is logged and returned (before any byte reached the client).
+    /// Also returns when the whole reply is due (the total limit's deadline).
     async fn upstream(
         &self,
         ctx: &ChatContext,
         slot: &crate::llm::router::ProviderSlot,
         params: &ChatParams,
         breakdown: &mut Breakdown,
-    ) -> Result<impl Stream<Item = RelayEvent> + Send + use<>, ChatError> {
+    ) -> Result<
+        (
+            impl Stream<Item = RelayEvent> + Send + use<>,
+            tokio::time::Instant,
+        ),
+        ChatError,
+    > {
         let provider = slot.provider.name().to_string();
         let (permit, waited) = slot
             .queue
@@ -177,7 +220,8 @@ impl ChatService {
         breakdown.upstream_connect = Some(ms(started.connect));
         breakdown.ttft = started.ttft.map(ms);
         breakdown.attempts = started.attempts;
-        Ok(relay::relay(started, self.limits, Some(permit)))
+        let deadline = tokio::time::Instant::from_std(started.sent_at) + self.limits.total;
+        Ok((relay::relay(started, self.limits, Some(permit)), deadline))
     }
 
     /// A whole answer (`stream: false`): served from the cache when the same user
@@ -187,7 +231,7 @@ impl ChatService {
         ctx: &ChatContext,
         params: ChatParams,
     ) -> Result<Complete, ChatError> {
-        let (slot, provider, mut breakdown) = self.begin(ctx, &params)?;
+        let (slot, provider, mut breakdown, _in_flight) = self.begin(ctx, &params)?;
         let key = ResponseCache::key(&ctx.user_id, &params);
         if self.cache.enabled() && ctx.fresh {
             breakdown.cache_status = CacheStatus::Bypass;
@@ -209,7 +253,8 @@ impl ChatService {
                 });
             }
         }
-        let mut events = Box::pin(self.upstream(ctx, &slot, &params, &mut breakdown).await?);
+        let (events, _deadline) = self.upstream(ctx, &slot, &params, &mut breakdown).await?;
+        let mut events = Box::pin(events);
         let mut text = String::new();
         let mut summary = Summary::default();
         while let Some(event) = events.next().await {
@@ -256,8 +301,8 @@ impl ChatService {
         ctx: &ChatContext,
         params: ChatParams,
     ) -> Result<Streaming, ChatError> {
-        let (slot, provider, mut head) = self.begin(ctx, &params)?;
-        let events = self.upstream(ctx, &slot, &params, &mut head).await?;
+        let (slot, provider, mut head, in_flight) = self.begin(ctx, &params)?;
+        let (events, deadline) = self.upstream(ctx, &slot, &params, &mut head).await?;
         let (ctx_end, head_end, model, prov) = (
             ctx.clone(),
             head.clone(),
@@ -265,14 +310,28 @@ impl ChatService {
             provider.clone(),
         );
         let recorder = self.recorder.clone();
-        // Lives as long as the stream: the active-streams gauge counts it until
-        // it finishes, fails or the client hangs up.
+        // Live as long as the stream: the active-streams gauge counts it, and
+        // the user's in-flight slot is held, until it finishes, fails, or the
+        // client hangs up or stops reading.
         let open = self.recorder.metrics.exporter().stream_opened();
+        let held = (open, in_flight);
+        // Set once the reply's outcome is recorded, so that a client too slow
+        // to take the very last event is not counted a second time.
+        let recorded = Arc::new(AtomicBool::new(false));
+        let recorded_cut = recorded.clone();
+        let (ctx_cut, head_cut, model_cut, prov_cut, recorder_cut) = (
+            ctx.clone(),
+            head.clone(),
+            params.model.clone(),
+            provider.clone(),
+            self.recorder.clone(),
+        );
         let items = events.map(move |event| {
-            let _open = &open;
+            let _held = &held;
             match event {
                 RelayEvent::Delta(text) => StreamItem::Delta(text),
                 RelayEvent::Finished(summary) => {
+                    recorded.store(true, Ordering::Relaxed);
                     let mut breakdown = head_end.clone();
                     breakdown.llm = Some(ms(summary.llm));
                     breakdown.upstream = summary.upstream;
@@ -283,17 +342,37 @@ impl ChatService {
                     }
                 }
                 RelayEvent::Failed(e) => {
+                    recorded.store(true, Ordering::Relaxed);
                     let mut breakdown = head_end.clone();
                     recorder.finish(&ctx_end, &model, &prov, &mut breakdown, e.code());
                     StreamItem::Failed(e)
                 }
             }
         });
+        let limits = DeliveryLimits {
+            write_timeout: self.write_timeout,
+            deadline,
+        };
+        let items = delivery::deliver(items, limits, move |why| {
+            // A client that hangs up has always gone unrecorded (it saw no
+            // answer to count); one that stopped reading is calos's decision.
+            if why == Abandoned::TooSlow && !recorded_cut.load(Ordering::Relaxed) {
+                tracing::warn!(request_id = %ctx_cut.request_id, user_id = %ctx_cut.user_id, "the client stopped reading a streamed reply; dropped it");
+                let mut breakdown = head_cut;
+                recorder_cut.finish(
+                    &ctx_cut,
+                    &model_cut,
+                    &prov_cut,
+                    &mut breakdown,
+                    "client_too_slow",
+                );
+            }
+        });
         Ok(Streaming {
             provider,
             model: params.model,
             head,
-            items: Box::pin(items),
+            items,
         })
     }
 }

@@ -1,8 +1,8 @@
 //! Builds the providers, router, cache and limits from configuration, and says
 //! in the log what is available (Ollama is probed, not assumed).
 
-use crate::chat::cache::ResponseCache;
-use crate::chat::ChatService;
+use crate::chat::cache::{CacheBounds, ResponseCache};
+use crate::chat::{ChatService, UserLimits};
 use crate::config::LlmArgs;
 use crate::llm::http::{ApiKey, PoolSettings, Upstream};
 use crate::llm::queue::ProviderQueue;
@@ -47,13 +47,22 @@ fn openai_like(
 pub async fn build_chat(args: &LlmArgs, metrics: Metrics) -> anyhow::Result<ChatService> {
     let router = build_router(args)?;
     announce(&router).await;
-    let cache = ResponseCache::new(args.cache_capacity, args.cache_ttl);
+    let cache = ResponseCache::new(CacheBounds {
+        max_bytes: args.cache_max_bytes,
+        max_entries: args.cache_capacity,
+        ttl: args.cache_ttl,
+    })
+    .reporting_to(metrics.exporter().clone());
     Ok(ChatService::new(
         router,
         cache,
         stream_limits(args),
-        args.chat_rate_per_sec,
-        args.chat_burst,
+        args.stream_write_timeout,
+        UserLimits {
+            rate: args.chat_rate_per_sec,
+            burst: args.chat_burst,
+            in_flight: args.max_inflight_per_user,
+        },
         metrics,
     ))
 }

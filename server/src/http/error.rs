@@ -342,6 +342,11 @@ impl From<crate::chat::ChatError> for ApiError {
                 message: e.to_string(),
                 retry_after_secs: wait.as_secs_f64().ceil() as u64,
             },
+            C::TooManyInFlight(_) => ApiError::TooManyRequests {
+                code: "too_many_inflight",
+                message: e.to_string(),
+                retry_after_secs: 1,
+            },
             C::NoSuchProvider { .. } => {
                 ApiError::invalid_field("unknown_provider", "model", e.to_string())
             }

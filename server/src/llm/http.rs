@@ -6,6 +6,7 @@
 //! idle pool. Upstream addresses come only from server configuration.
 
 use super::error::ProviderError;
+use super::error_body::{read_bounded, ERROR_BODY_TIME, MAX_ERROR_BODY_BYTES};
 use reqwest::{Client, RequestBuilder, Response, StatusCode};
 use std::time::Duration;
 
@@ -160,9 +161,16 @@ pub async fn send(
     })
 }
 
-/// The provider's own error message, bounded (an HTML error page is not echoed whole).
+/// The provider's own error message, bounded (an HTML error page is not echoed
+/// whole, nor read whole: see [`super::error_body`]).
 async fn error_message(response: Response) -> String {
-    let text = response.text().await.unwrap_or_default();
+    let body = read_bounded(
+        response.bytes_stream(),
+        MAX_ERROR_BODY_BYTES,
+        ERROR_BODY_TIME,
+    )
+    .await;
+    let text = String::from_utf8_lossy(&body).into_owned();
     let from_json = serde_json::from_str::<serde_json::Value>(&text)
         .ok()
         .and_then(|v| {

@@ -33,11 +33,17 @@ where
     // open stream is most of an idle stream's memory at a thousand streams.
     let codec = LinesCodec::new_with_max_length(MAX_LINE_BYTES);
     FramedRead::with_capacity(reader, codec, INITIAL_BUFFER_BYTES).map(|line| {
-        line.map(|l| l.trim_end_matches('\r').to_string())
-            .map_err(|e| match e {
-                LinesCodecError::MaxLineLengthExceeded => LineError::TooLong,
-                LinesCodecError::Io(io) => LineError::Io(io.to_string()),
-            })
+        // Trim the CR in place: the line is already an owned String, and
+        // copying it again would cost an allocation per upstream event.
+        line.map(|mut l| {
+            let kept = l.trim_end_matches('\r').len();
+            l.truncate(kept);
+            l
+        })
+        .map_err(|e| match e {
+            LinesCodecError::MaxLineLengthExceeded => LineError::TooLong,
+            LinesCodecError::Io(io) => LineError::Io(io.to_string()),
+        })
     })
 }
 

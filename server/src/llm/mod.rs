@@ -3,6 +3,7 @@
 //! their timings.
 
 pub mod error;
+pub mod error_body;
 pub mod http;
 pub mod lines;
 pub mod ollama;

@@ -3,9 +3,10 @@
 //! total limits, measuring connect, TTFT and LLM time on a monotonic clock.
 //!
 //! Cancellation is structural: everything (the upstream body, the queue permit)
-//! lives inside the returned stream, so when the client hangs up and the HTTP
-//! layer drops the stream, the upstream connection closes at once and the slot
-//! is freed. No spawned task can outlive the client.
+//! lives inside the returned stream, so whoever drops the stream closes the
+//! upstream connection at once and frees the slot. For a streamed reply that
+//! is `chat::delivery`'s task, which drops it as soon as the client hangs up,
+//! or once the client has stopped reading for the write timeout.
 
 use super::error::ProviderError;
 use super::types::{Chunk, UpstreamTimings, Usage};

@@ -87,6 +87,9 @@ pub struct Exporter {
     cache_hit: Counter,
     cache_miss: Counter,
     cache_bypass: Counter,
+    /// The response cache's size: bytes charged and entries held.
+    cache_bytes: Gauge,
+    cache_entries: Gauge,
 }
 
 struct HttpHandles {
@@ -219,6 +222,18 @@ impl Exporter {
             "Restarts of managed processes",
             process_restarts.clone(),
         );
+        let cache_bytes = Gauge::default();
+        registry.register(
+            "cache_bytes",
+            "Bytes the response cache holds (each entry charged at least its share)",
+            cache_bytes.clone(),
+        );
+        let cache_entries = Gauge::default();
+        registry.register(
+            "cache_entries",
+            "Replies the response cache holds",
+            cache_entries.clone(),
+        );
         let cache_counter = |result: &str| {
             cache_lookups
                 .get_or_create(&CacheLabels {
@@ -245,6 +260,8 @@ impl Exporter {
             cache_hit,
             cache_miss,
             cache_bypass,
+            cache_bytes,
+            cache_entries,
         }
     }
 
@@ -320,6 +337,14 @@ impl Exporter {
             CacheStatus::Bypass => &self.cache_bypass,
         }
         .inc();
+    }
+
+    /// The response cache's size now.
+    pub fn cache_size(&self, bytes: u64, entries: u64) {
+        self.cache_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        self.cache_entries
+            .set(i64::try_from(entries).unwrap_or(i64::MAX));
     }
 
     /// A streamed reply opened; the gauge goes down when the guard drops.

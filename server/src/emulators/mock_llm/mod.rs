@@ -48,6 +48,10 @@ pub struct MockArgs {
     /// Model names to list, comma-separated.
     #[arg(long, default_value = "mock-llama,mock-gpt", value_delimiter = ',')]
     pub models: Vec<String>,
+    /// Pad each token with `x`s to this many bytes (0: tokens as they are), for
+    /// replies big enough to fill a client's TCP window or a cache.
+    #[arg(long, default_value_t = 0)]
+    pub token_bytes: usize,
 }
 
 impl Default for MockArgs {
@@ -60,6 +64,7 @@ impl Default for MockArgs {
             tokens: 20,
             fault: Fault::None,
             models: vec!["mock-llama".into(), "mock-gpt".into()],
+            token_bytes: 0,
         }
     }
 }
@@ -71,6 +76,8 @@ pub struct MockState {
     pub gap: Duration,
     pub tokens: u32,
     pub models: Vec<String>,
+    /// Each token padded to this many bytes (0: no padding).
+    pub token_bytes: usize,
     pub fault: Mutex<Fault>,
     pub requests: AtomicU64,
     pub open_streams: AtomicU64,
@@ -141,6 +148,7 @@ pub async fn spawn(args: &MockArgs) -> anyhow::Result<MockServer> {
             .map(|m| m.trim().to_string())
             .filter(|m| !m.is_empty())
             .collect(),
+        token_bytes: args.token_bytes.min(1024 * 1024),
         fault: Mutex::new(args.fault.clone()),
         requests: AtomicU64::new(0),
         open_streams: AtomicU64::new(0),

@@ -44,13 +44,17 @@ impl ChatBody {
     }
 }
 
-/// The i-th token of every reply.
-pub fn token(i: u32) -> String {
-    if i == 0 {
-        "Mock".into()
+/// The i-th token of every reply, padded with `x`s to `bytes` if longer.
+pub fn token(i: u32, bytes: usize) -> String {
+    let mut token = if i == 0 {
+        "Mock".to_string()
     } else {
         format!(" t{i}")
+    };
+    if token.len() < bytes {
+        token.extend(std::iter::repeat_n('x', bytes - token.len()));
     }
+    token
 }
 
 /// Counts an open stream; on drop, records whether it finished or was cut off
@@ -235,7 +239,12 @@ fn paced(state: Arc<MockState>, format: Format, model: String, count: u32) -> Bo
                 return Some((Ok(Bytes::from(last)), (i, guard, true)));
             }
             Some((
-                Ok(Bytes::from(chunk_line(&format_ref, &model, i, &token(i)))),
+                Ok(Bytes::from(chunk_line(
+                    &format_ref,
+                    &model,
+                    i,
+                    &token(i, state.token_bytes),
+                ))),
                 (i + 1, guard, false),
             ))
         }
@@ -243,8 +252,8 @@ fn paced(state: Arc<MockState>, format: Format, model: String, count: u32) -> Bo
     Body::from_stream(stream)
 }
 
-fn whole_text(count: u32) -> String {
-    (0..count).map(token).collect()
+fn whole_text(count: u32, token_bytes: usize) -> String {
+    (0..count).map(|i| token(i, token_bytes)).collect()
 }
 
 async fn answer(state: Arc<MockState>, body: ChatBody, format: Format) -> Response {
@@ -271,7 +280,7 @@ async fn answer(state: Arc<MockState>, body: ChatBody, format: Format) -> Respon
     }
     let started = Instant::now();
     pause(state.ttft + state.gap * count.saturating_sub(1)).await;
-    let text = whole_text(count);
+    let text = whole_text(count, state.token_bytes);
     match format {
         Format::OpenAi { .. } => {
             let mut r = Json(json!({

@@ -22,6 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::StreamExt;
+use serde::Serialize;
 use std::time::Duration;
 
 /// The OpenAI-compatible chat endpoint (behind the chat guard).
@@ -108,6 +109,7 @@ fn chunks(streaming: Streaming, id: String, created: u64, include_usage: bool) -
     let Streaming {
         model, head, items, ..
     } = streaming;
+    let (delta_id, delta_model) = (id.clone(), model.clone());
     let chunk = move |delta: ChunkDelta, finish: Option<&str>| {
         ChatCompletionChunk::choice(&id, created, &model, delta, finish)
     };
@@ -120,13 +122,12 @@ fn chunks(streaming: Streaming, id: String, created: u64, include_usage: bool) -
     ));
     let body = items.flat_map(move |item| {
         let events = match item {
-            StreamItem::Delta(text) => {
-                let delta = ChunkDelta {
-                    content: Some(text),
-                    role: None,
-                };
-                vec![sse::event(&chunk(delta, None))]
-            }
+            StreamItem::Delta(text) => vec![sse::event(&ContentChunk::new(
+                &delta_id,
+                created,
+                &delta_model,
+                &text,
+            ))],
             StreamItem::Done { usage, breakdown } => {
                 let mut events = vec![sse::event(&chunk(ChunkDelta::default(), Some("stop")))];
                 if include_usage {
@@ -156,6 +157,47 @@ fn chunks(streaming: Streaming, id: String, created: u64, include_usage: bool) -
         .chain(body)
         .chain(futures::stream::once(async { sse::done() }));
     sse::respond(events, &head.server_timing(false))
+}
+
+/// A token's chunk, serialised from borrowed parts. It writes exactly what
+/// [`ChatCompletionChunk::choice`] with a content delta writes (the same
+/// fields in the same order), without building that value: per token, that
+/// would copy the id and the model into new Strings and allocate the choices.
+#[derive(Serialize)]
+struct ContentChunk<'a> {
+    choices: [ContentChoice<'a>; 1],
+    created: u64,
+    id: &'a str,
+    model: &'a str,
+    object: &'static str,
+}
+
+#[derive(Serialize)]
+struct ContentChoice<'a> {
+    delta: ContentDelta<'a>,
+    finish_reason: Option<&'static str>,
+    index: u32,
+}
+
+#[derive(Serialize)]
+struct ContentDelta<'a> {
+    content: &'a str,
+}
+
+impl<'a> ContentChunk<'a> {
+    fn new(id: &'a str, created: u64, model: &'a str, text: &'a str) -> Self {
+        Self {
+            choices: [ContentChoice {
+                delta: ContentDelta { content: text },
+                finish_reason: None,
+                index: 0,
+            }],
+            created,
+            id,
+            model,
+            object: "chat.completion.chunk",
+        }
+    }
 }
 
 /// What each provider really has right now; an unreachable provider is left
@@ -195,4 +237,29 @@ async fn models(State(chat): State<ChatService>, _user: AuthUser) -> Json<ModelL
         object: "list".into(),
         data,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_borrowed_content_chunk_writes_the_same_bytes_as_the_wire_type() {
+        let text = "a \"quoted\"\nline";
+        let owned = ChatCompletionChunk::choice(
+            "chatcmpl-1",
+            1_700_000_000,
+            "mock-gpt",
+            ChunkDelta {
+                content: Some(text.into()),
+                role: None,
+            },
+            None,
+        );
+        let borrowed = ContentChunk::new("chatcmpl-1", 1_700_000_000, "mock-gpt", text);
+        assert_eq!(
+            serde_json::to_string(&borrowed).ok(),
+            serde_json::to_string(&owned).ok()
+        );
+    }
 }
