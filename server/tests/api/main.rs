@@ -3,6 +3,7 @@
 
 mod accounts;
 mod chat;
+mod connections;
 mod error_bodies;
 mod helpers;
 mod identity;
