@@ -3,7 +3,8 @@
 //! more than its share of connections. Raw sockets, so the tests control every
 //! byte and every pause; on both databases.
 
-use crate::helpers::{on_both_databases, TestApp};
+use crate::helpers::{ask, on_both_databases, TestApp};
+use app::wire::CompleteEvent;
 use app::wire::ErrorResponse;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -212,6 +213,33 @@ on_both_databases! {
         assert!(
             idle >= Duration::from_millis(1200) && idle <= Duration::from_secs(4),
             "closed after {idle:?} idle, the keep-alive timeout is 1.5 s"
+        );
+    }
+
+    async fn a_stream_longer_than_both_timeouts_is_not_cut(backend: Backend) {
+        // About 3 s of tokens against 1 s header-read and keep-alive timeouts:
+        // neither runs while a request is being answered.
+        let app = TestApp::spawn_with(
+            backend,
+            &[
+                "--header-read-timeout-secs", "1",
+                "--keep-alive-timeout-secs", "1",
+                "--sim-tokens", "30",
+                "--sim-tokens-per-sec", "10",
+            ],
+        )
+        .await;
+        let user = app.new_user("stream").await;
+        let started = Instant::now();
+        let events = app.stream(&user.token, &ask("sim", true)).await;
+        assert!(
+            started.elapsed() >= Duration::from_secs(2),
+            "the stream was meant to outlast the timeouts"
+        );
+        assert!(
+            matches!(events.last().map(|e| &e.event), Some(CompleteEvent::Done(_))),
+            "the stream ended early: {:?}",
+            events.last()
         );
     }
 }
