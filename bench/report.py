@@ -90,9 +90,10 @@ def hotpath(tmp, duration, conc, rate):
     growth = e - b
     row(f"RSS after {m['chats']:,} / {2 * m['chats']:,} chats (start {m['rssStartKb'] / 1024:.0f} MiB)",
         f"{b / 1024:.1f} / {e / 1024:.1f} MiB", "flat", growth <= max(2048, b * 0.05))
-    fails = sum(r(n)["failed"] for n in ("closed-direct", "closed-calos", "closed-cached", "open-direct",
-                                         "open-calos", "health", "me"))
-    fails += sc["requests"]["failed"] + sd["requests"]["failed"]
+    failed = {n: r(n)["failed"] for n in ("closed-direct", "closed-calos", "closed-cached", "open-direct",
+                                          "open-calos", "health", "me")}
+    failed["stream-direct"], failed["stream-calos"] = sd["requests"]["failed"], sc["requests"]["failed"]
+    fails = ", ".join(f"{n} {k}" for n, k in failed.items() if k) or "none"
     peers = pathlib.Path(tmp, "closed-litellm.json").exists()
     if peers:
         d2, l2, c2 = r("closed-direct-2"), r("closed-litellm"), r("closed-calos-2")
@@ -107,7 +108,7 @@ def hotpath(tmp, duration, conc, rate):
     print(f"{'measurement':<{width}}{'through calos':>28}{'goal':>18}{'met':>5}{'CPU us/req':>12}")
     for label, measured, goal, met, cpu in rows:
         print(f"{label:<{width}}{measured:>28}{goal:>18}{met:>5}{cpu:>12}")
-    print(f"failed requests across the rows: {fails}")
+    print(f"failed requests: {fails}")
 
 
 if __name__ == "__main__":

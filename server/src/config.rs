@@ -89,6 +89,32 @@ pub struct ServeArgs {
     /// `/metrics` by inventing names.
     #[arg(long, env = "CALOS_METRICS_MAX_SERIES", default_value_t = crate::observability::metrics::DEFAULT_MAX_SERIES)]
     pub metrics_max_series: usize,
+    // What one client can make calos hold (see `http::serve`).
+    /// Seconds a client has to send a request's headers, counted from its
+    /// connection or from the first byte of a request on a kept-alive one;
+    /// slower clients are disconnected.
+    #[arg(long = "header-read-timeout-secs", env = "CALOS_HEADER_READ_TIMEOUT_SECS", default_value = "10", value_parser = duration(Unit::Secs, Zero::Refused))]
+    pub header_read_timeout: Duration,
+    /// Seconds a client has to send a whole request body; slower ones get 408.
+    #[arg(long = "body-read-timeout-secs", env = "CALOS_BODY_READ_TIMEOUT_SECS", default_value = "30", value_parser = duration(Unit::Secs, Zero::Refused))]
+    pub body_read_timeout: Duration,
+    /// Seconds a kept-alive connection may sit idle between requests before
+    /// calos closes it. Longer than the 60 s that proxies and load balancers
+    /// keep idle upstream connections by default (nginx, AWS ALB), so they
+    /// close first and never reuse a connection calos is closing.
+    #[arg(long = "keep-alive-timeout-secs", env = "CALOS_KEEP_ALIVE_TIMEOUT_SECS", default_value = "75", value_parser = duration(Unit::Secs, Zero::Refused))]
+    pub keep_alive_timeout: Duration,
+    /// Most connections open at once over both listeners; more get 503
+    /// `too_many_connections`. Keep it under the file-descriptor limit
+    /// (`ulimit -n`).
+    #[arg(long, env = "CALOS_MAX_CONNECTIONS", default_value = "10000")]
+    pub max_connections: NonZeroUsize,
+    /// Most connections open at once from one IP address (an IPv6 /64); more
+    /// get 503. A browser opens at most 6 per site plus its streams, so 256
+    /// serves a few dozen people behind one NAT while one host can hold only
+    /// a small share of `--max-connections`. Trusted proxies are exempt.
+    #[arg(long, env = "CALOS_MAX_CONNECTIONS_PER_IP", default_value = "256")]
+    pub max_connections_per_ip: NonZeroUsize,
     #[command(flatten)]
     pub oauth: crate::auth::oauth::OAuthArgs,
     #[command(flatten)]

@@ -8,9 +8,9 @@ use crate::auth::AuthService;
 use crate::config::ServeArgs;
 use crate::db::Db;
 use crate::http::routes;
+use crate::http::serve::{self, ConnectionLimits};
 use crate::http::state::{AppState, Runtime, Services};
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -22,6 +22,8 @@ pub struct Application {
     dashboard_listener: TcpListener,
     state: Services,
     grace: Duration,
+    /// Caps and timeouts for both listeners' connections.
+    limits: ConnectionLimits,
     /// Declared in the config file; started by `run`.
     processes: Vec<crate::ops::processes::config::ProcessSpec>,
 }
@@ -48,9 +50,21 @@ impl Application {
             crate::observability::exporter::Exporter::new(),
         );
         let chat = crate::chat::setup::build_chat(&args.llm, metrics.clone()).await?;
-        let trusted = args.trusted_proxies();
+        let trusted = std::sync::Arc::new(args.trusted_proxies());
+        let limits = ConnectionLimits {
+            admission: serve::admission::Admission::new(serve::admission::Caps {
+                global: args.max_connections.get(),
+                per_peer: args.max_connections_per_ip.get(),
+                exempt: trusted.clone(),
+            }),
+            refuser: serve::refusal::Refuser::default(),
+            timeouts: serve::activity::Timeouts {
+                header_read: args.header_read_timeout,
+                keep_alive: args.keep_alive_timeout,
+            },
+        };
         let bots = crate::http::routes::BotGuard::new();
-        let trusted_proxies = crate::http::client_ip::TrustedProxies(std::sync::Arc::new(trusted));
+        let trusted_proxies = crate::http::client_ip::TrustedProxies(trusted);
         // Read now so a bad file stops startup; the processes start in `run`.
         let config = match &args.config {
             Some(path) => crate::ops::processes::config::load(path)?,
@@ -94,6 +108,7 @@ impl Application {
             runtime: Runtime {
                 started: Instant::now(),
                 cookie_secure: args.cookie_secure,
+                body_read_timeout: args.body_read_timeout,
             },
         };
         Ok(Self {
@@ -101,6 +116,7 @@ impl Application {
             dashboard_listener,
             state,
             grace: args.shutdown_grace,
+            limits,
             processes,
         })
     }
@@ -125,6 +141,7 @@ impl Application {
             dashboard_listener,
             mut state,
             grace,
+            limits,
             processes,
         } = self;
         state.processes = crate::ops::processes::ProcessManager::start(
@@ -170,20 +187,22 @@ impl Application {
         });
 
         let db = state.db.clone();
-        let api = serve(
+        let api = serve::serve(
             api_listener,
             routes::app_router(state.clone()),
+            limits.clone(),
             shutdown.clone(),
         );
-        let dashboard = serve(
+        let dashboard = serve::serve(
             dashboard_listener,
             routes::dashboard_router(state),
+            limits,
             shutdown.clone(),
         );
-        let both = async { tokio::try_join!(api, dashboard) };
+        let both = async { tokio::join!(api, dashboard) };
         tokio::pin!(both);
         tokio::select! {
-            result = &mut both => { result?; }
+            _ = &mut both => {}
             _ = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
                 tracing::warn!(grace_secs = grace.as_secs(), "shutdown grace period over; closing remaining connections");
             }
@@ -193,22 +212,4 @@ impl Application {
         db.close().await;
         Ok(())
     }
-}
-
-async fn serve(
-    listener: TcpListener,
-    router: axum::Router,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    // TCP_NODELAY: small writes (stream events) must not wait for Nagle's algorithm.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { shutdown.cancelled().await })
-    .await
-    .context("serving HTTP")
 }

@@ -38,6 +38,9 @@ pub enum ApiError {
         message: String,
         field: Option<&'static str>,
     },
+    /// 408: the request body did not arrive within `--body-read-timeout-secs`.
+    #[error("The request body did not arrive within {}; send it again, faster.", humantime::format_duration(*.limit))]
+    RequestTimeout { limit: std::time::Duration },
     /// 413: the body is over the documented limit.
     #[error("request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
@@ -94,6 +97,7 @@ impl ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -110,6 +114,7 @@ impl ApiError {
             Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::RequestTimeout { .. } => "request_timeout",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::TooManyRequests { code, .. } => code,
             Self::Unavailable(_) => "service_unavailable",

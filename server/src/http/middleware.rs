@@ -5,14 +5,14 @@
 
 use crate::http::error::{ApiError, ErrorCause};
 use crate::http::json::MAX_BODY_BYTES;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Request};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use std::any::Any;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 
@@ -90,10 +90,13 @@ pub async fn access_log(mut req: Request, next: Next) -> Response {
 /// bodies; no caching of (authenticated) answers by browsers or proxies; JSON
 /// for errors raised by those layers; a panic in a handler becomes a JSON 500
 /// (the connection and the process live on); the access log around everything.
-pub fn with_common_layers(router: Router) -> Router {
+pub fn with_common_layers(router: Router, body_read_timeout: Duration) -> Router {
     router
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::from_fn(bounded_body))
+        .layer(middleware::from_fn_with_state(
+            BodyReadTimeout(body_read_timeout),
+            bounded_body,
+        ))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CACHE_CONTROL,
             HeaderValue::from_static("private, no-store"),
@@ -109,14 +112,26 @@ pub fn with_common_layers(router: Router) -> Router {
 /// instead of our 413; reading the rest first (bounded, like nginx's lingering
 /// close) lets them see the answer.
 const DRAIN_BYTES: usize = 8 * MAX_BODY_BYTES;
-const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+const DRAIN_TIME: Duration = Duration::from_secs(5);
+
+/// How long a client has to send a whole request body: the deadline is for the
+/// whole body, not each read, so dripping a byte now and then cannot hold a
+/// connection and a buffer for longer (`--body-read-timeout-secs`).
+#[derive(Debug, Clone, Copy)]
+pub struct BodyReadTimeout(pub Duration);
 
 /// Reads a request body of at most [`MAX_BODY_BYTES`], whether or not it
 /// declares its length (chunked bodies are counted as they arrive). Over the
 /// limit: 413 with `Connection: close`, after draining what the client still
-/// sends within [`DRAIN_BYTES`] and [`DRAIN_TIME`]. Requests without a body
-/// (pages, WebSocket upgrades) pass untouched.
-async fn bounded_body(req: Request, next: Next) -> Response {
+/// sends within [`DRAIN_BYTES`] and [`DRAIN_TIME`]. Not all there within the
+/// [`BodyReadTimeout`]: 408 with `Connection: close` (the rest of the body may
+/// still come, so the connection cannot carry another request). Requests without
+/// a body (pages, WebSocket upgrades) pass untouched.
+async fn bounded_body(
+    State(BodyReadTimeout(limit)): State<BodyReadTimeout>,
+    req: Request,
+    next: Next,
+) -> Response {
     use futures::StreamExt;
     let declared = req
         .headers()
@@ -131,8 +146,12 @@ async fn bounded_body(req: Request, next: Next) -> Response {
     let mut stream = body.into_data_stream();
     let mut buffered = bytes::BytesMut::new();
     let mut too_large = declared.is_some_and(|n| n > MAX_BODY_BYTES as u64);
+    let deadline = tokio::time::Instant::now() + limit;
     while !too_large {
-        match stream.next().await {
+        let Ok(next_chunk) = tokio::time::timeout_at(deadline, stream.next()).await else {
+            return closing(ApiError::RequestTimeout { limit }.into_response());
+        };
+        match next_chunk {
             Some(Ok(chunk)) if buffered.len() + chunk.len() > MAX_BODY_BYTES => too_large = true,
             Some(Ok(chunk)) => buffered.extend_from_slice(&chunk),
             Some(Err(_)) => {
@@ -153,20 +172,27 @@ async fn bounded_body(req: Request, next: Next) -> Response {
             }
         };
         let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
-        let mut refused = ApiError::PayloadTooLarge {
-            limit: MAX_BODY_BYTES,
-        }
-        .into_response();
-        refused
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        return refused;
+        return closing(
+            ApiError::PayloadTooLarge {
+                limit: MAX_BODY_BYTES,
+            }
+            .into_response(),
+        );
     }
     next.run(Request::from_parts(
         parts,
         axum::body::Body::from(buffered.freeze()),
     ))
     .await
+}
+
+/// The answer, and the connection closes after it: the client may still be
+/// sending a body calos did not read.
+fn closing(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 /// Errors produced below the handlers (405 from the router, 413 from the body
@@ -226,7 +252,10 @@ mod tests {
             let secret = "db password in a panic message";
             panic!("{secret}")
         }
-        let app = with_common_layers(Router::new().route("/api/boom", get(boom)));
+        let app = with_common_layers(
+            Router::new().route("/api/boom", get(boom)),
+            Duration::from_secs(30),
+        );
         let request = Request::builder()
             .uri("/api/boom")
             .body(Body::empty())

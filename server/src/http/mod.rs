@@ -1,5 +1,6 @@
 //! The HTTP surface: the routers of both listeners, the extractors handlers use,
-//! the one API error type (and how domain errors map to statuses), middleware.
+//! the one API error type (and how domain errors map to statuses), middleware,
+//! and the accept loop that serves them with bounded connections.
 
 pub mod client_ip;
 pub mod error;
@@ -8,5 +9,6 @@ pub mod json;
 pub mod middleware;
 pub mod query;
 pub mod routes;
+pub mod serve;
 pub mod sse;
 pub mod state;

@@ -96,4 +96,6 @@ pub struct Runtime {
     pub started: Instant,
     /// Mark the session cookie `Secure` (set when served over HTTPS).
     pub cookie_secure: bool,
+    /// How long a client has to send a whole request body (`bounded_body`).
+    pub body_read_timeout: std::time::Duration,
 }

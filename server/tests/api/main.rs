@@ -4,6 +4,7 @@
 mod accounts;
 mod chat;
 mod chat_bounds;
+mod connections;
 mod error_bodies;
 mod helpers;
 mod identity;

@@ -90,8 +90,8 @@ pub fn app_router(state: AppState) -> Router {
             state.clone(),
             pages::page_session,
         ))
-        .with_state(state);
-    with_common_layers(router)
+        .with_state(state.clone());
+    with_common_layers(router, state.runtime.body_read_timeout)
 }
 
 /// Built once; the `Extension` layer clones it into every request, so it is an
@@ -115,6 +115,7 @@ fn sign_in_options(state: &AppState) -> app::session::OAuthOptions {
 /// only; sign-in pages too, so a signed-out visitor can sign in here), the
 /// health check, `/metrics` and the admin-only `/api/monitor/*`.
 pub fn dashboard_router(state: AppState) -> Router {
+    let body_read_timeout = state.runtime.body_read_timeout;
     with_common_layers(
         monitor::admin()
             .route_layer(from_extractor_with_state::<AdminUser, _>(state.clone()))
@@ -133,6 +134,7 @@ pub fn dashboard_router(state: AppState) -> Router {
                 pages::page_session,
             ))
             .with_state(state),
+        body_read_timeout,
     )
 }
 
