@@ -104,6 +104,10 @@ pub struct ServeArgs {
     /// close first and never reuse a connection calos is closing.
     #[arg(long = "keep-alive-timeout-secs", env = "CALOS_KEEP_ALIVE_TIMEOUT_SECS", default_value = "75", value_parser = duration(Unit::Secs, Zero::Refused))]
     pub keep_alive_timeout: Duration,
+    /// Seconds a client may leave calos's writes blocked (it stopped reading)
+    /// before its connection is closed, with whatever it was being sent.
+    #[arg(long = "write-timeout-secs", env = "CALOS_WRITE_TIMEOUT_SECS", default_value = "30", value_parser = duration(Unit::Secs, Zero::Refused))]
+    pub write_timeout: Duration,
     /// Most connections open at once over both listeners; more get 503
     /// `too_many_connections`. Keep it under the file-descriptor limit
     /// (`ulimit -n`).

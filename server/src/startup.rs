@@ -61,6 +61,7 @@ impl Application {
             timeouts: serve::activity::Timeouts {
                 header_read: args.header_read_timeout,
                 keep_alive: args.keep_alive_timeout,
+                write: args.write_timeout,
             },
         };
         let bots = crate::http::routes::BotGuard::new();
@@ -84,7 +85,12 @@ impl Application {
             .with_context(|| format!("binding {ip}:{} for Mission Control", args.dashboard_port))?;
         leptos.site_addr = api_listener.local_addr()?;
         let public_url = args.public_url(leptos.site_addr.port());
-        let accounts = crate::auth::sessions::AccountCache::new(args.session_cache_ttl);
+        let sqlite_file = match &target {
+            crate::db::DbTarget::SqliteFile(file) => Some(file.clone()),
+            crate::db::DbTarget::Url(_) => None,
+        };
+        let accounts =
+            crate::auth::sessions::AccountCache::new(args.session_cache_ttl, sqlite_file);
         let auth = AuthService::new(db.clone(), passwords, jwt, throttle, &public_url, accounts);
         let oauth = crate::auth::oauth::OAuthService::new(&args.oauth, &public_url)?;
         for provider in oauth.configured() {

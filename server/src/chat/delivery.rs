@@ -16,6 +16,8 @@
 
 use futures::{Stream, StreamExt};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -43,11 +45,14 @@ pub struct DeliveryLimits {
 }
 
 /// Runs `items` in a task and returns the stream the response body reads.
-/// `abandoned` is told, once, if the reply was cut short by the client.
+/// `abandoned` is told, once, if the reply was cut short by the client. A
+/// reply cut because its client was too slow ends with `cut`, so the HTTP
+/// layer can abort the response instead of ending it as if it were whole.
 pub fn deliver<T, S, F>(
     items: S,
     limits: DeliveryLimits,
     abandoned: F,
+    cut: T,
 ) -> Pin<Box<dyn Stream<Item = T> + Send>>
 where
     T: Send + 'static,
@@ -55,14 +60,28 @@ where
     F: FnOnce(Abandoned) + Send + 'static,
 {
     let (tx, rx) = mpsc::channel(CHANNEL_ITEMS);
+    let too_slow = Arc::new(AtomicBool::new(false));
+    let flag = too_slow.clone();
     tokio::spawn(async move {
         if let Err(why) = pump(items, &tx, limits).await {
+            // Set before `tx` is dropped, so the body sees it at its end.
+            flag.store(why == Abandoned::TooSlow, Ordering::Release);
             abandoned(why);
         }
     });
-    Box::pin(futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    }))
+    let state = (rx, Some(cut), too_slow);
+    Box::pin(futures::stream::unfold(
+        state,
+        |(mut rx, mut cut, too_slow)| async move {
+            match rx.recv().await {
+                Some(item) => Some((item, (rx, cut, too_slow))),
+                None if too_slow.load(Ordering::Acquire) => {
+                    cut.take().map(|cut| (cut, (rx, None, too_slow)))
+                }
+                None => None,
+            }
+        },
+    ))
 }
 
 async fn pump<T, S>(items: S, tx: &mpsc::Sender<T>, limits: DeliveryLimits) -> Result<(), Abandoned>
@@ -91,8 +110,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::{Arc, Mutex};
+    use std::sync::Mutex;
     use std::time::Duration;
 
     /// Sets its flag when dropped: stands for the upstream and the permit.
@@ -130,17 +148,22 @@ mod tests {
     async fn a_reader_that_stops_is_dropped_after_the_write_timeout() {
         let (source, released, told) = endless();
         let record = told.clone();
-        let body = deliver(source, limits(Duration::from_millis(100)), move |why| {
-            *record.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
-        });
+        let body = deliver(
+            source,
+            limits(Duration::from_millis(100)),
+            move |why| {
+                *record.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+            },
+            u32::MAX,
+        );
         tokio::time::sleep(Duration::from_millis(400)).await;
         assert!(released.load(Ordering::SeqCst), "the source was dropped");
         assert_eq!(
             *told.lock().unwrap_or_else(|e| e.into_inner()),
             Some(Abandoned::TooSlow)
         );
-        // What was already handed over is still readable, then the body ends.
-        assert_eq!(body.count().await, 1);
+        // What was already handed over is still readable, then the cut marker.
+        assert_eq!(body.collect::<Vec<_>>().await, vec![0, u32::MAX]);
     }
 
     #[tokio::test]
@@ -152,7 +175,7 @@ mod tests {
             let _held = &held;
             n
         });
-        let body = deliver(source, limits(Duration::from_secs(30)), |_| {});
+        let body = deliver(source, limits(Duration::from_secs(30)), |_| {}, 0);
         drop(body);
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(released.load(Ordering::SeqCst));
@@ -168,6 +191,7 @@ mod tests {
             move |why| {
                 *record.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
             },
+            u32::MAX,
         );
         assert_eq!(
             body.collect::<Vec<_>>().await,

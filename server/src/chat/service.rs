@@ -62,8 +62,14 @@ pub struct Complete {
 #[derive(Debug)]
 pub enum StreamItem {
     Delta(String),
-    Done { usage: Usage, breakdown: Breakdown },
+    Done {
+        usage: Usage,
+        breakdown: Breakdown,
+    },
     Failed(ProviderError),
+    /// The client stopped reading and the reply was cut: the HTTP layer aborts
+    /// the response, so no client mistakes what it got for a whole answer.
+    Cut,
 }
 
 pub struct Streaming {
@@ -353,21 +359,26 @@ impl ChatService {
             write_timeout: self.write_timeout,
             deadline,
         };
-        let items = delivery::deliver(items, limits, move |why| {
-            // A client that hangs up has always gone unrecorded (it saw no
-            // answer to count); one that stopped reading is calos's decision.
-            if why == Abandoned::TooSlow && !recorded_cut.load(Ordering::Relaxed) {
-                tracing::warn!(request_id = %ctx_cut.request_id, user_id = %ctx_cut.user_id, "the client stopped reading a streamed reply; dropped it");
-                let mut breakdown = head_cut;
-                recorder_cut.finish(
-                    &ctx_cut,
-                    &model_cut,
-                    &prov_cut,
-                    &mut breakdown,
-                    "client_too_slow",
-                );
-            }
-        });
+        let items = delivery::deliver(
+            items,
+            limits,
+            move |why| {
+                // A client that hangs up has always gone unrecorded (it saw no
+                // answer to count); one that stopped reading is calos's decision.
+                if why == Abandoned::TooSlow && !recorded_cut.load(Ordering::Relaxed) {
+                    tracing::warn!(request_id = %ctx_cut.request_id, user_id = %ctx_cut.user_id, "the client stopped reading a streamed reply; dropped it");
+                    let mut breakdown = head_cut;
+                    recorder_cut.finish(
+                        &ctx_cut,
+                        &model_cut,
+                        &prov_cut,
+                        &mut breakdown,
+                        "client_too_slow",
+                    );
+                }
+            },
+            StreamItem::Cut,
+        );
         Ok(Streaming {
             provider,
             model: params.model,

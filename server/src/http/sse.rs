@@ -6,9 +6,8 @@
 use axum::http::{HeaderName, HeaderValue};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use serde::Serialize;
-use std::convert::Infallible;
 
 pub const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 
@@ -27,14 +26,21 @@ pub fn done() -> Event {
     Event::default().data(app::sse::DONE)
 }
 
+/// Ends a streamed response as an error: hyper then closes the connection
+/// without the chunked body's last chunk, so the client sees a broken stream,
+/// not an answer that merely stopped.
+#[derive(Debug, thiserror::Error)]
+#[error("the client stopped reading; the stream was cut")]
+pub struct StreamCut;
+
 /// The streamed response: `events` as they come, keep-alive comments while
 /// idle, and headers so proxies relay each event as it is written.
 /// `server_timing`: the phases known before the first byte.
 pub fn respond<S>(events: S, server_timing: &str) -> Response
 where
-    S: Stream<Item = Event> + Send + 'static,
+    S: Stream<Item = Result<Event, StreamCut>> + Send + 'static,
 {
-    let mut response = Sse::new(events.map(Ok::<_, Infallible>))
+    let mut response = Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response();
     let headers = response.headers_mut();
@@ -56,9 +62,14 @@ pub fn server_timing(response: &mut Response, value: &str) {
 mod tests {
     use super::*;
     use app::wire::{CompleteEvent, Usage};
+    use futures::StreamExt;
+    use std::convert::Infallible;
 
     async fn body_of(events: Vec<Event>) -> String {
-        let response = respond(futures::stream::iter(events), "auth;dur=1.000");
+        let response = respond(
+            futures::stream::iter(events.into_iter().map(Ok)),
+            "auth;dur=1.000",
+        );
         assert_eq!(response.headers()["x-accel-buffering"], "no");
         assert_eq!(response.headers()["server-timing"], "auth;dur=1.000");
         let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
@@ -78,6 +89,17 @@ mod tests {
         assert_eq!(
             body,
             "data: {\"delta\":\"a\\nb\"}\n\ndata: {\"error\":{\"code\":\"c\",\"message\":\"m\"}}\n\ndata: [DONE]\n\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cut_stream_is_an_error_not_an_end() {
+        let events = futures::stream::iter([Ok(event(&CompleteEvent::delta("x"))), Err(StreamCut)]);
+        let body = respond(events, "").into_body();
+        let read = axum::body::to_bytes(body, usize::MAX).await;
+        assert!(
+            read.is_err(),
+            "the body ends in an error, so hyper aborts the response"
         );
     }
 

@@ -120,6 +120,7 @@ on_both_databases! {
         let mock = big_mock(5, 20_000, 2048).await;
         let extra = [
             "--stream-write-timeout-secs", "1",
+            "--write-timeout-secs", "2",
             "--ollama-concurrency", "1",
             "--provider-concurrency", "1",
         ];
@@ -151,7 +152,21 @@ on_both_databases! {
             let response = app.post_chat("/api/llm/complete", &other.token, &small).await;
             assert_eq!(response.status(), 200, "{path}: {}", response.text().await.unwrap_or_default());
             assert!(started.elapsed() < Duration::from_secs(5), "{path}: not queued behind the stalled client");
-            drop(stalled);
+
+            // And the socket itself is closed: reading now finds what was
+            // buffered, then the end. (Had calos kept it, the read would let
+            // the answer finish and the kept-alive connection would stay open.)
+            let mut stalled = stalled;
+            let closed = tokio::time::timeout(Duration::from_secs(15), async {
+                let mut buffer = vec![0u8; 64 * 1024];
+                while let Ok(n) = stalled.read(&mut buffer).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+            })
+            .await;
+            assert!(closed.is_ok(), "{path}: calos closed the connection of a client that stopped reading");
         }
         let metrics = app.get(&app.dashboard_url("/metrics"), None).await.text().await.unwrap();
         assert!(metrics.contains("outcome=\"client_too_slow\""), "the cut-off is recorded:\n{metrics}");

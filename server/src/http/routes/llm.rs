@@ -82,8 +82,9 @@ fn events(streaming: Streaming) -> Response {
                 let api = ApiError::from(e);
                 CompleteEvent::error(api.code(), api.to_string())
             }
+            StreamItem::Cut => return Err(sse::StreamCut),
         };
-        sse::event(&event)
+        Ok(sse::event(&event))
     });
     sse::respond(events, &head.server_timing(false))
 }

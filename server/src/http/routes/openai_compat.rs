@@ -122,20 +122,20 @@ fn chunks(streaming: Streaming, id: String, created: u64, include_usage: bool) -
     ));
     let body = items.flat_map(move |item| {
         let events = match item {
-            StreamItem::Delta(text) => vec![sse::event(&ContentChunk::new(
+            StreamItem::Delta(text) => vec![Ok(sse::event(&ContentChunk::new(
                 &delta_id,
                 created,
                 &delta_model,
                 &text,
-            ))],
+            )))],
             StreamItem::Done { usage, breakdown } => {
-                let mut events = vec![sse::event(&chunk(ChunkDelta::default(), Some("stop")))];
+                let mut events = vec![Ok(sse::event(&chunk(ChunkDelta::default(), Some("stop"))))];
                 if include_usage {
                     let mut last = chunk(ChunkDelta::default(), None);
                     last.choices.clear();
                     last.usage = Some(usage);
                     last.timings = Some(breakdown);
-                    events.push(sse::event(&last));
+                    events.push(Ok(sse::event(&last)));
                 }
                 events
             }
@@ -148,14 +148,15 @@ fn chunks(streaming: Streaming, id: String, created: u64, include_usage: bool) -
                         kind: Some("upstream_error".into()),
                     },
                 };
-                vec![sse::event(&error)]
+                vec![Ok(sse::event(&error))]
             }
+            StreamItem::Cut => vec![Err(sse::StreamCut)],
         };
         futures::stream::iter(events)
     });
-    let events = futures::stream::iter([opening])
+    let events = futures::stream::iter([Ok(opening)])
         .chain(body)
-        .chain(futures::stream::once(async { sse::done() }));
+        .chain(futures::stream::once(async { Ok(sse::done()) }));
     sse::respond(events, &head.server_timing(false))
 }
 

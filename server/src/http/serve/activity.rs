@@ -1,7 +1,8 @@
 //! What one connection is doing, and when it has waited too long for its
-//! client: idle between requests (the keep-alive timeout) or receiving a
-//! request's headers (the header-read timeout). While a request is being
-//! answered, including a long stream, no timer runs.
+//! client: idle between requests (the keep-alive timeout), receiving a
+//! request's headers (the header-read timeout), or not reading what calos
+//! writes (the write timeout, which also runs while a request is being
+//! answered; otherwise no timer runs then, however long a stream lasts).
 //!
 //! The two phases are timed apart, as nginx does (`keepalive_timeout` until the
 //! first byte of the next request, `client_header_timeout` from there). hyper's
@@ -33,6 +34,8 @@ pub struct Timeouts {
     pub header_read: Duration,
     /// From the end of a response to the first byte of the next request.
     pub keep_alive: Duration,
+    /// How long a write may stay blocked because the client stopped reading.
+    pub write: Duration,
 }
 
 /// Which wait ran out.
@@ -42,6 +45,8 @@ pub enum Expiry {
     HeadersTooSlow,
     /// No new request came on a kept-alive connection.
     Idle,
+    /// The client stopped reading what calos sends it.
+    WriteStalled,
 }
 
 /// One connection's state, shared by its IO, its service and its task.
@@ -59,6 +64,8 @@ struct State {
     since: Instant,
     /// Between requests: whether bytes of the next one have arrived.
     reading_head: bool,
+    /// Since when the socket has refused more bytes (its send buffer is full).
+    write_blocked_since: Option<Instant>,
 }
 
 impl Activity {
@@ -70,6 +77,7 @@ impl Activity {
                 in_flight: 0,
                 since: Instant::now(),
                 reading_head: true,
+                write_blocked_since: None,
             }),
             changed: Notify::new(),
         })
@@ -79,7 +87,9 @@ impl Activity {
     /// is being answered.
     pub fn deadline(&self, timeouts: Timeouts) -> Option<(Instant, Expiry)> {
         let state = *self.state.lock();
-        if state.in_flight > 0 {
+        if let Some(blocked) = state.write_blocked_since {
+            Some((blocked + timeouts.write, Expiry::WriteStalled))
+        } else if state.in_flight > 0 {
             None
         } else if state.reading_head {
             Some((state.since + timeouts.header_read, Expiry::HeadersTooSlow))
@@ -102,6 +112,11 @@ impl Activity {
             drop(state);
             self.changed.notify_one();
         }
+    }
+
+    fn write_blocked(&self, blocked: bool) {
+        self.state.lock().write_blocked_since = blocked.then(Instant::now);
+        self.changed.notify_one();
     }
 
     fn request_started(&self) {
@@ -127,6 +142,9 @@ impl Activity {
 pub struct WatchedIo<T, Guard> {
     io: T,
     activity: Arc<Activity>,
+    /// Whether the last write was refused (so [`Activity`] is told only of
+    /// changes, not of every write).
+    write_blocked: bool,
     _guard: Guard,
 }
 
@@ -135,8 +153,27 @@ impl<T, Guard> WatchedIo<T, Guard> {
         Self {
             io,
             activity,
+            write_blocked: false,
             _guard: guard,
         }
+    }
+
+    /// Tells [`Activity`] when writes start or stop being refused. Only a
+    /// write that took bytes counts as the client reading again: a flush of
+    /// a TCP socket is always ready, even while its buffer is full.
+    fn note_write<R>(&mut self, polled: Poll<R>, took_bytes: bool) -> Poll<R> {
+        let blocked = if polled.is_pending() {
+            true
+        } else if took_bytes {
+            false
+        } else {
+            self.write_blocked
+        };
+        if blocked != self.write_blocked {
+            self.write_blocked = blocked;
+            self.activity.write_blocked(blocked);
+        }
+        polled
     }
 }
 
@@ -161,7 +198,9 @@ impl<T: AsyncWrite + Unpin, Guard: Unpin> AsyncWrite for WatchedIo<T, Guard> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        let polled = Pin::new(&mut self.io).poll_write(cx, buf);
+        let took = matches!(polled, Poll::Ready(Ok(n)) if n > 0);
+        self.note_write(polled, took)
     }
 
     fn poll_write_vectored(
@@ -169,7 +208,9 @@ impl<T: AsyncWrite + Unpin, Guard: Unpin> AsyncWrite for WatchedIo<T, Guard> {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        let took = matches!(polled, Poll::Ready(Ok(n)) if n > 0);
+        self.note_write(polled, took)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -177,7 +218,8 @@ impl<T: AsyncWrite + Unpin, Guard: Unpin> AsyncWrite for WatchedIo<T, Guard> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
+        let polled = Pin::new(&mut self.io).poll_flush(cx);
+        self.note_write(polled, false)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -273,7 +315,23 @@ mod tests {
     const TIMEOUTS: Timeouts = Timeouts {
         header_read: Duration::from_secs(10),
         keep_alive: Duration::from_secs(75),
+        write: Duration::from_secs(30),
     };
+
+    #[tokio::test(start_paused = true)]
+    async fn a_blocked_write_is_timed_even_while_a_request_is_answered() {
+        let activity = Activity::new();
+        let _busy = Busy::enter(activity.clone());
+        assert_eq!(activity.deadline(TIMEOUTS), None);
+        activity.write_blocked(true);
+        let blocked = Instant::now();
+        assert_eq!(
+            activity.deadline(TIMEOUTS),
+            Some((blocked + TIMEOUTS.write, Expiry::WriteStalled))
+        );
+        activity.write_blocked(false);
+        assert_eq!(activity.deadline(TIMEOUTS), None, "the client read again");
+    }
 
     #[tokio::test(start_paused = true)]
     async fn the_phases_are_timed_apart_and_requests_stop_the_clock() {

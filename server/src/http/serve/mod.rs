@@ -151,9 +151,11 @@ async fn serve_connection(
                 match expiry {
                     Expiry::HeadersTooSlow => tracing::debug!(%peer, "closing a connection: request headers too slow"),
                     Expiry::Idle => tracing::trace!(%peer, "closing an idle kept-alive connection"),
+                    Expiry::WriteStalled => tracing::debug!(%peer, "closing a connection: the client stopped reading"),
                 }
-                // No request is in flight, so there is nothing to finish:
-                // dropping the connection closes the socket.
+                // Nothing to finish: no request is in flight, or its client
+                // stopped reading it. Dropping the connection closes the socket
+                // and drops the response (a stream's upstream with it).
                 break;
             }
         }
