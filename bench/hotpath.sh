@@ -80,22 +80,7 @@ calos_load stream-direct "$MOCK_URL" --stream --rate "$RATE" --duration "$DURATI
 calos_load stream-calos "$CALOS_URL" --token "$TOKEN" --no-cache --stream --rate "$RATE" --duration "$DURATION"
 
 say "memory per idle open stream ($STREAMS streams held open after their first token)"
-before=$(rss_kb "$CALOS_PID")
-curl -sf -X POST "$MOCK_URL/_mock/fault" -H 'Content-Type: application/json' -d '{"fault":"stall-after:1"}'
-"$BIN" load --json --api openai --model mock-gpt --url "$CALOS_URL" --token "$TOKEN" --no-cache --stream \
-  -c "$STREAMS" -n 1 --timeout 600 >/dev/null 2>&1 &
-loader=$!
-open_streams=0
-for _ in $(seq 1 600); do
-  open_streams=$(curl -sf "$MOCK_URL/_mock/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["openStreams"])')
-  [ "$open_streams" -ge "$STREAMS" ] && break
-  sleep 0.1
-done
-sleep 1
-during=$(rss_kb "$CALOS_PID")
-kill -INT "$loader" 2>/dev/null || true
-wait "$loader" 2>/dev/null || true
-curl -sf -X POST "$MOCK_URL/_mock/fault" -H 'Content-Type: application/json' -d '{"fault":"none"}'
+measure_idle_streams "$STREAMS" "$TOKEN"
 
 say "resident memory over 2 × $CHATS chats"
 sleep 2
@@ -107,7 +92,7 @@ rss_b=$(rss_kb "$CALOS_PID")
   -c "$CONC" -n "$((CHATS / CONC))" >"$TMP/chats-2.json"
 rss_c=$(rss_kb "$CALOS_PID")
 printf '{"streams": %s, "rssBeforeKb": %s, "rssDuringKb": %s, "rssStartKb": %s, "rssChatsKb": [%s, %s, %s], "chats": %s}\n' \
-  "$open_streams" "$before" "$during" "$RSS_START" "$rss_a" "$rss_b" "$rss_c" "$CHATS" >"$TMP/memory.json"
+  "$OPEN_STREAMS" "$RSS_BEFORE" "$RSS_DURING" "$RSS_START" "$rss_a" "$rss_b" "$rss_c" "$CHATS" >"$TMP/memory.json"
 
 if [ "$PEERS" = peers ]; then
   . bench/peers.sh

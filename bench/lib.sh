@@ -76,3 +76,26 @@ register_user() {
 }
 
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+
+# measure_idle_streams STREAMS TOKEN: holds STREAMS streams open through calos
+# after their first token (the mock stalls them) and sets OPEN_STREAMS,
+# RSS_BEFORE and RSS_DURING (KiB of calos's resident memory).
+measure_idle_streams() {
+  local streams=$1 token=$2 loader
+  RSS_BEFORE=$(rss_kb "$CALOS_PID")
+  curl -sf -X POST "$MOCK_URL/_mock/fault" -H 'Content-Type: application/json' -d '{"fault":"stall-after:1"}'
+  "$BIN" load --json --api openai --model mock-gpt --url "$CALOS_URL" --token "$token" --no-cache --stream \
+    -c "$streams" -n 1 --timeout 600 >/dev/null 2>&1 &
+  loader=$!
+  OPEN_STREAMS=0
+  for _ in $(seq 1 600); do
+    OPEN_STREAMS=$(curl -sf "$MOCK_URL/_mock/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["openStreams"])')
+    [ "$OPEN_STREAMS" -ge "$streams" ] && break
+    sleep 0.1
+  done
+  sleep 1
+  RSS_DURING=$(rss_kb "$CALOS_PID")
+  kill -INT "$loader" 2>/dev/null || true
+  wait "$loader" 2>/dev/null || true
+  curl -sf -X POST "$MOCK_URL/_mock/fault" -H 'Content-Type: application/json' -d '{"fault":"none"}'
+}

@@ -32,22 +32,7 @@ load closed-stream-direct "$MOCK_URL" --stream -c "$CONC" -n "$N"
 load closed-stream-calos "$CALOS_URL" "${through[@]}" --stream -c "$CONC" -n "$N"
 
 say "memory per idle open stream ($STREAMS streams held open after their first token)"
-before=$(rss_kb "$CALOS_PID")
-curl -sf -X POST "$MOCK_URL/_mock/fault" -H 'Content-Type: application/json' -d '{"fault":"stall-after:1"}'
-"$BIN" load --json --api openai --model mock-gpt --url "$CALOS_URL" "${through[@]}" --stream \
-  -c "$STREAMS" -n 1 --timeout 600 >/dev/null 2>&1 &
-loader=$!
-open=0
-for _ in $(seq 1 600); do
-  open=$(curl -sf "$MOCK_URL/_mock/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["openStreams"])')
-  [ "$open" -ge "$STREAMS" ] && break
-  sleep 0.1
-done
-sleep 1
-during=$(rss_kb "$CALOS_PID")
-kill -INT "$loader" 2>/dev/null || true
-wait "$loader" 2>/dev/null || true
-curl -sf -X POST "$MOCK_URL/_mock/fault" -H 'Content-Type: application/json' -d '{"fault":"none"}'
-printf '{"streams": %s, "rssBeforeKb": %s, "rssDuringKb": %s}\n' "$open" "$before" "$during" >"$TMP/memory.json"
+measure_idle_streams "$STREAMS" "$TOKEN"
+printf '{"streams": %s, "rssBeforeKb": %s, "rssDuringKb": %s}\n' "$OPEN_STREAMS" "$RSS_BEFORE" "$RSS_DURING" >"$TMP/memory.json"
 
 python3 bench/report.py overhead "$TMP" "$RATE" "$DURATION" "$CONC" "$N"

@@ -4,8 +4,8 @@
 //! owner all come from the database).
 
 use crate::helpers::{
-    as_json, ask, ask_openai, chunks, error_code, events, mock, ok_json, on_both_databases,
-    Backend, Received, Session, TestApp,
+    app_with, as_json, ask, ask_openai, chunks, error_code, events, mock, ok_json,
+    on_both_databases, Backend, Received,
 };
 use app::wire::{
     CacheStatus, ChatCompletion, CompleteEvent, CompleteRequest, ModelList, StreamData,
@@ -15,27 +15,6 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 use server::emulators::mock_llm::{self, Fault, MockArgs, MockServer};
 use std::time::{Duration, Instant};
-
-/// calos with Ollama and an OpenAI-compatible `compat` provider both at `mock`,
-/// and a signed-up user.
-async fn app_with(backend: Backend, mock: &MockServer, extra: &[&str]) -> (TestApp, Session) {
-    let ollama = mock.url();
-    let compat = format!("{}/v1", mock.url());
-    let mut args = vec![
-        "--ollama-url",
-        &ollama,
-        "--compat-url",
-        &compat,
-        "--model-routes",
-        "mock-gpt=compat",
-        "--retry-backoff-ms",
-        "20",
-    ];
-    args.extend_from_slice(extra);
-    let app = TestApp::spawn_with(backend, &args).await;
-    let user = app.new_user("chat").await;
-    (app, user)
-}
 
 /// `ask(model, false)` with the breakdown in the body.
 fn ask_timed(model: &str) -> CompleteRequest {

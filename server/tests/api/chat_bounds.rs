@@ -3,31 +3,13 @@
 //! flight, and the response cache is bounded in bytes. Each test on SQLite
 //! and on PostgreSQL.
 
-use crate::helpers::{ask, ask_openai, error_code, on_both_databases, Backend, Session, TestApp};
+use crate::helpers::{app_with, ask, ask_openai, error_code, on_both_databases, TestApp};
 use app::wire::{CompleteRequest, StreamOptions};
 use serde::Serialize;
 use server::emulators::mock_llm::{self, MockArgs, MockServer};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
-
-/// calos with Ollama and the `compat` provider at `mock`, and a user.
-async fn app_with(backend: Backend, mock: &MockServer, extra: &[&str]) -> (TestApp, Session) {
-    let ollama = mock.url();
-    let compat = format!("{}/v1", mock.url());
-    let mut args = vec![
-        "--ollama-url",
-        &ollama,
-        "--compat-url",
-        &compat,
-        "--model-routes",
-        "mock-gpt=compat",
-    ];
-    args.extend_from_slice(extra);
-    let app = TestApp::spawn_with(backend, &args).await;
-    let user = app.new_user("bounds").await;
-    (app, user)
-}
 
 /// A mock whose replies are `tokens` tokens of `token_bytes` bytes each, as
 /// fast as it can send them after `ttft_ms`.

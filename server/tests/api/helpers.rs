@@ -566,6 +566,31 @@ macro_rules! on_both_databases {
 }
 pub(crate) use on_both_databases;
 
+/// calos with Ollama and an OpenAI-compatible `compat` provider both at `mock`
+/// (`mock-gpt` routed to `compat`, retries 20 ms apart), and a signed-up user.
+pub async fn app_with(
+    backend: Backend,
+    mock: &server::emulators::mock_llm::MockServer,
+    extra: &[&str],
+) -> (TestApp, Session) {
+    let ollama = mock.url();
+    let compat = format!("{}/v1", mock.url());
+    let mut args = vec![
+        "--ollama-url",
+        &ollama,
+        "--compat-url",
+        &compat,
+        "--model-routes",
+        "mock-gpt=compat",
+        "--retry-backoff-ms",
+        "20",
+    ];
+    args.extend_from_slice(extra);
+    let app = TestApp::spawn_with(backend, &args).await;
+    let user = app.new_user("chat").await;
+    (app, user)
+}
+
 /// A `calos mock-llm` on a free port: first token after `ttft_ms`, then
 /// `tokens_per_sec` (0 = no gaps), `tokens` in all.
 pub async fn mock(

@@ -128,30 +128,12 @@ on_both_databases! {
 /// Moves the account's session epoch on with SQL of its own, behind calos's
 /// back, as another replica or an operator would.
 async fn end_sessions_behind_calos_back(app: &crate::helpers::TestApp, username: &str) {
-    let sql = "update users set session_epoch = session_epoch + 1 where username = $1";
-    match &app.database_url {
-        Some(url) => {
-            let pool = sqlx::PgPool::connect(url).await.unwrap();
-            sqlx::query(sql)
-                .bind(username)
-                .execute(&pool)
-                .await
-                .unwrap();
-            pool.close().await;
-        }
-        None => {
-            let file = app.data_dir.join("calos.db");
-            let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", file.display()))
-                .await
-                .unwrap();
-            sqlx::query(sql)
-                .bind(username)
-                .execute(&pool)
-                .await
-                .unwrap();
-            pool.close().await;
-        }
-    }
+    let target = server::db::DbTarget::resolve(app.database_url.as_deref(), &app.data_dir);
+    let db = server::db::Db::connect(&target, 1).await.unwrap();
+    server::with_pool!(&db, pool => sqlx::query("update users set session_epoch = session_epoch + 1 where username = $1")
+        .bind(username).execute(pool).await.map(|_| ()))
+    .unwrap();
+    db.close().await;
 }
 
 on_both_databases! {
