@@ -12,11 +12,10 @@
 //!   `calos users` command, an operator's SQL; [`follow_account_changes`]
 //!   forgets those users, and everything when the listening connection was
 //!   lost (notifications may have been missed);
-//! - on SQLite, any write by anyone changes the database file or its
-//!   write-ahead log; a `stat` of both (a microsecond, against tens for a
-//!   query on SQLite's worker thread) tells the cache to forget everything
-//!   when either moved, so `calos users` and an operator's `sqlite3` are seen
-//!   on the next request;
+//! - on SQLite, any write by anyone changes the write-ahead log; a `stat` of
+//!   it (a microsecond, against tens for a query on SQLite's worker thread)
+//!   tells the cache to forget everything when it moved, so `calos users` and
+//!   an operator's `sqlite3` are seen on the next request;
 //! - entries expire after a short time to live, a backstop for whatever the
 //!   two signals above could miss.
 
@@ -47,8 +46,8 @@ pub struct CachedAccount {
 #[derive(Clone)]
 pub struct AccountCache {
     accounts: Option<moka::sync::Cache<Arc<str>, Arc<CachedAccount>>>,
-    /// On SQLite, the files whose change means "someone wrote".
-    files: Option<Arc<FileWatch>>,
+    /// On SQLite, the log whose change means "someone wrote".
+    writes: Option<Arc<FileWatch>>,
 }
 
 impl AccountCache {
@@ -60,14 +59,14 @@ impl AccountCache {
                 .time_to_live(ttl)
                 .build()
         });
-        let files = sqlite_file.map(|file| Arc::new(FileWatch::new(file)));
-        Self { accounts, files }
+        let writes = sqlite_file.map(|file| Arc::new(FileWatch::new(file)));
+        Self { accounts, writes }
     }
 
     pub fn get(&self, user_id: &str) -> Option<Arc<CachedAccount>> {
         let accounts = self.accounts.as_ref()?;
-        if let Some(files) = &self.files {
-            if files.changed() {
+        if let Some(writes) = &self.writes {
+            if writes.changed() {
                 accounts.invalidate_all();
                 return None;
             }
@@ -110,24 +109,27 @@ impl AccountCache {
 /// A file's modification time and length; `None` when it does not exist.
 type Stamp = Option<(Option<SystemTime>, u64)>;
 
-/// The SQLite database file and its write-ahead log, as last seen.
+/// The SQLite database's write-ahead log, as last seen. calos opens SQLite in
+/// WAL mode, which is a property of the database file, so every writer's
+/// every commit appends to the log (and a checkpoint that empties it changes
+/// its length too): one `stat` of it sees any write, anyone's.
 struct FileWatch {
-    files: [PathBuf; 2],
-    seen: Mutex<[Stamp; 2]>,
+    wal: PathBuf,
+    seen: Mutex<Stamp>,
 }
 
 impl FileWatch {
     fn new(database: PathBuf) -> Self {
-        let mut wal = database.clone().into_os_string();
+        let mut wal = database.into_os_string();
         wal.push("-wal");
-        let files = [database, PathBuf::from(wal)];
-        let seen = Mutex::new(files.each_ref().map(|f| stamp(f)));
-        Self { files, seen }
+        let wal = PathBuf::from(wal);
+        let seen = Mutex::new(stamp(&wal));
+        Self { wal, seen }
     }
 
-    /// Whether either file changed since the last call.
+    /// Whether the log changed since the last call.
     fn changed(&self) -> bool {
-        let now = self.files.each_ref().map(|f| stamp(f));
+        let now = stamp(&self.wal);
         let mut seen = self.seen.lock();
         if *seen == now {
             return false;
@@ -233,7 +235,7 @@ mod tests {
     }
 
     #[test]
-    fn a_write_to_the_sqlite_files_forgets_everything() {
+    fn a_write_to_the_sqlite_log_forgets_everything() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("calos.db");
         std::fs::write(&file, b"one").unwrap();
@@ -242,13 +244,21 @@ mod tests {
         assert!(cache.get("a").is_some(), "nothing written yet");
         let mut wal = file.clone().into_os_string();
         wal.push("-wal");
-        std::fs::write(PathBuf::from(wal), b"a write by another process").unwrap();
+        let wal = PathBuf::from(wal);
+        std::fs::write(&wal, b"a write by another process").unwrap();
         assert!(
             cache.get("a").is_none(),
             "the new write-ahead log is a write"
         );
         cache.remember(account("a", 1));
         assert!(cache.get("a").is_some());
+        use std::io::Write;
+        let mut log = std::fs::OpenOptions::new().append(true).open(&wal).unwrap();
+        log.write_all(b"another commit").unwrap();
+        assert!(
+            cache.get("a").is_none(),
+            "a commit appended to the log is a write"
+        );
     }
 
     #[test]
