@@ -51,19 +51,16 @@ fn is_page(path: &str) -> bool {
 /// Resolves the session cookie for pages, then applies the page guards: the
 /// chat page needs a session, the login page is pointless with one. A cookie
 /// that no longer works is cleared.
-pub async fn page_session(
-    State(auth): State<AuthService>,
-    State(runtime): State<Runtime>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    let path = req.uri().path().to_string();
-    if !is_page(&path) {
+/// Every request passes here, so API calls leave before anything is cloned
+/// or allocated (the state is one pointer).
+pub async fn page_session(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    if !is_page(req.uri().path()) {
         return next.run(req).await;
     }
+    let path = req.uri().path().to_string();
     let mut stale_cookie = false;
     if let Some(token) = session_cookie(req.headers()) {
-        match auth.authenticate(&token).await {
+        match state.auth.authenticate(&token).await {
             Ok(authed) => {
                 req.extensions_mut().insert(SessionUser(authed.user));
             }
@@ -80,7 +77,7 @@ pub async fn page_session(
         next.run(req).await
     };
     if stale_cookie {
-        let (name, value) = cookies::cleared(runtime.cookie_secure);
+        let (name, value) = cookies::cleared(state.runtime.cookie_secure);
         response.headers_mut().append(name, value);
     }
     response
