@@ -67,8 +67,8 @@ pub struct ServeArgs {
     pub login_failure_refill: Duration,
     /// How long a checked token's account is remembered, in seconds (0: read
     /// the database on every request). calos forgets an account it changes at
-    /// once, and on PostgreSQL any account changed by anyone; this bounds how
-    /// long a change made by another process on a shared SQLite file goes unseen.
+    /// once, on PostgreSQL any account anyone changes, and on SQLite every
+    /// account once anyone wrote; this is the backstop behind those signals.
     #[arg(long = "session-cache-ttl", env = "CALOS_SESSION_CACHE_TTL", default_value = "10s", value_parser = duration(Unit::Secs, Zero::Allowed))]
     pub session_cache_ttl: Duration,
     /// Seconds to let in-flight requests finish after SIGTERM/SIGINT (0: none).
