@@ -29,6 +29,10 @@ use std::time::{Duration, Instant};
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Idle connections are closed after this long.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long startup waits for the first connection. Requests give up after
+/// [`ACQUIRE_TIMEOUT`] so a client gets a quick 503; a server starting on a
+/// busy machine (creating the file, switching it to WAL) deserves patience.
+const FIRST_CONNECTION_PATIENCE: Duration = Duration::from_secs(30);
 /// How long SQLite waits on a locked database before reporting busy.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -245,9 +249,16 @@ impl Db {
             .max_connections(max_connections)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .idle_timeout(IDLE_TIMEOUT)
-            .connect_with(options)
-            .await
-            .context("opening the SQLite database")?;
+            .connect_lazy_with(options);
+        let started = std::time::Instant::now();
+        loop {
+            match pool.acquire().await {
+                Ok(_) => break,
+                Err(sqlx::Error::PoolTimedOut) if started.elapsed() < FIRST_CONNECTION_PATIENCE => {
+                }
+                Err(e) => return Err(e).context("opening the SQLite database"),
+            }
+        }
         Ok(Self::Sqlite(pool))
     }
 
