@@ -14,7 +14,6 @@ use std::any::Any;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::set_header::SetResponseHeaderLayer;
 
 /// When a request arrived and its id: the start of every timing breakdown.
 #[derive(Debug, Clone)]
@@ -86,24 +85,49 @@ pub async fn access_log(mut req: Request, next: Next) -> Response {
 }
 
 /// Layers shared by both listeners, innermost first: the body limit for
-/// buffering extractors and the bounded body read that also covers chunked
-/// bodies; no caching of (authenticated) answers by browsers or proxies; JSON
-/// for errors raised by those layers; a panic in a handler becomes a JSON 500
-/// (the connection and the process live on); the access log around everything.
+/// buffering extractors; [`request_guards`] (the bounded body read, JSON error
+/// bodies, no caching); a panic in a handler becomes a JSON 500 (the connection
+/// and the process live on); the access log around everything.
 pub fn with_common_layers(router: Router, body_read_timeout: Duration) -> Router {
     router
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(
             BodyReadTimeout(body_read_timeout),
-            bounded_body,
+            request_guards,
         ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("private, no-store"),
-        ))
-        .layer(middleware::from_fn(json_errors))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(middleware::from_fn(access_log))
+}
+
+/// Three small jobs in one layer, each its own function: read the body within
+/// its bounds ([`read_bounded_body`]), give errors raised below the handlers the
+/// API's JSON shape ([`with_json_error_body`]), and forbid caching of
+/// (authenticated) answers by browsers and proxies. One layer rather than three
+/// because every axum middleware layer clones the service beneath it and boxes
+/// a future on every request: under load, three layers cost more CPU than
+/// the three jobs.
+async fn request_guards(
+    State(timeout): State<BodyReadTimeout>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let api = is_api_path(req.uri().path());
+    let mut response = match read_bounded_body(timeout, req).await {
+        Ok(req) => next.run(req).await,
+        Err(refused) => refused,
+    };
+    if api {
+        response = with_json_error_body(response);
+    }
+    response
+        .headers_mut()
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("private, no-store"));
+    response
+}
+
+fn is_api_path(path: &str) -> bool {
+    path.starts_with("/api/") || path.starts_with("/v1/")
 }
 
 /// How much of a refused body calos still reads and throws away, and for how
@@ -127,11 +151,10 @@ pub struct BodyReadTimeout(pub Duration);
 /// [`BodyReadTimeout`]: 408 with `Connection: close` (the rest of the body may
 /// still come, so the connection cannot carry another request). Requests without
 /// a body (pages, WebSocket upgrades) pass untouched.
-async fn bounded_body(
-    State(BodyReadTimeout(limit)): State<BodyReadTimeout>,
+async fn read_bounded_body(
+    BodyReadTimeout(limit): BodyReadTimeout,
     req: Request,
-    next: Next,
-) -> Response {
+) -> Result<Request, Response> {
     use futures::StreamExt;
     let declared = req
         .headers()
@@ -140,7 +163,7 @@ async fn bounded_body(
         .and_then(|v| v.trim().parse::<u64>().ok());
     let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
     if declared == Some(0) || (declared.is_none() && !chunked) {
-        return next.run(req).await;
+        return Ok(req);
     }
     let (parts, body) = req.into_parts();
     let mut stream = body.into_data_stream();
@@ -149,14 +172,17 @@ async fn bounded_body(
     let deadline = tokio::time::Instant::now() + limit;
     while !too_large {
         let Ok(next_chunk) = tokio::time::timeout_at(deadline, stream.next()).await else {
-            return closing(ApiError::RequestTimeout { limit }.into_response());
+            return Err(closing(ApiError::RequestTimeout { limit }.into_response()));
         };
         match next_chunk {
             Some(Ok(chunk)) if buffered.len() + chunk.len() > MAX_BODY_BYTES => too_large = true,
             Some(Ok(chunk)) => buffered.extend_from_slice(&chunk),
             Some(Err(_)) => {
-                return ApiError::bad_request("invalid_body", "The request body could not be read.")
-                    .into_response()
+                return Err(ApiError::bad_request(
+                    "invalid_body",
+                    "The request body could not be read.",
+                )
+                .into_response())
             }
             None => break,
         }
@@ -172,18 +198,17 @@ async fn bounded_body(
             }
         };
         let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
-        return closing(
+        return Err(closing(
             ApiError::PayloadTooLarge {
                 limit: MAX_BODY_BYTES,
             }
             .into_response(),
-        );
+        ));
     }
-    next.run(Request::from_parts(
+    Ok(Request::from_parts(
         parts,
         axum::body::Body::from(buffered.freeze()),
     ))
-    .await
 }
 
 /// The answer, and the connection closes after it: the client may still be
@@ -198,15 +223,13 @@ fn closing(mut response: Response) -> Response {
 /// Errors produced below the handlers (405 from the router, 413 from the body
 /// limit layer) come without a body; on API paths they get the API's JSON shape
 /// like every other error.
-async fn json_errors(req: Request, next: Next) -> Response {
-    let api = req.uri().path().starts_with("/api/") || req.uri().path().starts_with("/v1/");
-    let response = next.run(req).await;
+fn with_json_error_body(response: Response) -> Response {
     let status = response.status();
     let is_json = response
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if !api || is_json || !(status.is_client_error() || status.is_server_error()) {
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
     let error = match status {
