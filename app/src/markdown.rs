@@ -95,4 +95,86 @@ mod tests {
             assert!(!html.contains("<a href=\"data:"), "{attack} → {html}");
         }
     }
+
+    /// Every tag in `html` is one pulldown-cmark writes for Markdown, and every
+    /// link goes to http, https, mailto or nowhere.
+    fn only_markdown_tags(html: &str) -> Result<(), String> {
+        const ALLOWED: &[&str] = &[
+            "p",
+            "em",
+            "strong",
+            "del",
+            "a",
+            "code",
+            "pre",
+            "h1",
+            "h2",
+            "h3",
+            "h4",
+            "h5",
+            "h6",
+            "ul",
+            "ol",
+            "li",
+            "blockquote",
+            "hr",
+            "br",
+            "table",
+            "thead",
+            "tbody",
+            "tr",
+            "th",
+            "td",
+        ];
+        for (at, _) in html.match_indices('<') {
+            let tag = &html[at + 1..];
+            let tag = &tag[..tag.find('>').unwrap_or(tag.len())];
+            let name: String = tag
+                .trim_start_matches('/')
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric())
+                .collect();
+            if !ALLOWED.contains(&name.as_str()) {
+                return Err(format!("<{name} in {html:?}"));
+            }
+            // Only real tags have attributes; `href="` in escaped text is text.
+            if let Some(href) = tag.find("href=\"") {
+                let url = &tag[href + 6..];
+                if !(url.starts_with("http://")
+                    || url.starts_with("https://")
+                    || url.starts_with("mailto:")
+                    || url.starts_with('#'))
+                {
+                    return Err(format!("href {url:?} in {html:?}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_text_never_yields_raw_html(text in "\\PC{0,200}") {
+            proptest::prop_assert_eq!(only_markdown_tags(&to_safe_html(&text)), Ok(()));
+        }
+
+        #[test]
+        fn planted_html_and_scripts_stay_text(
+            before in "[a-z *_`#>\\[\\]()\n-]{0,40}",
+            attack in proptest::sample::select(vec![
+                "<script>alert(1)</script>",
+                "<img src=x onerror=alert(1)>",
+                "<iframe src=\"https://example.com\"></iframe>",
+                "[x](javascript:alert(1))",
+                "![x](data:text/html,<script>alert(1)</script>)",
+                "<a href=\"javascript:alert(1)\">x</a>",
+                "[x]( JAVASCRIPT:alert(1))",
+                "<svg onload=alert(1)>",
+            ]),
+            after in "[a-z *_`#>\\[\\]()\n-]{0,40}",
+        ) {
+            let html = to_safe_html(&format!("{before}{attack}{after}"));
+            proptest::prop_assert_eq!(only_markdown_tags(&html), Ok(()));
+        }
+    }
 }

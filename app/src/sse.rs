@@ -192,4 +192,39 @@ mod tests {
         assert!(matches!(&got[1], Err(SseError::Transport(m)) if m.contains("reset")));
         assert_eq!(got.len(), 2);
     }
+
+    /// Cuts `bytes` into pieces at the given offsets (each taken modulo the length).
+    fn pieces(bytes: &[u8], cuts: &[usize]) -> Vec<Result<Vec<u8>, std::io::Error>> {
+        let mut at: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+        at.push(0);
+        at.push(bytes.len());
+        at.sort_unstable();
+        at.windows(2)
+            .map(|w| Ok(bytes[w[0]..w[1]].to_vec()))
+            .collect()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_in_arbitrary_pieces_never_panic(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048),
+            cuts in proptest::collection::vec(0usize..4096, 0..8),
+        ) {
+            let body = futures::stream::iter(pieces(&bytes, &cuts));
+            let _: Vec<_> = block_on(decode(body).collect());
+        }
+
+        #[test]
+        fn how_a_body_is_cut_never_changes_its_events(
+            events in proptest::collection::vec("[a-zA-Z0-9 {}\":,é]{0,40}", 0..6),
+            cuts in proptest::collection::vec(0usize..4096, 0..8),
+        ) {
+            let body: String = events.iter().map(|e| format!("data: {e}\r\n\n")).collect();
+            let whole: Vec<_> = block_on(decode(futures::stream::iter(pieces(body.as_bytes(), &[]))).collect());
+            let cut: Vec<_> = block_on(decode(futures::stream::iter(pieces(body.as_bytes(), &cuts))).collect());
+            proptest::prop_assert_eq!(&whole, &cut);
+            let data: Vec<String> = whole.into_iter().map(|e| e.unwrap_or_default()).collect();
+            proptest::prop_assert_eq!(data, events);
+        }
+    }
 }

@@ -80,6 +80,12 @@ pub struct ServeArgs {
     /// Comma-separated proxy IPs whose X-Forwarded-For is believed.
     #[arg(long, env = "CALOS_TRUSTED_PROXIES", default_value = "", value_delimiter = ',', value_parser = list_item::<IpAddr>)]
     pub trusted_proxies: Vec<Option<IpAddr>>,
+    /// A bearer token that lets a remote scraper (Prometheus) read `/metrics`
+    /// and the detailed health report; at least 16 characters. Loopback
+    /// clients and administrators need none; everyone else sees only up or
+    /// degraded.
+    #[arg(long, env = "CALOS_METRICS_TOKEN", hide_env_values = true, value_parser = metrics_token)]
+    pub metrics_token: Option<String>,
     /// Where people reach calos (`https://chat.example.com`): OAuth redirect URIs
     /// and Ed25519 challenges name it. Unset: `http://localhost:PORT`.
     #[arg(long, env = "CALOS_PUBLIC_URL")]
@@ -275,6 +281,16 @@ where
         return Ok(None);
     }
     item.parse().map(Some).map_err(|e| format!("{item:?}: {e}"))
+}
+
+/// `CALOS_METRICS_TOKEN`: long enough not to be guessed; the error never
+/// repeats the value.
+fn metrics_token(value: &str) -> Result<String, String> {
+    let token = value.trim();
+    if token.chars().count() < 16 {
+        return Err("the metrics token needs at least 16 characters".into());
+    }
+    Ok(token.to_string())
 }
 
 /// What a bare number means to a duration flag: its name says (`…_secs`, `…_ms`).

@@ -106,6 +106,7 @@ impl Application {
             chat,
             metrics,
             trusted_proxies,
+            metrics_token: crate::http::operator::MetricsToken::new(args.metrics_token.as_deref()),
             bots,
             logs: crate::observability::logs::global().clone(),
             processes: crate::ops::processes::ProcessManager::default(),

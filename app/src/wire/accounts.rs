@@ -155,6 +155,7 @@ pub fn login_error_message(code: &str) -> Option<&'static str> {
         "invalid_email" => "That does not look like an email address.",
         "password_too_short" => "Passwords need at least 8 characters.",
         "password_too_long" => "Passwords can have at most 128 characters.",
+        "login_too_long" => "An email or username has at most 256 characters.",
         "missing_field" => "Please fill in every required field.",
         "service_unavailable" => "The service is busy. Try again in a moment.",
         "not_found" => "That sign-in method is not configured here.",

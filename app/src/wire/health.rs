@@ -1,16 +1,21 @@
 //! `GET /api/health` (both ports): liveness and the database's answer. Fields
 //! in the order calos has always sent them (sorted, as `json!` wrote them).
+//! Operators (loopback clients, administrators, the metrics token) get every
+//! field; anyone else gets only `status`.
 
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HealthResponse {
-    pub components: HealthComponents,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub components: Option<HealthComponents>,
     /// `ok`, or `degraded` (with 503) when the database does not answer.
     pub status: String,
-    pub uptime_seconds: u64,
-    pub version: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uptime_seconds: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -257,12 +257,25 @@ mod tests {
             typ: "refresh".into(),
             ..base.clone()
         };
-        for bad in [expired, wrong_aud, not_yet, wrong_typ] {
+        let wrong_iss = Claims {
+            iss: "https://issuer.example.com".into(),
+            ..base.clone()
+        };
+        for bad in [expired, wrong_aud, not_yet, wrong_typ, wrong_iss] {
             assert!(
                 keys.verify(&keys.sign_raw(&bad, &header)).is_err(),
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_token_without_an_expiry_is_rejected() {
+        let keys = keys();
+        let mut claims = serde_json::to_value(claims(&keys)).unwrap();
+        claims.as_object_mut().unwrap().remove("exp");
+        let token = encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding).unwrap();
+        assert!(keys.verify(&token).is_err());
     }
 
     #[test]

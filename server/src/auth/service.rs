@@ -256,6 +256,7 @@ impl AuthService {
             .as_deref()
             .filter(|_| found.email_verified)
             .and_then(|e| validate::email(e).ok());
+        let verified_email = verified_email.as_deref();
         let identity = Identity::OAuth {
             provider: provider.name(),
             subject: &found.subject,
@@ -343,7 +344,7 @@ impl AuthService {
         let hash = self.passwords.hash(req.password).await?;
         let new_user = NewUser {
             username,
-            email,
+            email: email.as_deref(),
             password_hash: Some(&hash),
             role: Role::User,
             persistent: false,
@@ -364,6 +365,11 @@ impl AuthService {
             (Some(e), None) | (None, Some(e)) if !e.trim().is_empty() => e.trim().to_string(),
             _ => return Err(AuthError::MissingLogin),
         };
+        // No account has a longer one; refused before it becomes a lookup or
+        // a throttle key (which would otherwise hold up to a whole body).
+        if identifier.chars().count() > super::throttle::MAX_IDENTIFIER_CHARS {
+            return Err(AuthError::Field(FieldError::LoginTooLong));
+        }
         if let Some(wait) = self.throttle.blocked_for(&identifier, ip) {
             tracing::warn!(%ip, "sign-in throttled");
             return Err(AuthError::Throttled(wait));
@@ -373,7 +379,7 @@ impl AuthService {
             return Err(AuthError::Field(FieldError::PasswordTooLong));
         }
         let row = if req.email.is_some() {
-            users::find_by_email(&self.db, &identifier).await?
+            users::find_by_email(&self.db, &validate::normalise_email(&identifier)).await?
         } else {
             users::find_by_username(&self.db, &identifier).await?
         };

@@ -1,12 +1,23 @@
 //! Brute-force protection for sign-in (ASVS 6.3.1, OWASP Authentication CS).
 //!
-//! Only *failed* sign-ins count. Each failure takes a cell from two GCRA buckets
-//! (`governor`): one per account (the identifier as typed, lower-cased, so
-//! rotating IPs does not help) and one per client IP (so spraying many accounts
-//! from one address does not either). When a failure finds a bucket empty, that
-//! key is blocked until the bucket refills; blocked keys get 429 + `Retry-After`
-//! without the password being checked. The block is short by design: a lockout
-//! an attacker can extend forever would itself be a denial of service.
+//! Only *failed* sign-ins count. Each failure takes a cell from three GCRA
+//! buckets (`governor`):
+//! - **account from one address** (the identifier as typed, lower-cased, with
+//!   the client's address): the tight one. Someone guessing from one place is
+//!   stopped after a few tries, and only there: the owner signing in from
+//!   another address is not locked out by them.
+//! - **account, from anywhere**: a ceiling ten times looser, refilling ten
+//!   times faster, against guesses spread over many addresses.
+//! - **address, any account**: four times the first, so spraying many
+//!   accounts from one address does not work either.
+//!
+//! Addresses are bucketed: IPv6 by /64, the block one subscriber gets, so
+//! rotating through it does not reset anything. A failure that finds a bucket
+//! empty blocks that key until the bucket refills; blocked keys get 429 +
+//! `Retry-After` without the password being checked. Blocks are short by
+//! design: a lockout an attacker can extend forever is itself a denial of
+//! service. Identifiers longer than [`MAX_IDENTIFIER_CHARS`] are refused before
+//! they get here, so keys are small.
 
 use dashmap::DashMap;
 use governor::clock::{Clock, DefaultClock};
@@ -48,47 +59,77 @@ fn quota(burst: NonZeroU32, refill: Duration) -> Quota {
     quota.allow_burst(burst)
 }
 
+/// The longest sign-in identifier (email or username) calos accepts; longer
+/// ones are a 400 before any lookup or throttle key is made.
+pub const MAX_IDENTIFIER_CHARS: usize = 256;
+
+/// How much looser the account-wide ceiling is than one address's allowance.
+const CEILING_FACTOR: u32 = 10;
+
+type Pair = (String, IpAddr);
+
 #[derive(Clone)]
 pub struct LoginThrottle {
+    pairs: Arc<DefaultKeyedRateLimiter<Pair>>,
     accounts: Arc<DefaultKeyedRateLimiter<String>>,
     ips: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+    blocked_pairs: Arc<DashMap<Pair, Instant>>,
     blocked_accounts: Arc<DashMap<String, Instant>>,
     blocked_ips: Arc<DashMap<IpAddr, Instant>>,
 }
 
 impl LoginThrottle {
     pub fn new(policy: ThrottlePolicy) -> Self {
+        let factor = NonZeroU32::MIN.saturating_add(CEILING_FACTOR - 1);
         Self {
-            accounts: Arc::new(RateLimiter::keyed(quota(
+            pairs: Arc::new(RateLimiter::keyed(quota(
                 policy.account_burst,
                 policy.account_refill,
             ))),
+            accounts: Arc::new(RateLimiter::keyed(quota(
+                policy.account_burst.saturating_mul(factor),
+                policy.account_refill / CEILING_FACTOR,
+            ))),
             ips: Arc::new(RateLimiter::keyed(policy.ip_quota())),
+            blocked_pairs: Arc::default(),
             blocked_accounts: Arc::default(),
             blocked_ips: Arc::default(),
         }
     }
 
-    /// `Some(wait)` when this account or IP is blocked right now.
+    /// `Some(wait)` when this account from this address, this account from
+    /// anywhere, or this address is blocked right now.
     pub fn blocked_for(&self, account: &str, ip: IpAddr) -> Option<Duration> {
         let now = Instant::now();
         let remaining = |until: Option<Instant>| until.and_then(|u| u.checked_duration_since(now));
-        let account_wait = remaining(self.blocked_accounts.get(&normalise(account)).map(|e| *e));
+        let (account, ip) = (normalise(account), bucket(ip));
+        let pair_wait = remaining(self.blocked_pairs.get(&(account.clone(), ip)).map(|e| *e));
+        let account_wait = remaining(self.blocked_accounts.get(&account).map(|e| *e));
         let ip_wait = remaining(self.blocked_ips.get(&ip).map(|e| *e));
-        account_wait.into_iter().chain(ip_wait).max()
+        pair_wait
+            .into_iter()
+            .chain(account_wait)
+            .chain(ip_wait)
+            .max()
     }
 
     /// Records a failed sign-in.
     pub fn record_failure(&self, account: &str, ip: IpAddr) {
         let clock = DefaultClock::default();
-        let account = normalise(account);
+        let (account, ip) = (normalise(account), bucket(ip));
+        let block_until = |not_until: governor::NotUntil<_>| {
+            Instant::now() + not_until.wait_time_from(clock.now())
+        };
+        let pair = (account.clone(), ip);
+        if let Err(not_until) = self.pairs.check_key(&pair) {
+            self.blocked_pairs.insert(pair, block_until(not_until));
+        }
         if let Err(not_until) = self.accounts.check_key(&account) {
-            let wait = not_until.wait_time_from(clock.now());
-            self.blocked_accounts.insert(account, Instant::now() + wait);
+            self.blocked_accounts
+                .insert(account, block_until(not_until));
         }
         if let Err(not_until) = self.ips.check_key(&ip) {
-            let wait = not_until.wait_time_from(clock.now());
-            self.blocked_ips.insert(ip, Instant::now() + wait);
+            self.blocked_ips.insert(ip, block_until(not_until));
         }
     }
 
@@ -96,8 +137,10 @@ impl LoginThrottle {
     /// distinct accounts; called periodically by the server.
     pub fn forget_stale(&self) {
         let now = Instant::now();
+        self.blocked_pairs.retain(|_, until| *until > now);
         self.blocked_accounts.retain(|_, until| *until > now);
         self.blocked_ips.retain(|_, until| *until > now);
+        self.pairs.retain_recent();
         self.accounts.retain_recent();
         self.ips.retain_recent();
     }
@@ -107,41 +150,25 @@ fn normalise(account: &str) -> String {
     account.trim().to_lowercase()
 }
 
+/// The address a throttle counts: IPv4 as is (also when written as an
+/// IPv4-mapped IPv6 address), IPv6 by its /64.
+pub fn bucket(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(
+                u128::from(v6) & !((1u128 << 64) - 1),
+            )),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
-
-    #[test]
-    fn an_account_is_blocked_after_its_burst_of_failures_whatever_the_ip() {
-        let throttle = LoginThrottle::new(ThrottlePolicy {
-            account_burst: NonZeroU32::MIN.saturating_add(2),
-            account_refill: Duration::from_secs(60),
-        });
-        for i in 0..3u8 {
-            assert!(throttle.blocked_for("Alice@example.com", IP).is_none());
-            throttle.record_failure(
-                "alice@example.com",
-                IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, i)),
-            );
-        }
-        throttle.record_failure(
-            "ALICE@example.com",
-            IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 9)),
-        );
-        let wait = throttle.blocked_for("alice@example.com", IP);
-        assert!(
-            wait.is_some_and(|w| w > Duration::from_secs(30)),
-            "{wait:?}"
-        );
-        assert!(throttle
-            .blocked_for(
-                "bob@example.com",
-                IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1))
-            )
-            .is_none());
-    }
 
     #[test]
     fn one_ip_spraying_many_accounts_is_blocked() {
@@ -153,5 +180,51 @@ mod tests {
             throttle.record_failure(&format!("user{i}"), IP);
         }
         assert!(throttle.blocked_for("someone-new", IP).is_some());
+    }
+
+    #[test]
+    fn a_guesser_at_one_address_does_not_lock_the_owner_out_elsewhere() {
+        let throttle = LoginThrottle::new(ThrottlePolicy {
+            account_burst: NonZeroU32::MIN.saturating_add(2),
+            account_refill: Duration::from_secs(60),
+        });
+        let attacker = IpAddr::V4(std::net::Ipv4Addr::new(203, 0, 113, 7));
+        for _ in 0..10 {
+            throttle.record_failure("owner@example.com", attacker);
+        }
+        assert!(throttle
+            .blocked_for("owner@example.com", attacker)
+            .is_some());
+        assert!(throttle.blocked_for("owner@example.com", IP).is_none());
+    }
+
+    #[test]
+    fn guesses_spread_over_many_addresses_meet_the_account_ceiling() {
+        let throttle = LoginThrottle::new(ThrottlePolicy {
+            account_burst: NonZeroU32::MIN.saturating_add(1),
+            account_refill: Duration::from_secs(60),
+        });
+        // Two failures per address stay under each address's allowance; the
+        // account-wide ceiling (ten times two) still ends it.
+        for i in 0..11u8 {
+            for _ in 0..2 {
+                throttle.record_failure(
+                    "owner@example.com",
+                    IpAddr::V4(std::net::Ipv4Addr::new(10, 1, 0, i)),
+                );
+            }
+        }
+        assert!(throttle.blocked_for("owner@example.com", IP).is_some());
+    }
+
+    #[test]
+    fn ipv6_addresses_of_one_slash_64_share_a_bucket() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff:1:2:3".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(bucket(a), bucket(b));
+        assert_ne!(bucket(a), bucket(other));
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        assert_eq!(bucket(mapped), "192.0.2.1".parse::<IpAddr>().unwrap());
     }
 }

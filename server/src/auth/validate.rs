@@ -12,6 +12,11 @@ pub enum FieldError {
     PasswordTooShort,
     #[error("Passwords can have at most {PASSWORD_MAX_CHARS} characters.")]
     PasswordTooLong,
+    #[error(
+        "An email or username has at most {} characters.",
+        super::throttle::MAX_IDENTIFIER_CHARS
+    )]
+    LoginTooLong,
 }
 
 impl FieldError {
@@ -21,6 +26,7 @@ impl FieldError {
             Self::Email => "invalid_email",
             Self::PasswordTooShort => "password_too_short",
             Self::PasswordTooLong => "password_too_long",
+            Self::LoginTooLong => "login_too_long",
         }
     }
 
@@ -29,6 +35,7 @@ impl FieldError {
             Self::Username => "username",
             Self::Email => "email",
             Self::PasswordTooShort | Self::PasswordTooLong => "password",
+            Self::LoginTooLong => "login",
         }
     }
 }
@@ -48,10 +55,21 @@ pub fn username(raw: &str) -> Result<&str, FieldError> {
     }
 }
 
-/// Trimmed email, deliberately loose (RFC 5321 lengths, one `@`, a dotted domain,
-/// no whitespace or control characters); deliverability is not our business.
-pub fn email(raw: &str) -> Result<&str, FieldError> {
-    let email = raw.trim();
+/// An email as calos stores and compares it: trimmed, NFKC-normalised (a
+/// full-width `ｅ` is an `e`) and lower-cased in full Unicode. The database's
+/// `lower()` folds only ASCII on SQLite, so two spellings of one address
+/// could otherwise both register; normalising in one place makes both
+/// databases agree.
+pub fn normalise_email(raw: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    raw.trim().nfkc().collect::<String>().to_lowercase()
+}
+
+/// A valid email, normalised ([`normalise_email`]); deliberately loose (RFC
+/// 5321 lengths, one `@`, a dotted domain, no whitespace or control
+/// characters): deliverability is not our business.
+pub fn email(raw: &str) -> Result<String, FieldError> {
+    let email = normalise_email(raw);
     let Some((local, domain)) = email.split_once('@') else {
         return Err(FieldError::Email);
     };
@@ -97,6 +115,23 @@ mod tests {
         assert_eq!(username("ab"), Err(FieldError::Username));
         assert_eq!(username("bad\nname"), Err(FieldError::Username));
         assert_eq!(username("a b c"), Err(FieldError::Username));
+    }
+
+    #[test]
+    fn emails_are_compared_in_one_normal_form() {
+        assert_eq!(email(" Dev@Example.COM ").unwrap(), "dev@example.com");
+        // Full-width letters (NFKC) and non-ASCII capitals (which SQLite's
+        // lower() leaves alone) come out as one address.
+        assert_eq!(email("ＤＥＶ@example.com").unwrap(), "dev@example.com");
+        assert_eq!(
+            email("ÉMILE@example.com").unwrap(),
+            email("émile@example.com").unwrap()
+        );
+        // A composed and a decomposed é are one character.
+        assert_eq!(
+            email("e\u{301}mile@example.com").unwrap(),
+            "\u{e9}mile@example.com"
+        );
     }
 
     #[test]

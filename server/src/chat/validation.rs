@@ -151,4 +151,26 @@ mod tests {
         .is_err());
         assert!(validate("m", vec![msg("user", "hi")], None, Some(0)).is_err());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_requests_are_answered_never_panicked_on(
+            model in proptest::prop_oneof!["\\PC{0,80}", "[a-z0-9.:/@ -]{0,20}"],
+            messages in proptest::collection::vec(
+                (proptest::prop_oneof!["user|system|assistant", "\\PC{0,12}"], "\\PC{0,64}"),
+                0..4,
+            ),
+            temperature in proptest::option::of(proptest::prelude::any::<f32>()),
+            max_tokens in proptest::option::of(proptest::prelude::any::<u32>()),
+        ) {
+            let messages = messages.into_iter().map(|(r, c)| msg(&r, &c)).collect();
+            if let Ok(params) = validate(&model, messages, temperature, max_tokens) {
+                // What passes is what a provider may be sent.
+                proptest::prop_assert!(!params.model.is_empty());
+                proptest::prop_assert!(params.model.bytes().all(|b| b.is_ascii_graphic()));
+                proptest::prop_assert!(params.temperature.is_none_or(|t| t.is_finite()));
+                proptest::prop_assert!(!params.messages.is_empty());
+            }
+        }
+    }
 }

@@ -167,7 +167,7 @@ async fn create(
     let role = if admin { Role::Admin } else { Role::User };
     let new_user = NewUser {
         username,
-        email,
+        email: email.as_deref(),
         password_hash: Some(&hash),
         role,
         persistent,

@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 pub mod json;
 pub mod middleware;
+pub mod operator;
 pub mod query;
 pub mod routes;
 pub mod serve;

@@ -51,6 +51,7 @@ pieces! {
     chat: crate::chat::ChatService,
     metrics: crate::observability::metrics::Metrics,
     trusted_proxies: crate::http::client_ip::TrustedProxies,
+    metrics_token: crate::http::operator::MetricsToken,
     bots: crate::http::routes::BotGuard,
     logs: crate::observability::logs::LogRing,
     processes: crate::ops::processes::ProcessManager,
@@ -77,6 +78,8 @@ pub struct Services {
     pub metrics: crate::observability::metrics::Metrics,
     /// Proxies whose `X-Forwarded-For` names the client (`ClientIp`).
     pub trusted_proxies: crate::http::client_ip::TrustedProxies,
+    /// Lets a remote scraper see `/metrics` and the detailed health report.
+    pub metrics_token: crate::http::operator::MetricsToken,
     /// Per-IP throttle for unauthenticated chat callers.
     pub bots: crate::http::routes::BotGuard,
     /// Recent log lines for Mission Control (managed processes' output).

@@ -72,4 +72,36 @@ mod tests {
         let first = lines(futures::stream::iter(pieces)).next().await;
         assert!(matches!(first, Some(Err(LineError::TooLong))));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_in_arbitrary_pieces_never_panic(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048),
+            cuts in proptest::collection::vec(0usize..4096, 0..8),
+        ) {
+            let mut at: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+            at.extend([0, bytes.len()]);
+            at.sort_unstable();
+            let pieces: Vec<Result<Bytes, std::io::Error>> = at
+                .windows(2)
+                .map(|w| Ok(Bytes::copy_from_slice(&bytes[w[0]..w[1]])))
+                .collect();
+            let got: Vec<_> = futures::executor::block_on(lines(futures::stream::iter(pieces)).collect());
+            // Valid UTF-8 comes back as its lines; anything else ends in an error.
+            if let Ok(text) = std::str::from_utf8(&bytes) {
+                // (Empty lines aside: a final lone CR is no line to the codec.)
+                let want: Vec<&str> = text
+                    .lines()
+                    .map(|l| l.trim_end_matches('\r'))
+                    .filter(|l| !l.is_empty())
+                    .collect();
+                let got: Vec<String> = got
+                    .into_iter()
+                    .map(|l| l.unwrap_or_default())
+                    .filter(|l| !l.is_empty())
+                    .collect();
+                proptest::prop_assert_eq!(got, want);
+            }
+        }
+    }
 }

@@ -7,6 +7,7 @@
 //! the time formatted) happens only when someone reads it. With no dashboard
 //! open, a line costs one allocation and a lock, not a JSON encoding.
 
+use super::redact::{clean, escape_controls};
 use app::wire::LogLine;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
@@ -47,12 +48,15 @@ impl Entry {
 
     /// The line as Mission Control shows it: redacted, escaped, bounded.
     pub fn to_line(&self) -> LogLine {
-        let mut message = escape_controls(&redact(&self.message));
+        let mut message = clean(&self.message).into_owned();
         if message.chars().count() > MAX_LINE_CHARS {
             message = message.chars().take(MAX_LINE_CHARS).collect::<String>() + "…";
         }
         let (source, target) = match &self.source {
-            Source::Calos { target } => ("calos".to_string(), Some(escape_controls(target))),
+            Source::Calos { target } => (
+                "calos".to_string(),
+                Some(escape_controls(target).into_owned()),
+            ),
             Source::Process(name) => (name.to_string(), None),
         };
         LogLine {
@@ -66,6 +70,7 @@ impl Entry {
             // and bounded like any text from outside.
             request_id: self.request_id.as_deref().map(|id| {
                 escape_controls(&id.chars().take(MAX_REQUEST_ID_CHARS).collect::<String>())
+                    .into_owned()
             }),
             message,
         }
@@ -100,61 +105,6 @@ impl Default for LogRing {
 pub fn global() -> &'static LogRing {
     static RING: OnceLock<LogRing> = OnceLock::new();
     RING.get_or_init(LogRing::default)
-}
-
-/// Words after which the rest of a token is a secret.
-const SECRET_MARKERS: [&str; 6] = [
-    "bearer ",
-    "password=",
-    "password:",
-    "token=",
-    "api_key=",
-    "secret=",
-];
-
-/// Replaces credentials with `[redacted]`: whatever follows a marker up to the
-/// next space, and OpenAI-style `sk-…` keys.
-pub fn redact(line: &str) -> String {
-    let mut out = line.to_string();
-    for marker in SECRET_MARKERS {
-        let mut from = 0;
-        while let Some(at) = out[from..].to_ascii_lowercase().find(marker) {
-            let start = from + at + marker.len();
-            let end = out[start..]
-                .find(|c: char| c.is_whitespace() || c == '"' || c == ',')
-                .map_or(out.len(), |e| start + e);
-            if end > start {
-                out.replace_range(start..end, "[redacted]");
-            }
-            from = start + "[redacted]".len().min(out.len() - start);
-        }
-    }
-    out.split(' ')
-        .map(|word| {
-            if word.starts_with("sk-") && word.len() > 20 {
-                "[redacted]"
-            } else {
-                word
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Escapes control characters (ANSI escapes, NUL, CR…) except tab.
-pub fn escape_controls(line: &str) -> String {
-    if !line.chars().any(|c| c.is_control() && c != '\t') {
-        return line.to_string();
-    }
-    let mut out = String::with_capacity(line.len() + 8);
-    for c in line.chars() {
-        if c.is_control() && c != '\t' {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 impl LogRing {
@@ -243,20 +193,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn secrets_are_redacted_and_controls_escaped() {
-        assert_eq!(
-            redact("Authorization: Bearer eyJhbGciOi.x.y sent"),
-            "Authorization: Bearer [redacted] sent"
-        );
-        assert_eq!(
-            redact("login password=hunter2 ok"),
-            "login password=[redacted] ok"
-        );
-        assert_eq!(
-            redact("key sk-abcdefghijklmnopqrstuvwxyz done"),
-            "key [redacted] done"
-        );
-        assert_eq!(escape_controls("red\u{1b}[31m\r\n"), "red\\u{1b}[31m\\r\\n");
+    fn lines_are_cleaned_when_read() {
+        let ring = LogRing::default();
+        ring.push("info", "worker", "login password=hunter2\r\nforged");
+        let line = &ring.recent(0, 1)[0];
+        assert_eq!(line.message, "login password=[redacted]\\r\\nforged");
     }
 
     #[test]

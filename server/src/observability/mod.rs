@@ -5,5 +5,6 @@ pub mod exporter;
 pub mod feed;
 pub mod logs;
 pub mod metrics;
+pub mod redact;
 pub mod telemetry;
 pub mod timing;

@@ -42,7 +42,7 @@ pub async fn cpu(seconds: u64) -> Result<Profile, ProfileError> {
     if RUNNING.swap(true, Ordering::AcqRel) {
         return Err(ProfileError::Busy);
     }
-    let _running = Running;
+    let running = Running;
     // No blocklist: pprof matches it as a substring of every loaded object's
     // path, the executable's included, and one unlucky directory name would
     // silently drop every sample in calos's own code.
@@ -51,13 +51,19 @@ pub async fn cpu(seconds: u64) -> Result<Profile, ProfileError> {
         .build()
         .map_err(|e| ProfileError::Profiler(e.to_string()))?;
     tokio::time::sleep(Duration::from_secs(seconds.clamp(1, MAX_SECONDS))).await;
-    // Symbolising takes up to a second: off the async workers.
+    // Symbolising takes up to a second: off the async workers. The flag goes
+    // with the guard: a client that hangs up now drops this future, but the
+    // profiler runs until the blocking task drops the guard, and a profile
+    // started before that would fail inside pprof (a 500) instead of being
+    // told to wait (409).
     tokio::task::spawn_blocking(move || {
         let report = guard
             .report()
             .build()
-            .map_err(|e| ProfileError::Profiler(e.to_string()))?;
+            .map_err(|e| ProfileError::Profiler(e.to_string()));
         drop(guard);
+        drop(running);
+        let report = report?;
         let samples: u64 = report.data.values().map(|&n| n.max(0) as u64).sum();
         let mut svg = Vec::new();
         if samples > 0 {
@@ -84,8 +90,30 @@ fn idle_svg(seconds: u64) -> String {
 mod tests {
     use super::*;
 
+    /// The profiler is process-wide: these tests take turns.
+    static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_profile_abandoned_at_any_moment_never_breaks_the_next_one() {
+        let _turn = ONE_AT_A_TIME.lock().await;
+        // Hang up during the sampling and around its end, when the report is
+        // being symbolised on the blocking pool.
+        for hang_up_after_ms in [300, 1_000, 1_005, 1_020, 1_060] {
+            let abandoned = tokio::time::timeout(Duration::from_millis(hang_up_after_ms), cpu(1));
+            let _ = abandoned.await;
+            match cpu(1).await {
+                Ok(_) | Err(ProfileError::Busy) => {}
+                Err(e) => panic!("after a hang-up at {hang_up_after_ms} ms: {e}"),
+            }
+            while RUNNING.load(Ordering::Acquire) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_busy_process_shows_up_in_its_flamegraph() {
+        let _turn = ONE_AT_A_TIME.lock().await;
         let stop = std::sync::Arc::new(AtomicBool::new(false));
         let spinner = std::thread::spawn({
             let stop = stop.clone();

@@ -72,6 +72,37 @@ on_both_databases! {
         assert_eq!(app.register(&unique("p"), &"x".repeat(128)).await.status(), 201);
         let login_huge = app.login("someone", &"y".repeat(100_000)).await;
         assert_eq!(login_huge.status(), 400);
+        // An identifier longer than any account's is refused before it is
+        // looked up or kept as a throttle key.
+        let long_name = app.login(&"n".repeat(257), "some-password").await;
+        assert_eq!(error_code(long_name).await, (400, "login_too_long".into()));
+        let at_the_limit = app.login(&"n".repeat(256), "some-password").await;
+        assert_eq!(at_the_limit.status(), 401);
+    }
+
+    async fn one_email_in_many_spellings_registers_once_even_at_the_same_moment(app) {
+        let local = unique("émile").replace('-', "");
+        let spellings = [
+            format!("{local}@example.com"),
+            format!("{}@EXAMPLE.com", local.to_uppercase()),
+            // Full-width letters and a decomposed é: the same address after NFKC.
+            format!("{}@example.com", local.replace('é', "e\u{301}")),
+            format!("{}@ｅｘａｍｐｌｅ.com", local),
+        ];
+        let attempts = spellings.iter().enumerate().map(|(i, email)| {
+            let body = json!({"username": unique(&format!("emile{i}")), "password": "pass-word-1", "email": email});
+            let app = &app;
+            async move { app.post_json("/api/auth/register", &body).await }
+        });
+        let answers = futures::future::join_all(attempts).await;
+        let mut statuses: Vec<u16> = answers.iter().map(|r| r.status().as_u16()).collect();
+        statuses.sort_unstable();
+        assert_eq!(statuses, [201, 409, 409, 409]);
+        // Signing in works with any of the spellings.
+        for email in &spellings {
+            let login = app.post_json("/api/auth/login", &json!({"email": email, "password": "pass-word-1"})).await;
+            assert_eq!(login.status(), 200, "{email}");
+        }
     }
 
     async fn repeated_failed_logins_are_throttled_per_account_with_retry_after(app) {

@@ -3,7 +3,7 @@
 //! Prometheus text parser reads it.
 
 use crate::helpers::{ask, error_code, mock, Backend, TestApp};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::time::Duration;
 
 /// calos with one managed process declared in a config file.
@@ -317,6 +317,36 @@ async fn the_feed_is_for_admins_and_starts_with_a_snapshot_of_every_kind() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_message_from_the_page_closes_the_feed() {
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let admin = app.admin_token().await;
+    let mut socket = open_feed(&app, Some(&admin), None).await.unwrap();
+    for _ in 0..4 {
+        next_message(&mut socket).await.unwrap();
+    }
+    // Small messages are read and ignored; the feed goes on.
+    socket.send(Message::text("x".repeat(100))).await.unwrap();
+    let _ = socket.send(Message::binary(vec![0u8; 1 << 20])).await;
+    // The feed sends about a message a second; without the cap it would go
+    // on (the big message read and ignored) and this would run out.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let closed = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the feed took a 1 MiB message"
+        );
+        match next_message(&mut socket).await {
+            Ok(_) => continue,
+            Err(code) => break code,
+        }
+    };
+    // 1009 "message too big" when the close frame gets through, or a reset.
+    assert!(matches!(closed, Some(1009) | None), "{closed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chat_request_shows_in_the_log_and_metrics_feed_within_two_seconds() {
     let mock = mock(5, 1000.0, 3).await;
     let app = TestApp::spawn_with(Backend::Sqlite, &["--ollama-url", &mock.url()]).await;
@@ -496,4 +526,61 @@ async fn cpu_profiles_are_for_admins_one_at_a_time() {
         "{}",
         &svg[..200.min(svg.len())]
     );
+}
+
+/// Seen through a trusted proxy from a remote address, a client is no
+/// operator: the health report shrinks to up or degraded and `/metrics` wants
+/// the metrics token or an administrator. Loopback clients see everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn internals_are_for_local_clients_administrators_and_the_metrics_token() {
+    const METRICS_TOKEN: &str = "scrape-token-0123456789";
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        &[
+            "--trusted-proxies",
+            "127.0.0.1",
+            "--metrics-token",
+            METRICS_TOKEN,
+        ],
+    )
+    .await;
+    let remote = |url: String, token: Option<&str>| {
+        let request = app.client.get(url).header("x-forwarded-for", "203.0.113.9");
+        match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    };
+    for url in [app.url("/api/health"), app.dashboard_url("/api/health")] {
+        let public = remote(url.clone(), None).send().await.unwrap();
+        assert_eq!(public.status(), 200);
+        assert_eq!(
+            public.json::<Value>().await.unwrap(),
+            json!({"status": "ok"})
+        );
+        let local: Value = app.get(&url, None).await.json().await.unwrap();
+        assert_eq!(local["components"]["database"]["status"], "ok", "{local}");
+    }
+    let metrics = app.dashboard_url("/metrics");
+    let user = app.new_user("viewer").await.token;
+    let admin = app.admin_token().await;
+    let status = |token: Option<String>| {
+        let request = remote(metrics.clone(), token.as_deref());
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(status(None).await, 401);
+    assert_eq!(status(Some(user.clone())).await, 403);
+    assert_eq!(status(Some("scrape-token-wrong-guess".into())).await, 403);
+    assert_eq!(status(Some(METRICS_TOKEN.into())).await, 200);
+    assert_eq!(status(Some(admin)).await, 200);
+    assert_eq!(app.get(&metrics, None).await.status(), 200);
+    // The detailed report follows the same rule.
+    let with_token: Value = remote(app.url("/api/health"), Some(METRICS_TOKEN))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(with_token["components"].is_object(), "{with_token}");
 }

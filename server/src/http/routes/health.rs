@@ -8,7 +8,8 @@
 //! and a flood of health checks costs the database one query at a time.
 
 use crate::db::Db;
-use crate::http::state::Runtime;
+use crate::http::operator::Viewer;
+use crate::http::state::{AppState, Runtime};
 use app::wire::{DatabaseHealth, HealthComponents, HealthResponse};
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -23,12 +24,7 @@ use std::time::Duration;
 /// A database slower than this to answer `select 1` counts as down.
 const DB_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub fn router<S>() -> Router<S>
-where
-    S: Clone + Send + Sync + 'static,
-    DatabaseProbe: axum::extract::FromRef<S>,
-    Runtime: axum::extract::FromRef<S>,
-{
+pub fn router() -> Router<AppState> {
     Router::new().route("/api/health", get(health))
 }
 
@@ -83,6 +79,7 @@ impl DatabaseProbe {
 async fn health(
     State(probe): State<DatabaseProbe>,
     State(runtime): State<Runtime>,
+    viewer: Viewer,
 ) -> impl IntoResponse {
     let backend = probe.db.backend();
     let database = match probe.check().await {
@@ -100,11 +97,22 @@ async fn health(
         },
     };
     let healthy = database.is_ok();
-    let body = HealthResponse {
-        components: HealthComponents { database },
-        status: if healthy { "ok" } else { "degraded" }.into(),
-        uptime_seconds: runtime.started.elapsed().as_secs(),
-        version: env!("CARGO_PKG_VERSION").into(),
+    let status = if healthy { "ok" } else { "degraded" };
+    // The public learns up or degraded; what is behind it is for operators.
+    let body = if viewer.is_operator() {
+        HealthResponse {
+            components: Some(HealthComponents { database }),
+            status: status.into(),
+            uptime_seconds: Some(runtime.started.elapsed().as_secs()),
+            version: Some(env!("CARGO_PKG_VERSION").into()),
+        }
+    } else {
+        HealthResponse {
+            components: None,
+            status: status.into(),
+            uptime_seconds: None,
+            version: None,
+        }
     };
     let status = if healthy {
         StatusCode::OK

@@ -5,6 +5,7 @@
 
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::AdminUser;
+use crate::http::operator::Viewer;
 use crate::http::query::ApiQuery;
 use crate::http::state::AppState;
 use crate::ops::processes::Order;
@@ -134,8 +135,16 @@ async fn socket(
         Some(credential) => credential.token().to_string(),
         None => return Err(crate::http::extract::authentication_required()),
     };
-    Ok(upgrade.on_upgrade(move |socket| feed(socket, state, token)))
+    Ok(upgrade
+        .max_message_size(MAX_INCOMING_MESSAGE_BYTES)
+        .max_frame_size(MAX_INCOMING_MESSAGE_BYTES)
+        .on_upgrade(move |socket| feed(socket, state, token)))
 }
+
+/// The page sends nothing but pings and the close; anything bigger than this
+/// closes the socket (1009) instead of being buffered (the library's default
+/// would take 64 MiB per message).
+const MAX_INCOMING_MESSAGE_BYTES: usize = 4 * 1024;
 
 async fn feed(socket: WebSocket, state: AppState, token: String) {
     let (mut sink, mut incoming) = socket.split();
@@ -193,9 +202,10 @@ async fn close(sink: &mut SplitSink<WebSocket, WsMessage>, code: u16, reason: &'
     let _ = tokio::time::timeout(SEND_TIMEOUT, sink.send(WsMessage::Close(Some(frame)))).await;
 }
 
-/// Prometheus/OpenMetrics text. Unauthenticated like most exporters: the
-/// dashboard port is for operators (bind it with `--local` or a firewall).
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+/// Prometheus/OpenMetrics text, for operators only ([`Viewer`]): a local
+/// scraper, `Authorization: Bearer <CALOS_METRICS_TOKEN>`, or an administrator.
+async fn metrics(viewer: Viewer, State(state): State<AppState>) -> ApiResult<Response> {
+    viewer.require_operator()?;
     let exporter = &state.metrics.exporter();
     for slot in state.chat.router().providers() {
         exporter.queue(
@@ -204,13 +214,14 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             slot.queue.running(),
         );
     }
-    (
+    Ok((
         [(
             header::CONTENT_TYPE,
             crate::observability::exporter::CONTENT_TYPE,
         )],
         exporter.render(),
     )
+        .into_response())
 }
 
 async fn processes(_admin: AdminUser, State(state): State<AppState>) -> Json<Vec<ProcessView>> {
