@@ -44,6 +44,10 @@ pub enum ApiError {
     /// 413: the body is over the documented limit.
     #[error("request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// 415: a JSON body labelled as a form or text without a bearer token: the
+    /// label a cross-site form can send (login CSRF), so it is refused.
+    #[error("Send the JSON body with Content-Type: application/json (text/plain and form labels are accepted only with an Authorization: Bearer token).")]
+    UnsupportedMediaType,
     /// 429: slow down; `retry_after_secs` goes in `Retry-After`.
     #[error("{message}")]
     TooManyRequests {
@@ -99,6 +103,7 @@ impl ApiError {
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Upstream { status, .. } => *status,
@@ -116,6 +121,7 @@ impl ApiError {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::RequestTimeout { .. } => "request_timeout",
             Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
             Self::TooManyRequests { code, .. } => code,
             Self::Unavailable(_) => "service_unavailable",
             Self::Upstream { code, .. } => code,

@@ -98,10 +98,17 @@ pub fn origin_matches_host(headers: &HeaderMap) -> Option<bool> {
 /// For cookie-authenticated writes: the browser's `Origin` (or `Sec-Fetch-Site`)
 /// must say the request comes from a page of ours.
 fn same_origin(parts: &Parts) -> bool {
-    if matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
+    not_cross_site(&parts.method, &parts.headers)
+}
+
+/// Reads are always fine; a write is fine unless the browser says it comes
+/// from another site: `Origin` naming another host, or without `Origin`,
+/// `Sec-Fetch-Site` other than `same-origin`/`none`. Clients that send
+/// neither (curl, scripts, SDKs) are not browsers on someone else's page.
+pub fn not_cross_site(method: &Method, headers: &HeaderMap) -> bool {
+    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
         return true;
     }
-    let headers = &parts.headers;
     if let Some(matches) = origin_matches_host(headers) {
         return matches;
     }

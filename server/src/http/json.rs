@@ -1,17 +1,21 @@
 //! `ApiJson<T>`: the JSON body extractor every API route uses.
 //!
-//! Unlike axum's `Json`, it does not require `Content-Type: application/json`:
-//! Apache Bench and some scripts send JSON labelled `text/plain`, and the original guide's
-//! `ab -p file.json` commands must work, so the body is parsed as JSON whatever
-//! its label (never a 415). Every failure uses the API error shape: 400 with the
-//! serde message (which names the field), 413 past the body limit (including
-//! chunked bodies without a length).
+//! Unlike axum's `Json`, it does not insist on `Content-Type: application/json`
+//! from callers with a bearer token: Apache Bench sends JSON labelled
+//! `text/plain`, and the original guide's `ab -p file.json` commands must work.
+//! Without a bearer token the labels a cross-site HTML form can send
+//! (`text/plain`, `application/x-www-form-urlencoded`, `multipart/form-data`)
+//! are refused with 415: otherwise another site's form could post JSON to
+//! `/api/auth/login` and sign a visitor into the attacker's account. No label
+//! at all is fine (browsers always send one). Every other failure uses the API
+//! error shape: 400 with the serde message (which names the field), 413 past
+//! the body limit (including chunked bodies without a length).
 
 use crate::http::error::ApiError;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, Request};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 
 pub struct ApiJson<T>(pub T);
@@ -27,9 +31,39 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if is_form_label(req.headers()) && !has_bearer(req.headers()) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
         let bytes = Bytes::from_request(req, state).await.map_err(body_error)?;
         parse(&bytes).map(ApiJson)
     }
+}
+
+/// The content types an HTML form (or a `no-cors` fetch) can send across sites
+/// without a CORS preflight.
+fn is_form_label(headers: &HeaderMap) -> bool {
+    let Some(label) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = label.split(';').next().unwrap_or("").trim();
+    [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+    ]
+    .iter()
+    .any(|form| essence.eq_ignore_ascii_case(form))
+}
+
+fn has_bearer(headers: &HeaderMap) -> bool {
+    headers.get(header::AUTHORIZATION).is_some_and(|v| {
+        v.as_bytes()
+            .get(..7)
+            .is_some_and(|s| s.eq_ignore_ascii_case(b"bearer "))
+    })
 }
 
 fn body_error(rejection: BytesRejection) -> ApiError {

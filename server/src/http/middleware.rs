@@ -99,19 +99,23 @@ pub fn with_common_layers(router: Router, body_read_timeout: Duration) -> Router
         .layer(middleware::from_fn(access_log))
 }
 
-/// Three small jobs in one layer, each its own function: read the body within
-/// its bounds ([`read_bounded_body`]), give errors raised below the handlers the
+/// Four small jobs in one layer, each its own function: refuse cross-site
+/// writes ([`is_cross_site_write`]), read the body within its bounds
+/// ([`read_bounded_body`]), give errors raised below the handlers the
 /// API's JSON shape ([`with_json_error_body`]), and forbid caching of
-/// (authenticated) answers by browsers and proxies. One layer rather than three
+/// (authenticated) answers by browsers and proxies. One layer rather than four
 /// because every axum middleware layer clones the service beneath it and boxes
-/// a future on every request: under load, three layers cost more CPU than
-/// the three jobs.
+/// a future on every request: under load, separate layers cost more CPU than
+/// the jobs.
 async fn request_guards(
     State(timeout): State<BodyReadTimeout>,
     req: Request,
     next: Next,
 ) -> Response {
     let api = is_api_path(req.uri().path());
+    if is_cross_site_write(&req) {
+        return ApiError::Forbidden("Cross-site request refused.".into()).into_response();
+    }
     let mut response = match read_bounded_body(timeout, req).await {
         Ok(req) => next.run(req).await,
         Err(refused) => refused,
@@ -119,11 +123,41 @@ async fn request_guards(
     if api {
         response = with_json_error_body(response);
     }
+    let headers = response.headers_mut();
+    for (name, value) in SAFETY_HEADERS {
+        headers
+            .entry(name)
+            .or_insert(HeaderValue::from_static(value));
+    }
     response
-        .headers_mut()
-        .entry(header::CACHE_CONTROL)
-        .or_insert(HeaderValue::from_static("private, no-store"));
-    response
+}
+
+/// On every answer unless a handler set its own: no caching of (authenticated)
+/// answers; no MIME sniffing; no framing by other sites (clickjacking); no
+/// plugins or `<base>` rewriting; no full URLs leaked to other sites.
+const SAFETY_HEADERS: [(header::HeaderName, &str); 5] = [
+    (header::CACHE_CONTROL, "private, no-store"),
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::X_FRAME_OPTIONS, "DENY"),
+    (header::REFERRER_POLICY, "strict-origin-when-cross-origin"),
+    (
+        header::CONTENT_SECURITY_POLICY,
+        "frame-ancestors 'none'; object-src 'none'; base-uri 'none'",
+    ),
+];
+
+/// A write that a browser says comes from another site's page, carrying no
+/// bearer token: a cross-site form or `fetch` riding on the visitor's cookie,
+/// or signing them into someone else's account (login CSRF). Refused before
+/// the body is read, on every route: calos serves no cross-origin clients
+/// (no CORS), so nothing legitimate looks like this.
+fn is_cross_site_write(req: &Request) -> bool {
+    let bearer = req.headers().get(header::AUTHORIZATION).is_some_and(|v| {
+        v.as_bytes()
+            .get(..7)
+            .is_some_and(|s| s.eq_ignore_ascii_case(b"bearer "))
+    });
+    !bearer && !crate::http::extract::not_cross_site(req.method(), req.headers())
 }
 
 fn is_api_path(path: &str) -> bool {

@@ -263,6 +263,22 @@ on_both_databases! {
         assert_eq!(ok.timings.map(|t| t.attempts), Some(2));
     }
 
+    async fn html_pages_invalid_utf8_and_redirects_from_upstream_are_502s(backend: Backend) {
+        let mock = mock(5, 1000.0, 2).await;
+        let (app, user) = app_with(backend, &mock, &["--upstream-retries", "0"]).await;
+        for fault in [Fault::Html, Fault::InvalidUtf8, Fault::Redirect] {
+            mock.state.set_fault(fault.clone());
+            for stream in [false, true] {
+                mock.state.requests.store(0, std::sync::atomic::Ordering::SeqCst);
+                let r = app.post_chat("/api/llm/complete", &user.token, &ask("mock-llama", stream)).await;
+                let (status, code) = error_code(r).await;
+                assert_eq!(status, 502, "{fault:?} stream={stream}: {code}");
+                // A redirect is not followed (nor retried): the mock saw one request.
+                assert_eq!(mock_stats(&mock).await["requests"], 1, "{fault:?}");
+            }
+        }
+    }
+
     async fn a_stream_that_stalls_drops_or_garbles_ends_with_an_error_event(backend: Backend) {
         let stalled = stream_error_after_first_token(backend, Fault::StallAfter(2), &["--idle-timeout-secs", "0.5"]).await;
         assert_eq!(error_code_of(&stalled), "provider_timeout");

@@ -45,12 +45,81 @@ on_both_databases! {
         }
     }
 
-    async fn json_labelled_text_plain_like_apache_bench_sends_is_accepted_not_415(app) {
+    async fn json_labelled_as_a_form_needs_a_bearer_token_and_no_label_is_fine(app) {
+        // A cross-site HTML form can send these labels: without a bearer token
+        // they could sign a visitor into someone else's account (login CSRF).
         let body = json!({"username": unique("ab"), "password": "password-1"}).to_string();
-        let registered = app.post_raw("/api/auth/register", "text/plain", body.clone()).await;
+        for label in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "TEXT/PLAIN; charset=utf-8"] {
+            let refused = app.post_raw("/api/auth/register", label, body.clone()).await;
+            assert_eq!(error_code(refused).await, (415, "unsupported_media_type".into()), "{label}");
+        }
+        let registered = app.post_raw("/api/auth/register", "application/json", body.clone()).await;
         assert_eq!(registered.status(), 201);
         let no_type = app.client.post(app.url("/api/auth/login")).body(body).send().await.unwrap();
         assert_eq!(no_type.status(), 200);
+        // With a bearer token, ab's text/plain is served (see chat::json_sent_as_text_plain_like_ab_is_served).
+        let token = app.new_user("ab").await.token;
+        let renamed = app
+            .client
+            .patch(app.url("/api/auth/me"))
+            .bearer_auth(&token)
+            .header("content-type", "text/plain")
+            .body(json!({"username": unique("ab2")}).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(renamed.status(), 200);
+    }
+
+    async fn writes_a_browser_says_come_from_another_site_are_refused(app) {
+        let body = json!({"username": unique("csrf"), "password": "password-1"});
+        let cross = |origin: Option<&str>, fetch_site: Option<&str>, url: String| {
+            let mut request = app.client.post(url).json(&body);
+            if let Some(origin) = origin {
+                request = request.header("origin", origin);
+            }
+            if let Some(site) = fetch_site {
+                request = request.header("sec-fetch-site", site);
+            }
+            request
+        };
+        for (origin, site) in [
+            (Some("http://evil.example.com"), None),
+            (Some("null"), None),
+            (None, Some("cross-site")),
+            (None, Some("same-site")),
+        ] {
+            for path in ["/api/auth/register", "/api/auth/login", "/login", "/register", "/logout"] {
+                let refused = cross(origin, site, app.url(path)).send().await.unwrap();
+                assert_eq!(refused.status(), 403, "{path} {origin:?} {site:?}");
+            }
+        }
+        // Our own pages, and clients that are not browsers, go through.
+        let own = format!("http://{}", app.addr);
+        let ours = cross(Some(&own), Some("same-origin"), app.url("/api/auth/register")).send().await.unwrap();
+        assert_eq!(ours.status(), 201);
+        // A bearer token is no ambient credential: nothing to forge.
+        let token = app.new_user("bearer").await.token;
+        let with_bearer = app
+            .client
+            .post(app.url("/api/auth/logout"))
+            .bearer_auth(&token)
+            .header("origin", "http://evil.example.com")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(with_bearer.status(), 200);
+    }
+
+    async fn every_answer_carries_the_safety_headers(app) {
+        for path in ["/login", "/api/health", "/api/no-such-route"] {
+            let response = app.get(path, None).await;
+            let headers = response.headers();
+            assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+            assert_eq!(headers["x-frame-options"], "DENY", "{path}");
+            assert!(headers["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"), "{path}");
+            assert!(headers.contains_key("referrer-policy"), "{path}");
+        }
     }
 
     async fn bodies_over_one_mebibyte_are_413_with_or_without_a_length(app) {

@@ -24,6 +24,12 @@ pub enum Fault {
     MalformedAfter(u32),
     /// HTTP 500 for the first N requests, then normal answers.
     FailFirst(u32),
+    /// 200 with an HTML page (a captive portal, a proxy's login page).
+    Html,
+    /// 200 whose stream carries bytes that are not UTF-8.
+    InvalidUtf8,
+    /// 302 to another address (which must never be followed with the key).
+    Redirect,
 }
 
 pub fn parse(s: &str) -> Result<Fault, String> {
@@ -44,6 +50,9 @@ pub fn parse(s: &str) -> Result<Fault, String> {
         "drop-after" => Fault::DropAfter(num(arg)? as u32),
         "malformed-after" => Fault::MalformedAfter(num(arg)? as u32),
         "fail-first" => Fault::FailFirst(num(arg)? as u32),
+        "html" => Fault::Html,
+        "invalid-utf8" => Fault::InvalidUtf8,
+        "redirect" => Fault::Redirect,
         other => return Err(format!("unknown fault {other:?}")),
     })
 }

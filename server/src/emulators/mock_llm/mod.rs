@@ -6,7 +6,8 @@
 //! Faults (`--fault`, or at run time `POST /_mock/fault {"fault": "…"}`):
 //! `none`, `refuse` (accept and close at once), `status:503`, `rate-limit:2`
 //! (429 with `Retry-After: 2`), `stall-after:N`, `drop-after:N`,
-//! `malformed-after:N`, and `fail-first:N` (HTTP 500 for the first N requests).
+//! `malformed-after:N`, `fail-first:N` (HTTP 500 for the first N requests),
+//! `html` (a 200 HTML page), `invalid-utf8` and `redirect` (a 302).
 //! `GET /_mock/stats` reports requests, open streams and cancelled streams.
 
 mod faults;

@@ -113,6 +113,29 @@ fn refuse_with(state: &MockState) -> Option<Response> {
             )
                 .into_response(),
         ),
+        Fault::Html => Some(
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                "<!DOCTYPE html><html><body><h1>Sign in to the network</h1></body></html>",
+            )
+                .into_response(),
+        ),
+        Fault::InvalidUtf8 => Some(
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "text/event-stream")],
+                &b"data: {\"choices\":[{\"delta\":{\"content\":\"\xff\xfe\"}}]}\n\n{\"message\":{\"content\":\"\xc3\x28\"}}\n"[..],
+            )
+                .into_response(),
+        ),
+        Fault::Redirect => Some(
+            (
+                StatusCode::FOUND,
+                [(header::LOCATION, "http://169.254.169.254/latest/meta-data/")],
+            )
+                .into_response(),
+        ),
         _ => None,
     }
 }
