@@ -56,7 +56,8 @@ pub struct ServeArgs {
     /// How long a sign-in lasts, in hours (1 to 8760, a year).
     #[arg(long, env = "CALOS_TOKEN_TTL_HOURS", default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..=8760))]
     pub token_ttl_hours: u64,
-    /// Mark the session cookie Secure (serve over HTTPS).
+    /// Mark the session cookie Secure and name it `__Host-calos_session`
+    /// (serve over HTTPS); implied by an `https://` public URL.
     #[arg(long, env = "CALOS_COOKIE_SECURE")]
     pub cookie_secure: bool,
     /// Failed sign-ins an account may have in a row before it must wait.
@@ -138,6 +139,17 @@ impl ServeArgs {
             Some(url) if !url.is_empty() => url.trim_end_matches('/').to_string(),
             _ => format!("http://localhost:{bound_port}"),
         }
+    }
+
+    /// Whether cookies are `Secure`: asked for, or implied by an `https://`
+    /// public URL (people reach calos over TLS, so cookies must never travel
+    /// without it).
+    pub fn cookie_secure(&self) -> bool {
+        self.cookie_secure
+            || self
+                .public_url
+                .as_deref()
+                .is_some_and(|url| url.trim().to_ascii_lowercase().starts_with("https://"))
     }
 
     /// `--trusted-proxies` without its empty items.

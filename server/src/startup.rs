@@ -114,7 +114,7 @@ impl Application {
             targets: std::sync::Arc::new(config.targets),
             runtime: Runtime {
                 started: Instant::now(),
-                cookie_secure: args.cookie_secure,
+                cookie_secure: args.cookie_secure(),
                 body_read_timeout: args.body_read_timeout,
             },
         };

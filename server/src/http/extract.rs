@@ -17,6 +17,8 @@ use axum::http::{header, request::Parts, HeaderMap, Method};
 use axum_extra::extract::cookie::CookieJar;
 
 pub const SESSION_COOKIE: &str = "calos_session";
+/// The session cookie's name over HTTPS (see `routes::cookies`).
+pub const SECURE_SESSION_COOKIE: &str = "__Host-calos_session";
 
 /// The authenticated user; rejects the request with 401 (or 403) otherwise.
 #[derive(Debug, Clone)]
@@ -55,9 +57,11 @@ pub fn credential(headers: &HeaderMap) -> Result<Option<Credential<'_>>, ApiErro
     Ok(session_cookie(headers).map(Credential::Cookie))
 }
 
-/// The session cookie's value, if the request carries one.
+/// The session cookie's value, if the request carries one: the `__Host-`
+/// one first (HTTPS), then the plain one (HTTP, or set before a switch to
+/// HTTPS).
 pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
-    cookie(headers, SESSION_COOKIE)
+    cookie(headers, SECURE_SESSION_COOKIE).or_else(|| cookie(headers, SESSION_COOKIE))
 }
 
 /// A cookie's value, read with axum-extra's cookie jar (which parses every

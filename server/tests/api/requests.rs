@@ -201,3 +201,34 @@ async fn health_degrades_to_503_when_postgres_stops_answering_and_recovers_by_it
         .unwrap();
     assert_eq!(health().await.status(), 200);
 }
+
+/// Behind an `https://` public URL the session cookie is `Secure` and carries
+/// the `__Host-` prefix without being asked, and it signs its holder in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_public_url_makes_the_session_cookie_secure_and_host_only() {
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        &["--public-url", "https://chat.example.com"],
+    )
+    .await;
+    let registered = app.register(&unique("secure"), "password-123").await;
+    assert_eq!(registered.status(), 201);
+    let cookie = registered.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(cookie.starts_with("__Host-calos_session="), "{cookie}");
+    assert!(
+        cookie.contains("Secure") && cookie.contains("Path=/") && !cookie.contains("Domain"),
+        "{cookie}"
+    );
+    let pair = cookie.split(';').next().unwrap();
+    let me = app
+        .client
+        .get(app.url("/api/auth/me"))
+        .header("cookie", pair)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+}

@@ -1,9 +1,12 @@
 //! The cookies calos sets, built with axum-extra's `Cookie` (which encodes
 //! names, values and attributes correctly). The session cookie: HttpOnly
 //! (scripts, and so XSS, cannot read it), SameSite=Lax (not sent on cross-site
-//! POSTs), whole-site path, and `Secure` when calos is served over HTTPS.
+//! POSTs), whole-site path, and `Secure` when calos is served over HTTPS. Over
+//! HTTPS it is also named with the `__Host-` prefix, which browsers accept only
+//! from a secure origin, for the whole site and without a `Domain`: a sibling
+//! subdomain or a plain-HTTP man in the middle cannot set or overwrite it.
 
-use crate::http::extract::SESSION_COOKIE;
+use crate::http::extract::{SECURE_SESSION_COOKIE, SESSION_COOKIE};
 use axum::http::{header, HeaderValue};
 use axum_extra::extract::cookie::{Cookie, SameSite};
 use std::time::Duration;
@@ -11,7 +14,15 @@ use std::time::Duration;
 type SetCookie = (header::HeaderName, HeaderValue);
 
 pub fn session(token: &str, ttl: Duration, secure: bool) -> SetCookie {
-    set(cookie(SESSION_COOKIE, token, "/", ttl, secure))
+    set(cookie(session_name(secure), token, "/", ttl, secure))
+}
+
+fn session_name(secure: bool) -> &'static str {
+    if secure {
+        SECURE_SESSION_COOKIE
+    } else {
+        SESSION_COOKIE
+    }
 }
 
 /// The OAuth flow binding: only sent back to the OAuth routes, gone after the
@@ -32,7 +43,13 @@ pub fn oauth_flow_cleared() -> SetCookie {
 }
 
 pub fn cleared(secure: bool) -> SetCookie {
-    set(cookie(SESSION_COOKIE, "", "/", Duration::ZERO, secure))
+    set(cookie(
+        session_name(secure),
+        "",
+        "/",
+        Duration::ZERO,
+        secure,
+    ))
 }
 
 const OAUTH_PATH: &str = "/api/auth/oauth";
@@ -71,6 +88,13 @@ mod tests {
     fn the_session_cookie_is_http_only_lax_and_secure_when_asked() {
         let (_, value) = session("a.b.c", Duration::from_secs(3600), true);
         let value = value.to_str().unwrap_or_default();
+        assert!(value.starts_with("__Host-calos_session=a.b.c"), "{value}");
+        assert!(!value.contains("Domain"), "{value}");
+        let (_, plain) = session("a.b.c", Duration::from_secs(3600), false);
+        assert!(plain
+            .to_str()
+            .unwrap_or_default()
+            .starts_with("calos_session=a.b.c"));
         for part in [
             "calos_session=a.b.c",
             "HttpOnly",
