@@ -66,6 +66,13 @@ pub struct ServeArgs {
     /// Seconds after which one more failed sign-in is allowed (or e.g. `500ms`, `1m`).
     #[arg(long = "login-failure-refill-secs", env = "CALOS_LOGIN_FAILURE_REFILL_SECS", default_value = "12", value_parser = duration(Unit::Secs, Zero::Refused))]
     pub login_failure_refill: Duration,
+    /// Accounts one client address may create in a row (registration or an
+    /// Ed25519 key's first proof; IPv6 by /64; loopback clients are exempt).
+    #[arg(long, env = "CALOS_SIGNUP_BURST", default_value = "10")]
+    pub signup_burst: NonZeroU32,
+    /// Seconds after which an address may create one more account.
+    #[arg(long = "signup-refill-secs", env = "CALOS_SIGNUP_REFILL_SECS", default_value = "60", value_parser = duration(Unit::Secs, Zero::Refused))]
+    pub signup_refill: Duration,
     /// How long a checked token's account is remembered, in seconds (0: read
     /// the database on every request). calos forgets an account it changes at
     /// once, on PostgreSQL any account anyone changes, and on SQLite every

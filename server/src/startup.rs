@@ -44,6 +44,8 @@ impl Application {
         let throttle = LoginThrottle::new(ThrottlePolicy {
             account_burst: args.login_failure_burst,
             account_refill: args.login_failure_refill,
+            signup_burst: args.signup_burst,
+            signup_refill: args.signup_refill,
         });
         let metrics = crate::observability::metrics::Metrics::new(
             args.metrics_max_series,

@@ -149,6 +149,7 @@ pub fn login_error_message(code: &str) -> Option<&'static str> {
     Some(match code {
         "invalid_credentials" => "Invalid email/username or password.",
         "too_many_attempts" => "Too many failed sign-ins. Wait a minute and try again.",
+        "too_many_signups" => "Too many new accounts from this address. Try again later.",
         "username_taken" => "That username is already taken.",
         "email_taken" => "That email is already registered.",
         "invalid_username" => "Usernames are 3-64 letters, digits, '.', '_' or '-'.",

@@ -28,6 +28,8 @@ pub enum AuthError {
     InvalidCredentials,
     #[error("Too many failed sign-ins. Try again in {} seconds.", .0.as_secs().max(1))]
     Throttled(Duration),
+    #[error("Too many new accounts from this address. Try again in {} seconds.", .0.as_secs().max(1))]
+    SignupThrottled(Duration),
     #[error("{0:?} taken")]
     Taken(Taken),
     /// Missing, malformed, expired, revoked, or for a deleted account.
@@ -165,6 +167,7 @@ impl AuthService {
         challenge: &str,
         signature: &str,
         username: Option<&str>,
+        ip: IpAddr,
     ) -> Result<(Session, bool), AuthError> {
         let key = match self.challenges.verify(public_key, challenge, signature)? {
             Ok(key) => key,
@@ -178,6 +181,12 @@ impl AuthService {
             None => None,
         };
         let identity = Identity::Ed25519 { public_key: &key };
+        // A key's first proof creates an account: a sign-up like any other.
+        if identities::find_user(&self.db, &identity).await?.is_none() {
+            self.throttle
+                .admit_signup(ip)
+                .map_err(AuthError::SignupThrottled)?;
+        }
         let generated = format!("key-{}", &key[..12]);
         let (row, created) = self
             .user_for_identity(&identity, wanted.as_deref().unwrap_or(&generated), None)
@@ -329,7 +338,10 @@ impl AuthService {
         &self.throttle
     }
 
-    pub async fn register(&self, req: RegisterRequest) -> Result<Session, AuthError> {
+    pub async fn register(&self, req: RegisterRequest, ip: IpAddr) -> Result<Session, AuthError> {
+        self.throttle
+            .admit_signup(ip)
+            .map_err(AuthError::SignupThrottled)?;
         let username = validate::username(&req.username)?;
         let email = match req
             .email

@@ -18,6 +18,14 @@
 //! design: a lockout an attacker can extend forever is itself a denial of
 //! service. Identifiers longer than [`MAX_IDENTIFIER_CHARS`] are refused before
 //! they get here, so keys are small.
+//!
+//! Sign-ups (registration, and an Ed25519 key's first proof, which creates an
+//! account) count per address too, successful or not: each account brings its
+//! own chat quota, and each registration costs an Argon2 hash. Loopback
+//! clients are exempt: they are the operator's own tools (`calos load`
+//! registers one account per simulated user). Behind a reverse proxy on the
+//! same host, list it in `CALOS_TRUSTED_PROXIES` so its clients are judged by
+//! their own addresses.
 
 use dashmap::DashMap;
 use governor::clock::{Clock, DefaultClock};
@@ -32,6 +40,9 @@ use std::time::{Duration, Instant};
 pub struct ThrottlePolicy {
     pub account_burst: NonZeroU32,
     pub account_refill: Duration,
+    /// Sign-ups one address may make in a row, and how fast it earns one back.
+    pub signup_burst: NonZeroU32,
+    pub signup_refill: Duration,
 }
 
 impl ThrottlePolicy {
@@ -76,6 +87,7 @@ pub struct LoginThrottle {
     blocked_pairs: Arc<DashMap<Pair, Instant>>,
     blocked_accounts: Arc<DashMap<String, Instant>>,
     blocked_ips: Arc<DashMap<IpAddr, Instant>>,
+    signups: Arc<DefaultKeyedRateLimiter<IpAddr>>,
 }
 
 impl LoginThrottle {
@@ -94,7 +106,22 @@ impl LoginThrottle {
             blocked_pairs: Arc::default(),
             blocked_accounts: Arc::default(),
             blocked_ips: Arc::default(),
+            signups: Arc::new(RateLimiter::keyed(quota(
+                policy.signup_burst,
+                policy.signup_refill,
+            ))),
         }
+    }
+
+    /// Takes one sign-up from this address's allowance; `Err(wait)` when it
+    /// has none left. Loopback clients are not counted.
+    pub fn admit_signup(&self, ip: IpAddr) -> Result<(), Duration> {
+        if ip.to_canonical().is_loopback() {
+            return Ok(());
+        }
+        self.signups
+            .check_key(&bucket(ip))
+            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
     }
 
     /// `Some(wait)` when this account from this address, this account from
@@ -143,6 +170,7 @@ impl LoginThrottle {
         self.pairs.retain_recent();
         self.accounts.retain_recent();
         self.ips.retain_recent();
+        self.signups.retain_recent();
     }
 }
 
@@ -175,6 +203,7 @@ mod tests {
         let throttle = LoginThrottle::new(ThrottlePolicy {
             account_burst: NonZeroU32::MIN.saturating_add(1),
             account_refill: Duration::from_secs(60),
+            ..policy()
         });
         for i in 0..9 {
             throttle.record_failure(&format!("user{i}"), IP);
@@ -187,6 +216,7 @@ mod tests {
         let throttle = LoginThrottle::new(ThrottlePolicy {
             account_burst: NonZeroU32::MIN.saturating_add(2),
             account_refill: Duration::from_secs(60),
+            ..policy()
         });
         let attacker = IpAddr::V4(std::net::Ipv4Addr::new(203, 0, 113, 7));
         for _ in 0..10 {
@@ -203,6 +233,7 @@ mod tests {
         let throttle = LoginThrottle::new(ThrottlePolicy {
             account_burst: NonZeroU32::MIN.saturating_add(1),
             account_refill: Duration::from_secs(60),
+            ..policy()
         });
         // Two failures per address stay under each address's allowance; the
         // account-wide ceiling (ten times two) still ends it.
@@ -226,5 +257,32 @@ mod tests {
         assert_ne!(bucket(a), bucket(other));
         let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
         assert_eq!(bucket(mapped), "192.0.2.1".parse::<IpAddr>().unwrap());
+    }
+
+    fn policy() -> ThrottlePolicy {
+        ThrottlePolicy {
+            account_burst: NonZeroU32::MIN.saturating_add(4),
+            account_refill: Duration::from_secs(12),
+            signup_burst: NonZeroU32::MIN.saturating_add(2),
+            signup_refill: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn sign_ups_are_counted_per_address_by_slash_64_and_loopback_is_not() {
+        let throttle = LoginThrottle::new(policy());
+        let home: IpAddr = "2001:db8:7:7::1".parse().unwrap();
+        let same_block: IpAddr = "2001:db8:7:7:ffff::2".parse().unwrap();
+        assert!(throttle.admit_signup(home).is_ok());
+        assert!(throttle.admit_signup(same_block).is_ok());
+        assert!(throttle.admit_signup(home).is_ok());
+        let wait = throttle.admit_signup(same_block).unwrap_err();
+        assert!(wait > Duration::from_secs(30), "{wait:?}");
+        assert!(throttle
+            .admit_signup("2001:db8:7:8::1".parse().unwrap())
+            .is_ok());
+        for _ in 0..100 {
+            assert!(throttle.admit_signup(IP).is_ok());
+        }
     }
 }

@@ -244,6 +244,11 @@ impl From<crate::auth::AuthError> for ApiError {
                 message: e.to_string(),
                 retry_after_secs: wait.as_secs_f64().ceil() as u64,
             },
+            A::SignupThrottled(wait) => ApiError::TooManyRequests {
+                code: "too_many_signups",
+                message: e.to_string(),
+                retry_after_secs: wait.as_secs_f64().ceil() as u64,
+            },
             A::Taken(Taken::Username) => ApiError::Conflict {
                 code: "username_taken",
                 message: "That username is already taken.".into(),

@@ -133,16 +133,17 @@ async fn request_guards(
 }
 
 /// On every answer unless a handler set its own: no caching of (authenticated)
-/// answers; no MIME sniffing; no framing by other sites (clickjacking); no
+/// answers; no MIME sniffing; no framing by other sites (clickjacking; the
+/// dashboard frames its own flamegraph, so `self` may); no
 /// plugins or `<base>` rewriting; no full URLs leaked to other sites.
 const SAFETY_HEADERS: [(header::HeaderName, &str); 5] = [
     (header::CACHE_CONTROL, "private, no-store"),
     (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-    (header::X_FRAME_OPTIONS, "DENY"),
+    (header::X_FRAME_OPTIONS, "SAMEORIGIN"),
     (header::REFERRER_POLICY, "strict-origin-when-cross-origin"),
     (
         header::CONTENT_SECURITY_POLICY,
-        "frame-ancestors 'none'; object-src 'none'; base-uri 'none'",
+        "frame-ancestors 'self'; object-src 'none'; base-uri 'none'",
     ),
 ];
 

@@ -158,3 +158,69 @@ async fn the_owner_can_sign_in_again_after_the_cooldown() {
     let after = app.login(&username, "owner-password").await;
     assert_eq!(after.status(), 200);
 }
+
+/// Registration and an Ed25519 key's first proof share one allowance per
+/// client address (seen here through a trusted proxy); loopback is exempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_ups_from_one_address_are_throttled_and_local_tools_are_not() {
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        &[
+            "--trusted-proxies",
+            "127.0.0.1",
+            "--signup-burst",
+            "2",
+            "--signup-refill-secs",
+            "600",
+        ],
+    )
+    .await;
+    let register_from = |ip: &'static str| {
+        let body = json!({"username": unique("signup"), "password": "pass-word-1"});
+        let request = app
+            .client
+            .post(app.url("/api/auth/register"))
+            .header("x-forwarded-for", ip)
+            .json(&body);
+        async move { request.send().await.unwrap() }
+    };
+    assert_eq!(register_from("203.0.113.5").await.status(), 201);
+    assert_eq!(register_from("203.0.113.5").await.status(), 201);
+    let refused = register_from("203.0.113.5").await;
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_eq!(error_code(refused).await, (429, "too_many_signups".into()));
+    // Another address, and the operator's own tools on loopback, go on.
+    assert_eq!(register_from("198.51.100.7").await.status(), 201);
+    for _ in 0..5 {
+        assert_eq!(
+            app.register(&unique("local"), "pass-word-1").await.status(),
+            201
+        );
+    }
+    // An Ed25519 key's first proof is a sign-up too.
+    use ed25519_dalek::{Signer, SigningKey};
+    let key = SigningKey::from_bytes(&[7u8; 32]);
+    let public_key = hex::encode(key.verifying_key().to_bytes());
+    let challenge: Value = app
+        .client
+        .post(app.url("/api/auth/soulfra/challenge"))
+        .header("x-forwarded-for", "203.0.113.5")
+        .json(&json!({"publicKey": public_key}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let text = challenge["challenge"].as_str().unwrap();
+    let signature = hex::encode(key.sign(text.as_bytes()).to_bytes());
+    let proof = app
+        .client
+        .post(app.url("/api/auth/soulfra/verify"))
+        .header("x-forwarded-for", "203.0.113.5")
+        .json(&json!({"publicKey": public_key, "challenge": text, "signature": signature}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(proof).await, (429, "too_many_signups".into()));
+}

@@ -116,8 +116,8 @@ on_both_databases! {
             let response = app.get(path, None).await;
             let headers = response.headers();
             assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
-            assert_eq!(headers["x-frame-options"], "DENY", "{path}");
-            assert!(headers["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"), "{path}");
+            assert_eq!(headers["x-frame-options"], "SAMEORIGIN", "{path}");
+            assert!(headers["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'self'"), "{path}");
             assert!(headers.contains_key("referrer-policy"), "{path}");
         }
     }

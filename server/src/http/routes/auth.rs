@@ -58,6 +58,7 @@ async fn soulfra_challenge(
 async fn soulfra_verify(
     State(auth): State<AuthService>,
     State(runtime): State<Runtime>,
+    ClientIp(ip): ClientIp,
     ApiJson(req): ApiJson<VerifyRequest>,
 ) -> ApiResult<Response> {
     let (session, created) = auth
@@ -66,6 +67,7 @@ async fn soulfra_verify(
             &req.challenge,
             &req.signature,
             req.username.as_deref(),
+            ip,
         )
         .await?;
     let cookie = cookies::session(&session.token, auth.token_ttl(), runtime.cookie_secure);
@@ -97,9 +99,10 @@ async fn update_me(
 async fn register(
     State(auth): State<AuthService>,
     State(runtime): State<Runtime>,
+    ClientIp(ip): ClientIp,
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> ApiResult<Response> {
-    let session = auth.register(req).await?;
+    let session = auth.register(req, ip).await?;
     let cookie = cookies::session(&session.token, auth.token_ttl(), runtime.cookie_secure);
     let body = AuthResponse {
         success: true,

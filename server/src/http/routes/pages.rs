@@ -153,6 +153,7 @@ async fn login_form(
 async fn register_form(
     State(auth): State<AuthService>,
     State(runtime): State<Runtime>,
+    crate::http::client_ip::ClientIp(ip): crate::http::client_ip::ClientIp,
     form: Result<Form<RegisterForm>, FormRejection>,
 ) -> Response {
     let Ok(Form(form)) = form else {
@@ -160,11 +161,14 @@ async fn register_form(
     };
     let email = Some(form.email).filter(|e| !e.trim().is_empty());
     match auth
-        .register(RegisterRequest {
-            username: form.username,
-            password: form.password,
-            email,
-        })
+        .register(
+            RegisterRequest {
+                username: form.username,
+                password: form.password,
+                email,
+            },
+            ip,
+        )
         .await
     {
         Ok(session) => signed_in(&session.token, &auth, &runtime),
