@@ -16,7 +16,7 @@ pub mod identities;
 pub mod users;
 
 use anyhow::Context;
-use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
@@ -27,6 +27,11 @@ use std::time::{Duration, Instant};
 
 /// How long a request waits for a pooled connection before it gets a 503.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+/// The longest a PostgreSQL statement may run: a query stuck behind a lock or
+/// a runaway plan is cancelled (SQLSTATE 57014, a 503 like any unavailable
+/// database) instead of holding a pooled connection, and the request, forever.
+/// calos's own queries take milliseconds.
+const STATEMENT_TIMEOUT: &str = "10s";
 /// Idle connections are closed after this long.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long startup waits for the first connection. Requests give up after
@@ -219,11 +224,17 @@ impl Db {
             DbTarget::Url(url)
                 if url.starts_with("postgres://") || url.starts_with("postgresql://") =>
             {
+                let mut options = PgConnectOptions::from_str(url)
+                    .with_context(|| format!("parsing {}", redact_url(url)))?;
+                // A URL that sets its own (`?options=-c statement_timeout=60s`) wins.
+                if !url.contains("statement_timeout") {
+                    options = options.options([("statement_timeout", STATEMENT_TIMEOUT)]);
+                }
                 let pool = PgPoolOptions::new()
                     .max_connections(max_connections)
                     .acquire_timeout(ACQUIRE_TIMEOUT)
                     .idle_timeout(IDLE_TIMEOUT)
-                    .connect(url)
+                    .connect_with(options)
                     .await
                     .with_context(|| format!("connecting to {}", redact_url(url)))?;
                 Ok(Self::Postgres(pool))

@@ -232,3 +232,25 @@ async fn an_https_public_url_makes_the_session_cookie_secure_and_host_only() {
         .unwrap();
     assert_eq!(me.status(), 200);
 }
+
+/// Every PostgreSQL connection carries a statement timeout (10 s unless the
+/// URL sets its own), and a statement cancelled by it is a 503, not a 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_statements_have_a_time_limit_and_one_that_overruns_is_a_503() {
+    use server::db::{Db, DbTarget};
+    let pg = crate::helpers::PgDatabase::create().await;
+    let db = Db::connect(&DbTarget::Url(pg.url.clone()), 1)
+        .await
+        .unwrap();
+    let shown: String = server::with_pool!(&db, pool => sqlx::query_scalar::<_, String>("show statement_timeout").fetch_one(pool).await)
+        .unwrap();
+    assert_eq!(shown, "10s");
+    db.close().await;
+
+    let short = format!("{}?options=-c%20statement_timeout%3D300", pg.url);
+    let db = Db::connect(&DbTarget::Url(short), 1).await.unwrap();
+    let slow = server::with_pool!(&db, pool => sqlx::query("select pg_sleep(3)").execute(pool).await.map(|_| ()));
+    let error = server::http::error::ApiError::from(slow.unwrap_err());
+    assert_eq!(error.status(), 503, "{error:?}");
+    db.close().await;
+}
