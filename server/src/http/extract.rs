@@ -39,6 +39,17 @@ impl Credential<'_> {
     }
 }
 
+/// Whether the request carries `Authorization: Bearer …`: a credential no other
+/// site can make a browser send, unlike a cookie (the cross-site and
+/// form-labelled-JSON checks let such requests through).
+pub fn has_bearer(headers: &HeaderMap) -> bool {
+    headers.get(header::AUTHORIZATION).is_some_and(|v| {
+        v.as_bytes()
+            .get(..7)
+            .is_some_and(|s| s.eq_ignore_ascii_case(b"bearer "))
+    })
+}
+
 /// Finds the request's credential. `Err` when the Authorization header is present
 /// but is not a well-formed bearer token.
 pub fn credential(headers: &HeaderMap) -> Result<Option<Credential<'_>>, ApiError> {

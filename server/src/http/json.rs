@@ -31,7 +31,7 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        if is_form_label(req.headers()) && !has_bearer(req.headers()) {
+        if is_form_label(req.headers()) && !crate::http::extract::has_bearer(req.headers()) {
             return Err(ApiError::UnsupportedMediaType);
         }
         let bytes = Bytes::from_request(req, state).await.map_err(body_error)?;
@@ -56,14 +56,6 @@ fn is_form_label(headers: &HeaderMap) -> bool {
     ]
     .iter()
     .any(|form| essence.eq_ignore_ascii_case(form))
-}
-
-fn has_bearer(headers: &HeaderMap) -> bool {
-    headers.get(header::AUTHORIZATION).is_some_and(|v| {
-        v.as_bytes()
-            .get(..7)
-            .is_some_and(|s| s.eq_ignore_ascii_case(b"bearer "))
-    })
 }
 
 fn body_error(rejection: BytesRejection) -> ApiError {

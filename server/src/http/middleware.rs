@@ -153,12 +153,8 @@ const SAFETY_HEADERS: [(header::HeaderName, &str); 5] = [
 /// the body is read, on every route: calos serves no cross-origin clients
 /// (no CORS), so nothing legitimate looks like this.
 fn is_cross_site_write(req: &Request) -> bool {
-    let bearer = req.headers().get(header::AUTHORIZATION).is_some_and(|v| {
-        v.as_bytes()
-            .get(..7)
-            .is_some_and(|s| s.eq_ignore_ascii_case(b"bearer "))
-    });
-    !bearer && !crate::http::extract::not_cross_site(req.method(), req.headers())
+    use crate::http::extract::{has_bearer, not_cross_site};
+    !has_bearer(req.headers()) && !not_cross_site(req.method(), req.headers())
 }
 
 fn is_api_path(path: &str) -> bool {
