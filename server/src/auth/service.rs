@@ -455,8 +455,27 @@ impl AuthService {
     }
 
     /// Resolves a bearer token or cookie value to the user it belongs to, checking
-    /// the account still exists and the session was not ended.
+    /// the account still exists and the session was not ended. The account may
+    /// come from the cache (see `sessions`): right for every ordinary request.
     pub async fn authenticate(&self, token: &str) -> Result<AuthedUser, AuthError> {
+        self.authenticate_from(token, AccountSource::Cache).await
+    }
+
+    /// [`authenticate`](Self::authenticate) against the database itself, for
+    /// decisions about privilege (operator endpoints, Mission Control, pages).
+    /// A change to an account made behind calos's back reaches the cache on
+    /// PostgreSQL by a notification, which can arrive a moment after the next
+    /// request; a promotion or demotion must hold on that very request. Such
+    /// requests are rare, so the round trip costs nothing that matters.
+    pub async fn authenticate_fresh(&self, token: &str) -> Result<AuthedUser, AuthError> {
+        self.authenticate_from(token, AccountSource::Database).await
+    }
+
+    async fn authenticate_from(
+        &self,
+        token: &str,
+        source: AccountSource,
+    ) -> Result<AuthedUser, AuthError> {
         let started = std::time::Instant::now();
         let claims = self
             .jwt
@@ -464,7 +483,11 @@ impl AuthService {
             .map_err(|_: TokenError| AuthError::InvalidToken)?;
         let verify_time = started.elapsed();
         let looked_up = std::time::Instant::now();
-        let account = match self.accounts.get(&claims.sub) {
+        let cached = match source {
+            AccountSource::Cache => self.accounts.get(&claims.sub),
+            AccountSource::Database => None,
+        };
+        let account = match cached {
             Some(account) => account,
             None => {
                 let row = users::find_by_id(&self.db, &claims.sub)
@@ -499,4 +522,11 @@ impl AuthService {
             user: row.view(),
         })
     }
+}
+
+/// Where [`AuthService::authenticate_from`] reads the account.
+#[derive(Clone, Copy)]
+enum AccountSource {
+    Cache,
+    Database,
 }

@@ -18,6 +18,12 @@
 //!   an operator's `sqlite3` are seen on the next request;
 //! - entries expire after a short time to live, a backstop for whatever the
 //!   two signals above could miss.
+//!
+//! A notification travels on its own connection and can arrive a moment after
+//! the next request, so decisions about privilege (operator endpoints, Mission
+//! Control, pages) skip the cache and read the account itself
+//! (`AuthService::authenticate_fresh`): a demotion holds on the very next
+//! request, whoever made it.
 
 use crate::db::Db;
 use app::wire::UserView;

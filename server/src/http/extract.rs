@@ -144,21 +144,28 @@ impl FromRequestParts<AppState> for AuthUser {
         if let Some(authed) = parts.extensions.get::<AuthedUser>() {
             return Ok(AuthUser(authed.user.clone()));
         }
-        let credential = match credential(&parts.headers)? {
-            None => return Err(authentication_required()),
-            Some(cookie @ Credential::Cookie(_)) if !same_origin(parts) => {
-                drop(cookie);
-                return Err(ApiError::Forbidden("Cross-site request refused.".into()));
-            }
-            Some(credential) => credential,
-        };
+        let credential = usable_credential(parts)?;
         let authed = state.auth.authenticate(credential.token()).await?;
         parts.extensions.insert(authed.clone());
         Ok(AuthUser(authed.user))
     }
 }
 
+/// The request's credential, if it may be used: 401 without one, 403 for a
+/// cookie on a write from another site's page.
+fn usable_credential(parts: &Parts) -> Result<Credential<'_>, ApiError> {
+    match credential(&parts.headers)? {
+        None => Err(authentication_required()),
+        Some(Credential::Cookie(_)) if !same_origin(parts) => {
+            Err(ApiError::Forbidden("Cross-site request refused.".into()))
+        }
+        Some(credential) => Ok(credential),
+    }
+}
+
 /// An authenticated administrator: 401 without a session, 403 for other users.
+/// The role is read from the database, not the account cache, so a promotion or
+/// demotion holds from the very next request whoever made it.
 #[derive(Debug, Clone)]
 pub struct AdminUser(pub UserView);
 
@@ -169,7 +176,8 @@ impl FromRequestParts<AppState> for AdminUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let AuthUser(user) = AuthUser::from_request_parts(parts, state).await?;
+        let credential = usable_credential(parts)?;
+        let user = state.auth.authenticate_fresh(credential.token()).await?.user;
         if user.role != app::wire::Role::Admin {
             return Err(ApiError::Forbidden(
                 "Mission Control is for administrators (`calos users create --admin`).".into(),

@@ -97,7 +97,7 @@ impl FromRequestParts<AppState> for Viewer {
         }
         let admin = state
             .auth
-            .authenticate(credential.token())
+            .authenticate_fresh(credential.token())
             .await
             .is_ok_and(|authed| authed.user.role == Role::Admin);
         Ok(if admin {

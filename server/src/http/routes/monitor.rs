@@ -169,7 +169,7 @@ async fn feed(socket: WebSocket, state: AppState, token: String) {
             _ = recheck.tick() => {
                 let still_admin = state
                     .auth
-                    .authenticate(&token)
+                    .authenticate_fresh(&token)
                     .await
                     .is_ok_and(|a| a.user.role == app::wire::Role::Admin);
                 if !still_admin {

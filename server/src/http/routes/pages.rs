@@ -60,7 +60,9 @@ pub async fn page_session(State(state): State<AppState>, mut req: Request, next:
     let path = req.uri().path().to_string();
     let mut stale_cookie = false;
     if let Some(token) = session_cookie(req.headers()) {
-        match state.auth.authenticate(&token).await {
+        // Pages decide who is an administrator (Mission Control), and cost far
+        // more than a database read: the account is read fresh.
+        match state.auth.authenticate_fresh(&token).await {
             Ok(authed) => {
                 req.extensions_mut().insert(SessionUser(authed.user));
             }
