@@ -40,13 +40,7 @@ async fn post<T: serde::Serialize>(
         .send()
         .await
         .map_err(network_error)?;
-    if response.ok() {
-        return Ok(response);
-    }
-    match response.json::<ErrorResponse>().await {
-        Ok(body) => Err(body.error),
-        Err(e) => Err(network_error(e)),
-    }
+    answer(response).await
 }
 
 /// POSTs `body` as JSON; maps any failure to the API's error shape.
@@ -64,6 +58,41 @@ pub async fn post_json_for<T: serde::Serialize, R: serde::de::DeserializeOwned>(
         .json::<R>()
         .await
         .map_err(network_error)
+}
+
+/// Reads a GET answer as `R`; a non-2xx answer becomes the API's error.
+pub async fn get_json_for<R: serde::de::DeserializeOwned>(url: &str) -> Result<R, ErrorDetail> {
+    let response = gloo_net::http::Request::get(url)
+        .send()
+        .await
+        .map_err(network_error)?;
+    answer(response)
+        .await?
+        .json::<R>()
+        .await
+        .map_err(network_error)
+}
+
+/// Sends a DELETE; a non-2xx answer becomes the API's error.
+pub async fn delete(url: &str) -> Result<(), ErrorDetail> {
+    let response = gloo_net::http::Request::delete(url)
+        .send()
+        .await
+        .map_err(network_error)?;
+    answer(response).await.map(|_| ())
+}
+
+/// The response when it is a success, else the API's error from its body.
+async fn answer(
+    response: gloo_net::http::Response,
+) -> Result<gloo_net::http::Response, ErrorDetail> {
+    if response.ok() {
+        return Ok(response);
+    }
+    match response.json::<ErrorResponse>().await {
+        Ok(body) => Err(body.error),
+        Err(e) => Err(network_error(e)),
+    }
 }
 
 pub fn navigate(path: &str) {

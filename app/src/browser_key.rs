@@ -121,7 +121,8 @@ fn browser_error(what: &str, e: JsValue) -> ErrorDetail {
 }
 
 /// Challenge, sign, verify; on success the server has set the session cookie.
-pub async fn sign_in() -> Result<(), ErrorDetail> {
+/// `invite`: from the page's invite link, used if this key creates the account.
+pub async fn sign_in(invite: Option<String>) -> Result<(), ErrorDetail> {
     let pair = key_pair()
         .await
         .map_err(|e| browser_error("use its key", e))?;
@@ -145,6 +146,7 @@ pub async fn sign_in() -> Result<(), ErrorDetail> {
             challenge: challenge.challenge,
             signature,
             username: None,
+            invite,
         },
     )
     .await

@@ -18,17 +18,26 @@ pub async fn whoami() -> Result<Option<UserView>, ServerFnError> {
     Ok(parts.and_then(|p| p.extensions.get::<SessionUser>().map(|s| s.0.clone())))
 }
 
-/// The OAuth providers this server offers, inserted by the server for pages.
+/// What the login page offers: the configured OAuth providers and who may
+/// sign up (`open`, `invite` or `closed`).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SignInSettings {
+    pub providers: Vec<crate::wire::OAuthButton>,
+    pub registration: String,
+}
+
+/// [`SignInSettings`], inserted by the server into each page request (an `Arc`:
+/// the layer clones it into every request).
 #[derive(Debug, Clone, Default)]
-pub struct OAuthOptions(pub std::sync::Arc<Vec<crate::wire::OAuthButton>>);
+pub struct SignInChoices(pub std::sync::Arc<SignInSettings>);
 
 #[server(endpoint = "session/sign_in_options")]
-pub async fn sign_in_options() -> Result<Vec<crate::wire::OAuthButton>, ServerFnError> {
+pub async fn sign_in_options() -> Result<SignInSettings, ServerFnError> {
     let parts = use_context::<http::request::Parts>();
     Ok(parts
         .and_then(|p| {
             p.extensions
-                .get::<OAuthOptions>()
+                .get::<SignInChoices>()
                 .map(|o| o.0.as_ref().clone())
         })
         .unwrap_or_default())

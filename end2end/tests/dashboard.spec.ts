@@ -81,3 +81,37 @@ test("an admin records a CPU flamegraph of the running server from the page", as
   // an idle window would say "No CPU samples" instead.
   await expect(frame.locator("svg").first()).toContainText(/\d+ samples?, \d/, { timeout: 15_000 });
 });
+
+test("an admin makes an invite link on Mission Control, and the link opens a sign-up form that works", async ({ page, browser }) => {
+  const login = await page.request.post(`${dashboard()}/api/auth/login`, {
+    data: { username: "e2e-admin", password: "e2e-admin-password" },
+  });
+  expect(login.status()).toBe(200);
+  await page.goto(`${dashboard()}/dashboard`);
+  await expect(page.locator("main[data-hydrated='true']")).toBeVisible();
+  await expect(page.getByTestId("registration-policy")).toContainText("CALOS_REGISTRATION=open");
+  const note = `e2e newcomer ${Date.now()}`;
+  await page.getByTestId("invite-note").fill(note);
+  await page.getByTestId("invite-create").click();
+  const link = await page.getByTestId("invite-link").inputValue();
+  expect(link).toMatch(/\/login\?form=register&invite=[A-Za-z0-9_-]{43}$/);
+  const row = page.getByTestId("invite-list").locator("tr", { hasText: note });
+  await expect(row).toHaveAttribute("data-state", "open");
+
+  // The newcomer, in a browser of their own, follows the link.
+  const guest = await browser.newContext();
+  const newcomer = await guest.newPage();
+  await newcomer.goto(link);
+  await expect(newcomer.locator("main[data-hydrated='true']")).toBeVisible();
+  await expect(newcomer.getByTestId("invited")).toBeVisible();
+  const form = newcomer.locator("form[action='/register']");
+  await form.locator("input[name='username']").fill(`e2e-invited-${Date.now()}`);
+  await form.locator("input[name='password']").fill("invited-password-1");
+  await form.getByRole("button", { name: "Create account" }).click();
+  await expect(newcomer).toHaveURL(/\/$/);
+  await guest.close();
+
+  // Withdrawing an open invite takes it out of the open ones.
+  await row.getByRole("button", { name: "Withdraw" }).click();
+  await expect(page.getByTestId("invite-list").locator("tr", { hasText: note })).toHaveCount(0);
+});

@@ -66,6 +66,16 @@ pub struct ServeArgs {
     /// Seconds after which one more failed sign-in is allowed (or e.g. `500ms`, `1m`).
     #[arg(long = "login-failure-refill-secs", env = "CALOS_LOGIN_FAILURE_REFILL_SECS", default_value = "12", value_parser = duration(Unit::Secs, Zero::Refused))]
     pub login_failure_refill: Duration,
+    /// Who may create an account: `open` (anyone; the default, which the
+    /// ephemeral test users of scripts and `ab` rely on), `invite` (only with
+    /// a single-use link an administrator made) or `closed` (administrators
+    /// create accounts with `calos users create`). Applies to passwords,
+    /// Ed25519 keys and OAuth alike; existing accounts always sign in.
+    #[arg(long, env = "CALOS_REGISTRATION", value_enum, default_value_t = crate::auth::invites::Registration::Open)]
+    pub registration: crate::auth::invites::Registration,
+    /// How many unused, unexpired invites may exist at once.
+    #[arg(long, env = "CALOS_MAX_OPEN_INVITES", default_value_t = crate::auth::invites::DEFAULT_MAX_OPEN_INVITES, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_open_invites: u32,
     /// Accounts one client address may create in a row (registration or an
     /// Ed25519 key's first proof; IPv6 by /64; loopback clients are exempt).
     #[arg(long, env = "CALOS_SIGNUP_BURST", default_value = "10")]

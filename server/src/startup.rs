@@ -93,7 +93,20 @@ impl Application {
         };
         let accounts =
             crate::auth::sessions::AccountCache::new(args.session_cache_ttl, sqlite_file);
-        let auth = AuthService::new(db.clone(), passwords, jwt, throttle, &public_url, accounts);
+        let registration = crate::auth::invites::RegistrationPolicy {
+            mode: args.registration,
+            max_open_invites: args.max_open_invites,
+        };
+        tracing::info!(registration = args.registration.as_str(), "sign-up policy");
+        let auth = AuthService::new(
+            db.clone(),
+            passwords,
+            jwt,
+            throttle,
+            &public_url,
+            accounts,
+            registration,
+        );
         let oauth = crate::auth::oauth::OAuthService::new(&args.oauth, &public_url)?;
         for provider in oauth.configured() {
             tracing::info!(provider = provider.name(), "oauth sign-in enabled");
@@ -195,6 +208,18 @@ impl Application {
             }
         });
 
+        // Streams still open as the grace period runs out get a final error
+        // event (a second before the end, or half-way through a short grace)
+        // instead of a connection closed under them.
+        let wind_down = tokio::spawn({
+            let (shutdown, chat) = (shutdown.clone(), state.chat.clone());
+            let after = grace.saturating_sub(Duration::from_secs(1)).max(grace / 2);
+            async move {
+                shutdown.cancelled().await;
+                tokio::time::sleep(after).await;
+                chat.wind_down();
+            }
+        });
         let db = state.db.clone();
         let api = serve::serve(
             api_listener,
@@ -217,6 +242,7 @@ impl Application {
             }
         }
         housekeeping.abort();
+        wind_down.abort();
         managed.shutdown().await;
         db.close().await;
         Ok(())

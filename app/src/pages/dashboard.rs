@@ -1,7 +1,8 @@
 //! Mission Control (`/dashboard` on the dashboard port, admins only): health
 //! tiles, the latest figures, latency and error-rate charts (SVG drawn by the
 //! server with plotters, refreshed each second), managed processes with
-//! start/stop/restart, and the log feed with level and text filters and pause.
+//! start/stop/restart, the log feed with level and text filters and pause,
+//! sign-up invites, and an on-demand CPU flamegraph.
 //! Everything arrives over one WebSocket (`/api/monitor/ws`), which starts with
 //! a snapshot, so a fresh page is never empty.
 
@@ -121,6 +122,7 @@ pub fn DashboardPage() -> impl IntoView {
             </section>
             <Processes feed/>
             <Logs feed/>
+            <super::invites::Invites/>
             <Profiler/>
         </main>
     }

@@ -5,6 +5,10 @@
 //! Once hydrated, submit handlers validate fields in place and call the JSON API
 //! (`/api/auth/login`, `/api/auth/register`) directly, showing field errors
 //! without a reload. Either way the server sets the HttpOnly session cookie.
+//!
+//! Sign-up follows the server's policy: open to anyone, only with an invite
+//! link (`/login?form=register&invite=…`, whose secret every way of signing up
+//! carries along), or closed.
 
 use super::hydration_flag;
 use crate::wire::{login_error_message, ErrorDetail};
@@ -40,17 +44,25 @@ pub fn LoginPage() -> impl IntoView {
     let login_error = RwSignal::new(from_url(Form::Login));
     let register_error = RwSignal::new(from_url(Form::Register));
     let pending = RwSignal::new(false);
+    let invite = query
+        .get_untracked()
+        .get("invite")
+        .map(|i| i.trim().to_string())
+        .filter(|i| !i.is_empty());
 
-    let providers = OnceResource::new_blocking(crate::session::sign_in_options());
+    let options = OnceResource::new_blocking(crate::session::sign_in_options());
     // Shown once hydrated, and only where WebCrypto does Ed25519.
     let key_supported = RwSignal::new(false);
     #[cfg(feature = "hydrate")]
     leptos::task::spawn_local(async move {
         key_supported.set(crate::browser_key::supported().await);
     });
-    let on_key = move |_| key_login(login_error, pending);
+    // Copy, so the key button's closure can be rebuilt whenever it shows.
+    let key_invite = StoredValue::new(invite.clone());
+    let on_key = move |_| key_login(login_error, pending, key_invite.get_value());
     let on_login = move |ev: SubmitEvent| submit_login(ev, login_error, pending);
     let on_register = move |ev: SubmitEvent| submit_register(ev, register_error, pending);
+    let button_invite = invite.clone();
 
     view! {
         <header class="topbar">
@@ -81,25 +93,103 @@ pub fn LoginPage() -> impl IntoView {
                     </div>
                 </Show>
                 <Suspense fallback=|| ()>
-                    {move || Suspend::new(async move {
-                        let list = providers.await.unwrap_or_default();
+                    {move || {
+                        let invite = button_invite.clone();
+                        Suspend::new(async move {
+                        let list = options.await.unwrap_or_default().providers;
                         (!list.is_empty()).then(|| view! {
                             <div class="oauth" data-testid="oauth-buttons">
                                 <p class="muted">"or continue with"</p>
-                                {list.into_iter().map(|p| view! {
-                                    // rel=external: a full navigation to the server, not a client-side route.
-                                    <a class="button secondary" href=p.url rel="external" data-provider=p.name.clone()>
-                                        {p.label}
-                                    </a>
+                                {list.into_iter().map(|p| {
+                                    let href = match &invite {
+                                        Some(invite) => format!("{}?invite={}", p.url, query_value(invite)),
+                                        None => p.url,
+                                    };
+                                    view! {
+                                        // rel=external: a full navigation to the server, not a client-side route.
+                                        <a class="button secondary" href=href rel="external" data-provider=p.name.clone()>
+                                            {p.label}
+                                        </a>
+                                    }
                                 }).collect_view()}
                             </div>
                         })
-                    })}
+                    })}}
                 </Suspense>
             </section>
+            <Suspense fallback=|| ()>
+                {move || {
+                    let invite = invite.clone();
+                    Suspend::new(async move {
+                        let registration = options.await.unwrap_or_default().registration;
+                        match sign_up_offer(&registration, invite.is_some()) {
+                            SignUpOffer::Form => view! {
+                                <RegisterCard error=register_error pending=pending invite=invite on_register=on_register/>
+                            }.into_any(),
+                            SignUpOffer::AskForInvite => view! {
+                                <section class="card" aria-labelledby="register-title" data-testid="sign-up-closed">
+                                    <h2 id="register-title">"Create account"</h2>
+                                    <FormError error=register_error field=None/>
+                                    <p class="muted">"Sign-ups here are by invitation. Ask an administrator for an invite link."</p>
+                                </section>
+                            }.into_any(),
+                            SignUpOffer::Closed => view! {
+                                <section class="card" aria-labelledby="register-title" data-testid="sign-up-closed">
+                                    <h2 id="register-title">"Create account"</h2>
+                                    <p class="muted">"This gateway does not take sign-ups. Ask an administrator for an account."</p>
+                                </section>
+                            }.into_any(),
+                        }
+                    })
+                }}
+            </Suspense>
+        </main>
+    }
+}
+
+/// What the sign-up side of the page shows.
+#[derive(Debug, PartialEq, Eq)]
+enum SignUpOffer {
+    Form,
+    AskForInvite,
+    Closed,
+}
+
+/// The policy as the server reports it (an unknown or missing one, from a
+/// listener that does not say, shows the form and lets the server decide).
+fn sign_up_offer(registration: &str, has_invite: bool) -> SignUpOffer {
+    match registration {
+        "closed" => SignUpOffer::Closed,
+        "invite" if !has_invite => SignUpOffer::AskForInvite,
+        _ => SignUpOffer::Form,
+    }
+}
+
+/// An invite as a query value: the secret is base64url, so anything else is
+/// dropped rather than escaped.
+fn query_value(invite: &str) -> String {
+    invite
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect()
+}
+
+#[component]
+fn RegisterCard(
+    error: RwSignal<Option<ErrorDetail>>,
+    pending: RwSignal<bool>,
+    invite: Option<String>,
+    on_register: impl Fn(SubmitEvent) + 'static,
+) -> impl IntoView {
+    let register_error = error;
+    view! {
             <section class="card" aria-labelledby="register-title">
                 <h2 id="register-title">"Create account"</h2>
+                {invite.is_some().then(|| view! {
+                    <p class="muted" data-testid="invited">"You were invited: this link creates one account."</p>
+                })}
                 <form method="post" action="/register" on:submit=on_register novalidate=true>
+                    <input type="hidden" name="invite" value=invite.unwrap_or_default()/>
                     <FormError error=register_error field=None/>
                     <label>"Username"
                         <input name="username" autocomplete="username" required=true/>
@@ -116,7 +206,6 @@ pub fn LoginPage() -> impl IntoView {
                     <button type="submit" disabled=move || pending.get()>"Create account"</button>
                 </form>
             </section>
-        </main>
     }
 }
 
@@ -194,6 +283,7 @@ fn submit_register(ev: SubmitEvent, error: RwSignal<Option<ErrorDetail>>, pendin
         )));
     }
     let email = (!email.is_empty()).then_some(email);
+    let invite = form.get("invite").trim().to_string();
     send(
         error,
         pending,
@@ -202,6 +292,7 @@ fn submit_register(ev: SubmitEvent, error: RwSignal<Option<ErrorDetail>>, pendin
             username,
             password,
             email,
+            invite: (!invite.is_empty()).then_some(invite),
         },
     );
 }
@@ -239,11 +330,15 @@ fn send<T: serde::Serialize + 'static>(
 
 /// Soulfra from the page: an Ed25519 key kept by this browser signs a challenge.
 #[cfg(feature = "hydrate")]
-fn key_login(error: RwSignal<Option<ErrorDetail>>, pending: RwSignal<bool>) {
+fn key_login(
+    error: RwSignal<Option<ErrorDetail>>,
+    pending: RwSignal<bool>,
+    invite: Option<String>,
+) {
     error.set(None);
     pending.set(true);
     leptos::task::spawn_local(async move {
-        match crate::browser_key::sign_in().await {
+        match crate::browser_key::sign_in(invite).await {
             Ok(()) => crate::browser::navigate("/"),
             Err(e) => {
                 error.set(Some(e));
@@ -254,10 +349,33 @@ fn key_login(error: RwSignal<Option<ErrorDetail>>, pending: RwSignal<bool>) {
 }
 
 #[cfg(not(feature = "hydrate"))]
-fn key_login(_: RwSignal<Option<ErrorDetail>>, _: RwSignal<bool>) {}
+fn key_login(_: RwSignal<Option<ErrorDetail>>, _: RwSignal<bool>, _: Option<String>) {}
 
 #[cfg(not(feature = "hydrate"))]
 fn submit_login(_: SubmitEvent, _: RwSignal<Option<ErrorDetail>>, _: RwSignal<bool>) {}
 
 #[cfg(not(feature = "hydrate"))]
 fn submit_register(_: SubmitEvent, _: RwSignal<Option<ErrorDetail>>, _: RwSignal<bool>) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sign_up_side_follows_the_policy() {
+        assert_eq!(sign_up_offer("open", false), SignUpOffer::Form);
+        assert_eq!(sign_up_offer("", false), SignUpOffer::Form);
+        assert_eq!(sign_up_offer("invite", false), SignUpOffer::AskForInvite);
+        assert_eq!(sign_up_offer("invite", true), SignUpOffer::Form);
+        assert_eq!(sign_up_offer("closed", true), SignUpOffer::Closed);
+    }
+
+    #[test]
+    fn only_an_invite_shaped_value_reaches_a_link() {
+        assert_eq!(query_value("aB3-_x"), "aB3-_x");
+        assert_eq!(
+            query_value("a&next=//evil.example.com"),
+            "anextevil.example.com"
+        );
+    }
+}

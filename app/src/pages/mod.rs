@@ -5,6 +5,7 @@ mod breakdown;
 mod chat;
 mod dashboard;
 mod header;
+mod invites;
 mod login;
 
 pub use chat::ChatPage;

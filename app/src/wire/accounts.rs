@@ -5,16 +5,24 @@ use serde::{Deserialize, Serialize};
 
 /// `POST /api/auth/register`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
+    /// 3-64 letters, digits, `.`, `_` or `-` (surrounding spaces are trimmed).
     pub username: String,
+    #[cfg_attr(feature = "openapi", schema(min_length = 8, max_length = 128))]
     pub password: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    /// The secret from an invite link, where sign-ups need one
+    /// (`CALOS_REGISTRATION=invite`); ignored when registration is open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invite: Option<String>,
 }
 
 /// `POST /api/auth/login`: by email or by username.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -26,6 +34,7 @@ pub struct LoginRequest {
 
 /// The public view of an account. Never carries the password hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct UserView {
     pub user_id: String,
@@ -35,6 +44,7 @@ pub struct UserView {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     User,
@@ -53,6 +63,7 @@ impl Role {
 /// Answer to register and login. Field order matters to scripts: the original guide's
 /// `grep -o '"token":"[^"]*"'` needs compact JSON with a plain `token` string.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuthResponse {
     pub success: bool,
     pub token: String,
@@ -61,6 +72,7 @@ pub struct AuthResponse {
 
 /// `POST /api/auth/soulfra/challenge`: the Ed25519 public key, 32 bytes as hex.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ChallengeRequest {
     pub public_key: String,
@@ -68,6 +80,7 @@ pub struct ChallengeRequest {
 
 /// A single-use challenge: sign its UTF-8 bytes before `expires_at`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ChallengeResponse {
     pub success: bool,
@@ -78,6 +91,7 @@ pub struct ChallengeResponse {
 
 /// `POST /api/auth/soulfra/verify`: hex key and hex signature over the challenge.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct VerifyRequest {
     pub public_key: String,
@@ -86,11 +100,16 @@ pub struct VerifyRequest {
     /// Only used when this proof creates the account.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
+    /// An invite's secret, used when this proof creates the account and
+    /// sign-ups need one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invite: Option<String>,
 }
 
 /// A configured OAuth provider, as the login page's button shows it. Fields in
 /// the order `GET /api/auth/oauth/providers` has always sent them (sorted).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OAuthButton {
     pub label: String,
     pub name: String,
@@ -100,6 +119,7 @@ pub struct OAuthButton {
 
 /// `GET /api/auth/oauth/providers`: the configured ones.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OAuthProvidersResponse {
     pub providers: Vec<OAuthButton>,
     pub success: bool,
@@ -107,6 +127,7 @@ pub struct OAuthProvidersResponse {
 
 /// A reply that only says it worked (logout, closing an account).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SuccessResponse {
     pub success: bool,
 }
@@ -117,13 +138,16 @@ impl SuccessResponse {
 
 /// `PATCH /api/auth/me`: rename the account.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UpdateMeRequest {
+    /// 3-64 letters, digits, `.`, `_` or `-` (surrounding spaces are trimmed).
     pub username: String,
 }
 
 /// `GET /api/auth/me`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MeResponse {
     pub success: bool,
     pub user: UserView,
@@ -132,6 +156,7 @@ pub struct MeResponse {
 /// `DELETE /api/auth/me`: closing one's own account needs the password again, so
 /// a stolen token alone cannot delete it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DeleteAccountRequest {
     pub password: String,
@@ -176,6 +201,13 @@ pub fn login_error_message(code: &str) -> Option<&'static str> {
         "identity_taken" => "That sign-in is already linked to another account.",
         "forbidden" => "The provider has not verified this email, so it cannot be linked.",
         "invalid_proof" => "The key's signature did not check out. Please try again.",
+        "registration_closed" => {
+            "This gateway does not take sign-ups; ask an administrator for an account."
+        }
+        "invite_required" => "Sign-ups here need an invite link; ask an administrator for one.",
+        "invite_invalid" => {
+            "This invite link was used, withdrawn or has expired. Ask for a new one."
+        }
         _ => return None,
     })
 }

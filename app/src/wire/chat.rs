@@ -5,24 +5,32 @@ use serde::{Deserialize, Serialize};
 
 /// One message in `POST /api/llm/complete`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ChatMessageIn {
+    #[cfg_attr(feature = "openapi", schema(pattern = "^(system|user|assistant)$"))]
     pub role: String,
+    #[cfg_attr(feature = "openapi", schema(max_length = 32768))]
     pub content: String,
 }
 
 /// `POST /api/llm/complete`. Unknown fields (an `api_base`, say) are rejected:
 /// the upstream is chosen by the server's routing rules only.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CompleteRequest {
+    /// 1-128 letters, digits and `. _ : / - @` (surrounding spaces are trimmed).
     pub model: String,
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 256))]
     pub messages: Vec<ChatMessageIn>,
     #[serde(default)]
     pub stream: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// 0-2.
     pub temperature: Option<f32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 32768))]
     pub max_tokens: Option<u32>,
     #[serde(default, rename = "includeTimings")]
     pub include_timings: bool,

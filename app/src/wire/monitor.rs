@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 /// One WebSocket text frame: `{"type":"health"|"log"|"metrics"|"process",…}`.
 /// A socket starts with one of each (the snapshot), then live ones follow.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum MonitorMessage {
     /// Every component; history is full in the snapshot, the current minute live.
@@ -27,6 +28,7 @@ pub enum MonitorMessage {
 
 /// A health check's verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum HealthStatus {
     Up,
@@ -45,6 +47,7 @@ impl HealthStatus {
 
 /// What kind of thing a health component is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ComponentKind {
     Server,
@@ -69,6 +72,7 @@ impl ComponentKind {
 
 /// One minute of a component's checks.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct HealthRollup {
     /// Unix time of the minute's start, in seconds.
@@ -80,6 +84,7 @@ pub struct HealthRollup {
 
 /// One component's health: the last check and its per-minute history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ComponentHealth {
     pub name: String,
@@ -95,6 +100,7 @@ pub struct ComponentHealth {
 
 /// One line of the log feed (calos's own events and managed processes' output).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct LogLine {
     /// Increases by one per line, so a client can ask for what it has not seen.
@@ -115,6 +121,7 @@ pub struct LogLine {
 
 /// Latency percentiles of one phase, in milliseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Quantiles {
     pub p50: f64,
     pub p95: f64,
@@ -123,6 +130,7 @@ pub struct Quantiles {
 
 /// Requests one (provider, model) answered in a sample's second.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ModelCount {
     pub provider: String,
@@ -132,6 +140,7 @@ pub struct ModelCount {
 
 /// One second of chat traffic, as the dashboard shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct MetricsSample {
     /// Unix time of the sample, in milliseconds.
@@ -152,6 +161,7 @@ pub struct MetricsSample {
 
 /// Where a managed process is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum ProcessStatus {
     Starting,
@@ -183,6 +193,7 @@ impl ProcessStatus {
 /// When a managed process is restarted after it ends; also the `restart` key
 /// of a `[[process]]` table in the config file.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum RestartPolicy {
     Always,
@@ -193,6 +204,7 @@ pub enum RestartPolicy {
 
 /// What Mission Control shows of one managed process.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ProcessView {
     pub name: String,

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 /// Token counts, in OpenAI's field names (what SDKs and tools read).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Usage {
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
@@ -32,6 +33,7 @@ impl Usage {
 /// refused rather than silently ignored (and no field can choose the upstream).
 /// Also what calos sends upstream and what the toolbox sends.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ChatCompletionRequest {
     pub model: String,
@@ -71,6 +73,7 @@ impl ChatCompletionRequest {
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StreamOptions {
     #[serde(default)]
@@ -78,6 +81,7 @@ pub struct StreamOptions {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RequestMessage {
     pub role: String,
     pub content: MessageContent,
@@ -94,6 +98,7 @@ impl RequestMessage {
 
 /// A message's content: a string, or the array-of-parts form the SDKs also send.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum MessageContent {
     Text(String),
@@ -101,6 +106,7 @@ pub enum MessageContent {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ContentPart {
     #[serde(rename = "type")]
     pub kind: String,
@@ -112,6 +118,7 @@ pub struct ContentPart {
 /// any OpenAI-compatible server), `created`, `id` and `object` default: servers
 /// differ in which of them they send.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChatCompletion {
     pub choices: Vec<CompletionChoice>,
     #[serde(default)]
@@ -126,6 +133,7 @@ pub struct ChatCompletion {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CompletionChoice {
     pub finish_reason: Option<String>,
     pub index: u32,
@@ -133,6 +141,7 @@ pub struct CompletionChoice {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AssistantMessage {
     pub content: String,
     pub role: String,
@@ -162,6 +171,7 @@ impl ChatCompletion {
 /// `choices`, `usage` and calos's `timings` matter: the rest defaults, as
 /// upstreams differ in what they send.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChatCompletionChunk {
     #[serde(default)]
     pub choices: Vec<ChunkChoice>,
@@ -202,6 +212,7 @@ fn sorted_usage<S: serde::Serializer>(v: &Option<Usage>, s: S) -> Result<S::Ok, 
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChunkChoice {
     #[serde(default)]
     pub delta: ChunkDelta,
@@ -215,6 +226,7 @@ pub struct ChunkChoice {
 /// What a chunk adds: the role on the first, text on the others, nothing on
 /// the one that carries `finish_reason`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChunkDelta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
@@ -256,11 +268,13 @@ impl ChatCompletionChunk {
 
 /// An error in the stream: `{"error":{"code","message","type"}}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OpenAiError {
     pub error: OpenAiErrorBody,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OpenAiErrorBody {
     #[serde(default)]
     pub code: Option<String>,
@@ -302,6 +316,7 @@ impl StreamData {
 
 /// An upstream's error: OpenAI's object, or a bare string some servers send.
 #[derive(Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 struct ErrorAny {
     error: serde_json::Value,
 }
@@ -322,6 +337,7 @@ impl ErrorAny {
 /// One model from `GET /v1/models`. Reading an upstream's list only `id` is
 /// required (servers differ in the rest).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ModelInfo {
     pub id: String,
     #[serde(default)]
@@ -333,6 +349,7 @@ pub struct ModelInfo {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ModelList {
     #[serde(default)]
     pub object: String,

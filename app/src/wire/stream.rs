@@ -28,6 +28,7 @@ fn sorted_some<T: Serialize, S: Serializer>(value: &Option<T>, s: S) -> Result<S
 /// `stream:false`: the whole answer; `timings` only when asked for
 /// (`includeTimings` or `X-Timing-Detail`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CompleteResponse {
     pub model: String,
     pub provider: String,
@@ -45,6 +46,7 @@ pub struct CompleteResponse {
 
 /// One event of a streamed answer: the `data` of one SSE event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(untagged)]
 pub enum CompleteEvent {
     /// `{"delta":"…"}`: text to append.
@@ -57,6 +59,7 @@ pub enum CompleteEvent {
 
 /// The final event: usage and the full breakdown.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StreamDone {
     /// Always `true` (tells this event from a delta in untyped clients).
     pub done: bool,
@@ -70,6 +73,7 @@ pub struct StreamDone {
 
 /// What went wrong after the stream had started (the API's error code).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StreamError {
     pub code: String,
     pub message: String,

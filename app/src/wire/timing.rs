@@ -9,6 +9,7 @@ use std::time::Duration;
 
 /// Where the response cache stood for this request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum CacheStatus {
     Hit,
@@ -31,6 +32,7 @@ impl CacheStatus {
 /// The provider's own account of its time, when it gives one; reported beside
 /// calos's figures, never mixed into them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct UpstreamTimings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -51,6 +53,7 @@ pub struct UpstreamTimings {
 /// Milliseconds per phase, monotonic clock. Phases that did not happen (no
 /// upstream call on a cache hit) are absent, not zero.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Breakdown {
     pub auth: f64,

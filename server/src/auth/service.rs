@@ -1,6 +1,7 @@
 //! Account flows: register, sign in, sign out, and resolving a token to a user.
 //! No HTTP types here; routes map [`AuthError`] onto the API error.
 
+use super::invites::{self, InviteError, IssuedInvite, Registration, RegistrationPolicy};
 use super::jwt::{JwtKeys, TokenError};
 use super::password::{PasswordError, Passwords};
 use super::sessions::{AccountCache, CachedAccount};
@@ -8,8 +9,9 @@ use super::soulfra::{Challenge, Challenges, MalformedProof, ProofRejected};
 use super::throttle::LoginThrottle;
 use super::validate::{self, FieldError};
 use crate::db::identities::{self, Identity};
+use crate::db::invites as invite_rows;
 use crate::db::users::{self, InsertError, NewUser, Taken, UserRow};
-use crate::db::Db;
+use crate::db::{Db, Tx};
 use app::wire::{LoginRequest, RegisterRequest, Role, UserView};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -50,6 +52,17 @@ pub enum AuthError {
     /// Linking needs the provider to vouch for the email.
     #[error("{0} has not verified this account's email address, so it cannot be linked.")]
     OAuthEmailUnverified(&'static str),
+    /// `CALOS_REGISTRATION=closed`: accounts are made by administrators only.
+    #[error("This gateway does not take sign-ups; ask an administrator for an account.")]
+    RegistrationClosed,
+    /// `CALOS_REGISTRATION=invite` and no invite came with the sign-up.
+    #[error("Sign-ups here need an invite link; ask an administrator for one.")]
+    InviteRequired,
+    /// The invite is unknown, used, revoked or expired (one answer for all).
+    #[error(
+        "This invite link is not valid: it was used, revoked or has expired. Ask for a new one."
+    )]
+    InviteInvalid,
     /// An Ed25519 proof that proves nothing (the reason is logged, not told).
     #[error("The signature does not prove this key: ask for a new challenge and sign it.")]
     ProofRejected(ProofRejected),
@@ -77,6 +90,10 @@ pub struct AuthService {
     challenges: Challenges,
     /// Accounts behind recently checked tokens (`sessions`).
     accounts: AccountCache,
+    /// Who may create an account.
+    registration: RegistrationPolicy,
+    /// This server's public URL, for invite links.
+    origin: Arc<str>,
 }
 
 /// A fresh session: the token and who it is for.
@@ -133,6 +150,7 @@ impl AuthService {
         throttle: LoginThrottle,
         origin: &str,
         accounts: AccountCache,
+        registration: RegistrationPolicy,
     ) -> Self {
         Self {
             db,
@@ -141,6 +159,99 @@ impl AuthService {
             throttle,
             challenges: Challenges::new(origin),
             accounts,
+            registration,
+            origin: Arc::from(origin.trim_end_matches('/')),
+        }
+    }
+
+    pub fn registration(&self) -> Registration {
+        self.registration.mode
+    }
+
+    /// A new invite from `admin` (see [`invites::issue`]).
+    pub async fn issue_invite(
+        &self,
+        admin: &UserView,
+        note: Option<&str>,
+        hours: u32,
+    ) -> Result<IssuedInvite, InviteError> {
+        let issued = invites::issue(
+            &self.db,
+            Some(&admin.user_id),
+            note,
+            hours,
+            self.registration.max_open_invites,
+        )
+        .await?;
+        tracing::info!(user_id = %admin.user_id, invite_id = %issued.row.invite_id, hours, "invite created");
+        Ok(issued)
+    }
+
+    /// The newest invites, for the dashboard.
+    pub async fn invites(&self) -> Result<Vec<crate::db::invites::InviteRow>, sqlx::Error> {
+        invite_rows::list(&self.db, invites::LIST_LIMIT).await
+    }
+
+    /// Withdraws an unused invite; `false` when there is none with this id.
+    pub async fn revoke_invite(
+        &self,
+        admin: &UserView,
+        invite_id: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let revoked = invite_rows::revoke(&self.db, invite_id).await?;
+        if revoked {
+            tracing::info!(user_id = %admin.user_id, %invite_id, "invite revoked");
+        }
+        Ok(revoked)
+    }
+
+    /// The full sign-up link for an invite's secret.
+    pub fn invite_link(&self, token: &str) -> String {
+        format!("{}{}", self.origin, invites::link_path(token))
+    }
+
+    /// Whether a new account may be made under the registration policy. With
+    /// invites, the answer is the invite's hash, which the caller redeems in
+    /// the transaction that creates the account ([`Self::redeem`]); checking it
+    /// here too makes a bad link fail before any password is hashed.
+    async fn admit_new_account(&self, invite: Option<&str>) -> Result<Option<String>, AuthError> {
+        match self.registration.mode {
+            Registration::Open => Ok(None),
+            Registration::Closed => Err(AuthError::RegistrationClosed),
+            Registration::Invite => {
+                let token = invite
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .ok_or(AuthError::InviteRequired)?;
+                // Invites are 43 characters; anything much longer is not one.
+                if token.len() > 128 {
+                    return Err(AuthError::InviteInvalid);
+                }
+                let hash = invites::token_hash(token);
+                if !invite_rows::is_open(&self.db, &hash, chrono::Utc::now().timestamp()).await? {
+                    return Err(AuthError::InviteInvalid);
+                }
+                Ok(Some(hash))
+            }
+        }
+    }
+
+    /// Uses up the invite admitted by [`Self::admit_new_account`] for the
+    /// account just made in `tx`; someone else redeeming it first (or it
+    /// expiring or being revoked meanwhile) is [`AuthError::InviteInvalid`],
+    /// and the caller's transaction, account included, rolls back.
+    async fn redeem(
+        &self,
+        tx: &mut Tx,
+        invite: Option<&str>,
+        user_id: &str,
+    ) -> Result<(), AuthError> {
+        let Some(hash) = invite else { return Ok(()) };
+        if invite_rows::redeem(&mut *tx, hash, user_id, chrono::Utc::now()).await? {
+            tracing::info!(%user_id, "invite redeemed");
+            Ok(())
+        } else {
+            Err(AuthError::InviteInvalid)
         }
     }
 
@@ -167,6 +278,7 @@ impl AuthService {
         challenge: &str,
         signature: &str,
         username: Option<&str>,
+        invite: Option<&str>,
         ip: IpAddr,
     ) -> Result<(Session, bool), AuthError> {
         let key = match self.challenges.verify(public_key, challenge, signature)? {
@@ -183,36 +295,51 @@ impl AuthService {
         let identity = Identity::Ed25519 { public_key: &key };
         // A key's first proof creates an account: a sign-up like any other.
         if identities::find_user(&self.db, &identity).await?.is_none() {
+            self.admit_new_account(invite).await?;
             self.throttle
                 .admit_signup(ip)
                 .map_err(AuthError::SignupThrottled)?;
         }
         let generated = format!("key-{}", &key[..12]);
         let (row, created) = self
-            .user_for_identity(&identity, wanted.as_deref().unwrap_or(&generated), None)
+            .user_for_identity(
+                &identity,
+                wanted.as_deref().unwrap_or(&generated),
+                None,
+                invite,
+            )
             .await?;
         tracing::info!(user_id = %row.user_id, created, "ed25519 sign-in succeeded");
         Ok((self.session_for(&row)?, created))
     }
 
-    /// The account behind an identity, created on first use. A race between two
-    /// first sign-ins is settled by the identity's primary key: the loser reads
-    /// the winner's account.
+    /// The account behind an identity, created on first use (if the
+    /// registration policy and `invite` allow). A race between two first
+    /// sign-ins is settled by the identity's primary key: the loser reads the
+    /// winner's account.
     pub async fn user_for_identity(
         &self,
         identity: &Identity<'_>,
         username: &str,
         email: Option<&str>,
+        invite: Option<&str>,
     ) -> Result<(UserRow, bool), AuthError> {
         if let Some(row) = identities::find_user(&self.db, identity).await? {
             return Ok((row, false));
         }
+        let invite = self.admit_new_account(invite).await?;
+        let invite = invite.as_deref();
         let mut candidate = username.to_string();
         let mut attempt = self
-            .insert_with_identity(passwordless(&candidate, email), identity)
+            .insert_with_identity(passwordless(&candidate, email), identity, invite)
             .await;
         for _ in 0..3 {
-            if !matches!(attempt, Err(InsertError::Taken(Taken::Username))) {
+            if !matches!(
+                attempt,
+                Err(IdentityInsertError::Insert(InsertError::Taken(
+                    Taken::Username
+                )))
+            ) {
                 break;
             }
             // Generated and asked-for names can collide; a short random suffix
@@ -221,17 +348,22 @@ impl AuthService {
             let base = &username[..username.len().min(54)];
             candidate = format!("{base}-{:06x}", suffix & 0xff_ffff);
             attempt = self
-                .insert_with_identity(passwordless(&candidate, email), identity)
+                .insert_with_identity(passwordless(&candidate, email), identity, invite)
                 .await;
         }
         match attempt {
             Ok(row) => Ok((row, true)),
-            Err(InsertError::Taken(Taken::Identity)) => identities::find_user(&self.db, identity)
-                .await?
-                .map(|row| (row, false))
-                .ok_or(AuthError::InvalidToken),
-            Err(InsertError::Taken(which)) => Err(AuthError::Taken(which)),
-            Err(InsertError::Db(e)) => Err(AuthError::Db(e)),
+            Err(IdentityInsertError::Invite(e)) => Err(e),
+            Err(IdentityInsertError::Insert(InsertError::Taken(Taken::Identity))) => {
+                identities::find_user(&self.db, identity)
+                    .await?
+                    .map(|row| (row, false))
+                    .ok_or(AuthError::InvalidToken)
+            }
+            Err(IdentityInsertError::Insert(InsertError::Taken(which))) => {
+                Err(AuthError::Taken(which))
+            }
+            Err(IdentityInsertError::Insert(InsertError::Db(e))) => Err(AuthError::Db(e)),
         }
     }
 
@@ -243,11 +375,15 @@ impl AuthService {
         &self,
         user: NewUser<'_>,
         identity: &Identity<'_>,
-    ) -> Result<UserRow, InsertError> {
-        let mut tx = self.db.begin().await?;
+        invite: Option<&str>,
+    ) -> Result<UserRow, IdentityInsertError> {
+        let mut tx = self.db.begin().await.map_err(InsertError::from)?;
         let row = users::insert(&mut tx, user).await?;
         identities::link(&mut tx, &row.user_id, identity).await?;
-        tx.commit().await?;
+        self.redeem(&mut tx, invite, &row.user_id)
+            .await
+            .map_err(IdentityInsertError::Invite)?;
+        tx.commit().await.map_err(InsertError::from)?;
         Ok(row)
     }
 
@@ -258,6 +394,7 @@ impl AuthService {
         &self,
         found: &crate::auth::oauth::VerifiedIdentity,
         link_user: Option<&str>,
+        invite: Option<&str>,
     ) -> Result<Session, AuthError> {
         let provider = found.provider;
         let verified_email = found
@@ -311,7 +448,7 @@ impl AuthService {
         }
         let username = oauth_username(provider.name(), found.name_hint.as_deref(), verified_email);
         let (row, _) = self
-            .user_for_identity(&identity, &username, verified_email)
+            .user_for_identity(&identity, &username, verified_email, invite)
             .await?;
         tracing::info!(user_id = %row.user_id, provider = provider.name(), "oauth account created");
         self.session_for(&row)
@@ -339,6 +476,7 @@ impl AuthService {
     }
 
     pub async fn register(&self, req: RegisterRequest, ip: IpAddr) -> Result<Session, AuthError> {
+        let invite = self.admit_new_account(req.invite.as_deref()).await?;
         self.throttle
             .admit_signup(ip)
             .map_err(AuthError::SignupThrottled)?;
@@ -361,12 +499,16 @@ impl AuthService {
             role: Role::User,
             persistent: false,
         };
-        let row = users::insert(&self.db, new_user)
+        let mut tx = self.db.begin().await?;
+        let row = users::insert(&mut tx, new_user)
             .await
             .map_err(|e| match e {
                 InsertError::Taken(which) => AuthError::Taken(which),
                 InsertError::Db(e) => AuthError::Db(e),
             })?;
+        self.redeem(&mut tx, invite.as_deref(), &row.user_id)
+            .await?;
+        tx.commit().await?;
         tracing::info!(user_id = %row.user_id, "account registered");
         self.session_for(&row)
     }
@@ -521,6 +663,19 @@ impl AuthService {
             token,
             user: row.view(),
         })
+    }
+}
+
+/// Why an account with an identity was not made: the insert's own refusal, or
+/// its invite was taken first.
+enum IdentityInsertError {
+    Insert(InsertError),
+    Invite(AuthError),
+}
+
+impl From<InsertError> for IdentityInsertError {
+    fn from(e: InsertError) -> Self {
+        Self::Insert(e)
     }
 }
 

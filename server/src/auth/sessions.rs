@@ -156,10 +156,21 @@ fn stamp(file: &std::path::Path) -> Stamp {
 /// everything, since announcements made meanwhile are lost. Nothing to follow
 /// on SQLite.
 pub async fn follow_account_changes(db: Db, cache: AccountCache, shutdown: CancellationToken) {
-    let Db::Postgres(pool) = db else { return };
+    let Db::Postgres(requests_pool) = db else {
+        return;
+    };
     if cache.accounts.is_none() {
         return;
     }
+    // A listener keeps its connection for as long as it listens. Taken from
+    // the requests' pool, it would shrink that pool by one for good (and,
+    // with `--db-max-connections 1`, starve every request); so it gets a
+    // one-connection pool of its own, with the same connect options.
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connect_lazy_with(requests_pool.connect_options().as_ref().clone());
     loop {
         let listening = async {
             let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;

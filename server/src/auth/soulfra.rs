@@ -258,6 +258,51 @@ mod tests {
         );
     }
 
+    /// The signature a lax verifier accepts and `verify_strict` does not: R is
+    /// the identity point (small order) and S = H(R‖A‖M)·a, so [S]B = R + [k]A
+    /// holds. Swapping `verify_strict` for `verify` fails this test.
+    #[test]
+    fn a_signature_with_a_small_order_r_is_refused() {
+        use curve25519_dalek::edwards::EdwardsPoint;
+        use curve25519_dalek::scalar::{clamp_integer, Scalar};
+        use ed25519_dalek::{Signature, Verifier};
+        use sha2::{Digest, Sha512};
+
+        let challenges = Challenges::new("http://calos.example.com");
+        let seed: [u8; 32] = rand::random();
+        let k = SigningKey::from_bytes(&seed);
+        let public = k.verifying_key().to_bytes();
+        let expanded = Sha512::digest(seed);
+        let mut low = [0u8; 32];
+        low.copy_from_slice(&expanded[..32]);
+        let a = Scalar::from_bytes_mod_order(clamp_integer(low));
+        assert_eq!(EdwardsPoint::mul_base(&a).compress().to_bytes(), public);
+
+        let c = challenges.issue(&hex_key(&k)).unwrap();
+        let mut r = [0u8; 32];
+        r[0] = 1; // the identity, order 1
+        let hram: [u8; 64] = Sha512::new()
+            .chain_update(r)
+            .chain_update(public)
+            .chain_update(c.challenge.as_bytes())
+            .finalize()
+            .into();
+        let s = Scalar::from_bytes_mod_order_wide(&hram) * a;
+        let mut forged = [0u8; 64];
+        forged[..32].copy_from_slice(&r);
+        forged[32..].copy_from_slice(&s.to_bytes());
+        assert!(
+            k.verifying_key()
+                .verify(c.challenge.as_bytes(), &Signature::from_bytes(&forged))
+                .is_ok(),
+            "the lax check accepts it, so this vector tells the two apart"
+        );
+        assert_eq!(
+            challenges.verify(&hex_key(&k), &c.challenge, &hex::encode(forged)),
+            Ok(Err(ProofRejected::Signature))
+        );
+    }
+
     /// Adds L = 2^252 + 27742317777372353535851937790883648493 (little-endian).
     fn add_group_order(s: &mut [u8]) {
         const L: [u8; 32] = [

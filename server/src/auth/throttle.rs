@@ -30,6 +30,7 @@
 use dashmap::DashMap;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use parking_lot::RwLock;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -79,37 +80,131 @@ const CEILING_FACTOR: u32 = 10;
 
 type Pair = (String, IpAddr);
 
+/// The most keys any one of the throttle's maps tracks. Each key is at most
+/// [`MAX_IDENTIFIER_CHARS`] plus an address, so this is a few tens of MB at
+/// worst. Failures are paced by the password hashing behind them, so only a
+/// spray over more accounts or addresses than this, within one refill period,
+/// reaches it; then stale entries go first, and if that is not enough the
+/// map is emptied (the other two still hold the attacker back) rather than
+/// growing without bound.
+pub const MAX_TRACKED_KEYS: usize = 100_000;
+
+/// A keyed GCRA limiter that can be emptied (`governor` has no clear).
+struct Keyed<K: std::hash::Hash + Eq + Clone> {
+    quota: Quota,
+    limiter: RwLock<DefaultKeyedRateLimiter<K>>,
+}
+
+type NotUntil = governor::NotUntil<<DefaultClock as Clock>::Instant>;
+
+impl<K: std::hash::Hash + Eq + Clone> Keyed<K> {
+    fn new(quota: Quota) -> Self {
+        Self {
+            quota,
+            limiter: RwLock::new(RateLimiter::keyed(quota)),
+        }
+    }
+
+    fn check_key(&self, key: &K) -> Result<(), NotUntil> {
+        self.limiter.read().check_key(key)
+    }
+
+    fn retain_recent(&self) {
+        self.limiter.read().retain_recent();
+    }
+
+    fn len(&self) -> usize {
+        self.limiter.read().len()
+    }
+
+    fn reset(&self) {
+        *self.limiter.write() = RateLimiter::keyed(self.quota);
+    }
+}
+
 #[derive(Clone)]
 pub struct LoginThrottle {
-    pairs: Arc<DefaultKeyedRateLimiter<Pair>>,
-    accounts: Arc<DefaultKeyedRateLimiter<String>>,
-    ips: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+    pairs: Arc<Keyed<Pair>>,
+    accounts: Arc<Keyed<String>>,
+    ips: Arc<Keyed<IpAddr>>,
     blocked_pairs: Arc<DashMap<Pair, Instant>>,
     blocked_accounts: Arc<DashMap<String, Instant>>,
     blocked_ips: Arc<DashMap<IpAddr, Instant>>,
-    signups: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+    signups: Arc<Keyed<IpAddr>>,
+    max_tracked: usize,
 }
 
 impl LoginThrottle {
     pub fn new(policy: ThrottlePolicy) -> Self {
         let factor = NonZeroU32::MIN.saturating_add(CEILING_FACTOR - 1);
         Self {
-            pairs: Arc::new(RateLimiter::keyed(quota(
+            pairs: Arc::new(Keyed::new(quota(
                 policy.account_burst,
                 policy.account_refill,
             ))),
-            accounts: Arc::new(RateLimiter::keyed(quota(
+            accounts: Arc::new(Keyed::new(quota(
                 policy.account_burst.saturating_mul(factor),
                 policy.account_refill / CEILING_FACTOR,
             ))),
-            ips: Arc::new(RateLimiter::keyed(policy.ip_quota())),
+            ips: Arc::new(Keyed::new(policy.ip_quota())),
             blocked_pairs: Arc::default(),
             blocked_accounts: Arc::default(),
             blocked_ips: Arc::default(),
-            signups: Arc::new(RateLimiter::keyed(quota(
-                policy.signup_burst,
-                policy.signup_refill,
-            ))),
+            signups: Arc::new(Keyed::new(quota(policy.signup_burst, policy.signup_refill))),
+            max_tracked: MAX_TRACKED_KEYS,
+        }
+    }
+
+    /// The number of keys held in each map, largest first (for tests and
+    /// the bound above).
+    pub fn tracked_keys(&self) -> usize {
+        [
+            self.pairs.len(),
+            self.accounts.len(),
+            self.ips.len(),
+            self.signups.len(),
+            self.blocked_pairs.len(),
+            self.blocked_accounts.len(),
+            self.blocked_ips.len(),
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0)
+    }
+
+    /// Holds every map to [`MAX_TRACKED_KEYS`]: stale entries go first, and
+    /// a map still over the bound is emptied.
+    fn keep_bounded(&self) {
+        if self.tracked_keys() <= self.max_tracked {
+            return;
+        }
+        self.forget_stale();
+        let max = self.max_tracked;
+        let mut emptied = false;
+        if self.pairs.len() > max || self.blocked_pairs.len() > max {
+            self.pairs.retain_recent();
+            if self.pairs.len() > max {
+                self.pairs.reset();
+            }
+            self.blocked_pairs.clear();
+            emptied = true;
+        }
+        if self.accounts.len() > max || self.blocked_accounts.len() > max {
+            self.accounts.reset();
+            self.blocked_accounts.clear();
+            emptied = true;
+        }
+        if self.ips.len() > max || self.blocked_ips.len() > max || self.signups.len() > max {
+            self.ips.reset();
+            self.signups.reset();
+            self.blocked_ips.clear();
+            emptied = true;
+        }
+        if emptied {
+            tracing::warn!(
+                max_keys = max,
+                "sign-in throttle over its bound: failures spread over that many accounts or addresses; some of its state was forgotten"
+            );
         }
     }
 
@@ -119,9 +214,12 @@ impl LoginThrottle {
         if ip.to_canonical().is_loopback() {
             return Ok(());
         }
-        self.signups
+        let admitted = self
+            .signups
             .check_key(&bucket(ip))
-            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()));
+        self.keep_bounded();
+        admitted
     }
 
     /// `Some(wait)` when this account from this address, this account from
@@ -144,9 +242,8 @@ impl LoginThrottle {
     pub fn record_failure(&self, account: &str, ip: IpAddr) {
         let clock = DefaultClock::default();
         let (account, ip) = (normalise(account), bucket(ip));
-        let block_until = |not_until: governor::NotUntil<_>| {
-            Instant::now() + not_until.wait_time_from(clock.now())
-        };
+        let block_until =
+            |not_until: NotUntil| Instant::now() + not_until.wait_time_from(clock.now());
         let pair = (account.clone(), ip);
         if let Err(not_until) = self.pairs.check_key(&pair) {
             self.blocked_pairs.insert(pair, block_until(not_until));
@@ -158,6 +255,7 @@ impl LoginThrottle {
         if let Err(not_until) = self.ips.check_key(&ip) {
             self.blocked_ips.insert(ip, block_until(not_until));
         }
+        self.keep_bounded();
     }
 
     /// Drops state that no longer matters, bounding memory under a spray of
@@ -257,6 +355,35 @@ mod tests {
         assert_ne!(bucket(a), bucket(other));
         let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
         assert_eq!(bucket(mapped), "192.0.2.1".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn a_spray_of_distinct_accounts_and_addresses_stays_within_the_bound() {
+        let mut throttle = LoginThrottle::new(ThrottlePolicy {
+            account_refill: Duration::from_secs(3600),
+            signup_refill: Duration::from_secs(3600),
+            ..policy()
+        });
+        throttle.max_tracked = 500;
+        for i in 0..5_000u32 {
+            let ip = IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            throttle.record_failure(&format!("sprayed-{i}@example.com"), ip);
+            let _ = throttle.admit_signup(ip);
+            assert!(
+                throttle.tracked_keys() <= 500,
+                "{} keys after {i}",
+                throttle.tracked_keys()
+            );
+        }
+        // Still throttling: one address guessing one account is stopped.
+        let attacker = IpAddr::V4(std::net::Ipv4Addr::new(203, 0, 113, 9));
+        for _ in 0..10 {
+            throttle.record_failure("owner@example.com", attacker);
+        }
+        assert!(throttle
+            .blocked_for("owner@example.com", attacker)
+            .is_some());
+        assert_eq!(MAX_TRACKED_KEYS, 100_000);
     }
 
     fn policy() -> ThrottlePolicy {

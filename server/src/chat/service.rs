@@ -20,6 +20,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 /// Who is asking and what it cost to find out.
 #[derive(Debug, Clone)]
@@ -32,6 +33,9 @@ pub struct ChatContext {
     /// The client asked for a fresh answer (`Cache-Control: no-cache`): skip the
     /// cache lookup, as `calos perf` does to time the model rather than the cache.
     pub fresh: bool,
+    /// An administrator: a provider's failure is shown in full (its address
+    /// and raw answer); everyone else gets [`ProviderError::public_message`].
+    pub provider_detail: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,9 +71,21 @@ pub enum StreamItem {
         breakdown: Breakdown,
     },
     Failed(ProviderError),
+    /// calos is shutting down and the grace period is nearly over: the reply
+    /// ends with an error event the client can act on (retry elsewhere)
+    /// rather than a connection closed under it.
+    ShuttingDown,
     /// The client stopped reading and the reply was cut: the HTTP layer aborts
     /// the response, so no client mistakes what it got for a whole answer.
     Cut,
+}
+
+impl StreamItem {
+    /// The error code and message of [`StreamItem::ShuttingDown`]'s event.
+    pub const SHUTTING_DOWN: (&'static str, &'static str) = (
+        "shutting_down",
+        "calos is shutting down and ended this reply early; send the request again.",
+    );
 }
 
 pub struct Streaming {
@@ -92,6 +108,9 @@ pub struct ChatService {
     /// Where every request's breakdown is recorded (the metrics are shared
     /// with the HTTP layer and Mission Control, owned by neither).
     recorder: Recorder,
+    /// Cancelled shortly before the shutdown grace period ends: open streams
+    /// then end with [`StreamItem::ShuttingDown`].
+    wind_down: CancellationToken,
 }
 
 /// What one user may ask of the service.
@@ -130,7 +149,14 @@ impl ChatService {
             write_timeout,
             per_user,
             in_flight,
+            wind_down: CancellationToken::new(),
         }
+    }
+
+    /// Ends every open stream with a final `shutting_down` error event (and
+    /// every one opened after). Called by the server as its grace period runs out.
+    pub fn wind_down(&self) {
+        self.wind_down.cancel();
     }
 
     /// The routing table, shared (Mission Control reads its providers).
@@ -355,6 +381,27 @@ impl ChatService {
                 }
             }
         });
+        let recorded_wind_down = recorded_cut.clone();
+        let (ctx_wd, head_wd, model_wd, prov_wd, recorder_wd) = (
+            ctx_cut.clone(),
+            head_cut.clone(),
+            model_cut.clone(),
+            prov_cut.clone(),
+            recorder_cut.clone(),
+        );
+        let items = until_wind_down(items, self.wind_down.clone(), move || {
+            if !recorded_wind_down.swap(true, Ordering::Relaxed) {
+                let mut breakdown = head_wd;
+                recorder_wd.finish(
+                    &ctx_wd,
+                    &model_wd,
+                    &prov_wd,
+                    &mut breakdown,
+                    "shutting_down",
+                );
+            }
+            StreamItem::ShuttingDown
+        });
         let limits = DeliveryLimits {
             write_timeout: self.write_timeout,
             deadline,
@@ -386,6 +433,31 @@ impl ChatService {
             items,
         })
     }
+}
+
+/// `items` until they end, or until `wind_down` fires first: then `last()` is
+/// the final item and the rest (and the upstream reply behind them) is dropped.
+fn until_wind_down<S, T, F>(
+    items: S,
+    wind_down: CancellationToken,
+    last: F,
+) -> impl Stream<Item = T> + Send + 'static
+where
+    S: Stream<Item = T> + Send + 'static,
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    futures::stream::unfold(
+        (Box::pin(items), Some(last), wind_down),
+        |(mut items, mut last, wind_down)| async move {
+            let ending = last.take()?;
+            tokio::select! {
+                biased;
+                item = items.next() => item.map(|item| (item, (items, Some(ending), wind_down))),
+                _ = wind_down.cancelled() => Some((ending(), (items, None, wind_down))),
+            }
+        },
+    )
 }
 
 /// What recording a finished request needs: the metrics, and the router to

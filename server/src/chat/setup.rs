@@ -89,7 +89,10 @@ pub fn build_router(args: &LlmArgs) -> anyhow::Result<ModelRouter> {
     let ollama = Upstream::new("ollama", &args.ollama_url, None, pool)
         .context("building the Ollama client")?
         .with_hints(
-            format!("Start it with `ollama serve`, or set OLLAMA_URL (now {}); without Ollama, chat with model `sim`", args.ollama_url),
+            format!(
+                "Start it with `ollama serve`, or set OLLAMA_URL (now {}); without Ollama, chat with model `sim`",
+                crate::llm::http::without_credentials(&args.ollama_url)
+            ),
             "Pull it with `ollama pull {model}`.",
         );
     let mut slots = vec![
@@ -134,7 +137,10 @@ pub fn build_router(args: &LlmArgs) -> anyhow::Result<ModelRouter> {
         let upstream = Upstream::new("compat", url, key, pool)
             .context("building the compat client")?
             .with_hints(
-                format!("check that the server at {url} is running"),
+                format!(
+                    "check that the server at {} is running",
+                    crate::llm::http::without_credentials(url)
+                ),
                 "the compat server has no model {model}",
             );
         slots.push(ProviderSlot {

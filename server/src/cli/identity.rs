@@ -45,6 +45,10 @@ pub enum IdentityCommand {
         /// Username for the account, if this sign-in creates it.
         #[arg(long)]
         username: Option<String>,
+        /// An invite's secret, if this sign-in creates the account and
+        /// sign-ups need one (`CALOS_REGISTRATION=invite`).
+        #[arg(long)]
+        invite: Option<String>,
         /// Print the whole answer (token and user) as JSON.
         #[arg(long)]
         json: bool,
@@ -177,10 +181,11 @@ pub async fn run(args: IdentityArgs) -> anyhow::Result<()> {
             url,
             key,
             username,
+            invite,
             json,
         } => {
             let (key, _) = load(key)?;
-            let answer = login(&url, &key, username.as_deref()).await?;
+            let answer = login(&url, &key, username.as_deref(), invite.as_deref()).await?;
             if json {
                 println!("{}", serde_json::to_string(&answer)?);
             } else {
@@ -196,6 +201,7 @@ pub async fn login(
     url: &str,
     key: &SigningKey,
     username: Option<&str>,
+    invite: Option<&str>,
 ) -> anyhow::Result<AuthResponse> {
     let base = url.trim_end_matches('/');
     let http = reqwest::Client::builder()
@@ -216,6 +222,7 @@ pub async fn login(
         challenge: challenge.challenge,
         signature,
         username: username.map(str::to_string),
+        invite: invite.map(str::to_string),
     };
     post(&http, &format!("{base}/api/auth/soulfra/verify"), &proof).await
 }

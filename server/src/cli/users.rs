@@ -1,4 +1,4 @@
-//! `calos users list | create | delete | prune`: account administration against
+//! `calos users list | create | delete | prune | invite`: account administration against
 //! whatever store `DATABASE_URL` / `CALOS_DATA_DIR` point at (the same as `serve`).
 
 use crate::auth::password::Passwords;
@@ -52,6 +52,26 @@ pub enum UsersAction {
         #[arg(long, default_value = "test-user-")]
         prefix: String,
     },
+    /// Make a single-use sign-up link (for `CALOS_REGISTRATION=invite`) and
+    /// print it; the link is shown only now.
+    Invite {
+        /// Hours the link works, 1-720.
+        #[arg(long, default_value_t = crate::auth::invites::DEFAULT_INVITE_HOURS)]
+        hours: u32,
+        /// Who it is for, shown in Mission Control's invite list.
+        #[arg(long)]
+        note: Option<String>,
+        /// The address people open calos at (the link's start).
+        #[arg(
+            long,
+            env = "CALOS_PUBLIC_URL",
+            default_value = "http://localhost:5001"
+        )]
+        url: String,
+        /// Open invites allowed at once, as the server's `CALOS_MAX_OPEN_INVITES`.
+        #[arg(long, env = "CALOS_MAX_OPEN_INVITES", default_value_t = crate::auth::invites::DEFAULT_MAX_OPEN_INVITES)]
+        max_open: u32,
+    },
 }
 
 pub async fn run(args: UsersArgs, out: &mut impl Write) -> anyhow::Result<()> {
@@ -80,9 +100,41 @@ pub async fn run(args: UsersArgs, out: &mut impl Write) -> anyhow::Result<()> {
         }
         UsersAction::Delete { user } => delete(&db, &user, out).await,
         UsersAction::Prune { prefix } => prune(&db, &prefix, out).await,
+        UsersAction::Invite {
+            hours,
+            note,
+            url,
+            max_open,
+        } => invite(&db, hours, note.as_deref(), &url, max_open, out).await,
     };
     db.close().await;
     result
+}
+
+/// Prints the link on standard output (alone, for scripts) and what it is on
+/// standard error.
+async fn invite(
+    db: &Db,
+    hours: u32,
+    note: Option<&str>,
+    url: &str,
+    max_open: u32,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    use crate::auth::invites;
+    let issued = invites::issue(db, None, note, hours, max_open).await?;
+    let link = format!(
+        "{}{}",
+        url.trim_end_matches('/'),
+        invites::link_path(&issued.token)
+    );
+    writeln!(out, "{link}")?;
+    eprintln!(
+        "invite {} works once, for {hours} h (until {})",
+        issued.row.invite_id,
+        DateTime::from_timestamp(issued.row.expires_at, 0).unwrap_or_default()
+    );
+    Ok(())
 }
 
 /// One line of `calos users list --json`: the CLI's own output, read by no

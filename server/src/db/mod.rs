@@ -13,6 +13,7 @@
 //! ([`is_unique_violation`]) and reported as [`InsertError::Taken`].
 
 pub mod identities;
+pub mod invites;
 pub mod users;
 
 use anyhow::Context;

@@ -25,6 +25,10 @@ pub enum ApiError {
     /// 403: authenticated, but not allowed.
     #[error("{0}")]
     Forbidden(String),
+    /// 403 with a code of its own, for refusals a client tells apart (a closed
+    /// sign-up, a used invite).
+    #[error("{message}")]
+    Refused { code: &'static str, message: String },
     /// 404.
     #[error("{0}")]
     NotFound(String),
@@ -97,7 +101,7 @@ impl ApiError {
         match self {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::Refused { .. } => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
@@ -115,7 +119,8 @@ impl ApiError {
         match self {
             Self::BadRequest { code, .. }
             | Self::Unauthorized { code, .. }
-            | Self::Conflict { code, .. } => code,
+            | Self::Conflict { code, .. }
+            | Self::Refused { code, .. } => code,
             Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
@@ -293,6 +298,18 @@ impl From<crate::auth::AuthError> for ApiError {
                 code: "invalid_proof",
                 message: e.to_string(),
             },
+            A::RegistrationClosed => ApiError::Refused {
+                code: "registration_closed",
+                message: e.to_string(),
+            },
+            A::InviteRequired => ApiError::Refused {
+                code: "invite_required",
+                message: e.to_string(),
+            },
+            A::InviteInvalid => ApiError::Refused {
+                code: "invite_invalid",
+                message: e.to_string(),
+            },
         }
     }
 }
@@ -345,6 +362,28 @@ impl From<crate::llm::error::ProviderError> for ApiError {
             code: e.code(),
             message: e.to_string(),
             retry_after,
+        }
+    }
+}
+
+impl ApiError {
+    /// A provider's failure as its caller is told it: in full for an
+    /// administrator (`detail`), otherwise without the provider's address or
+    /// raw answer. The log has the full detail either way.
+    pub fn from_provider(e: crate::llm::error::ProviderError, detail: bool) -> Self {
+        let public = (!detail).then(|| e.public_message());
+        let mut error = ApiError::from(e);
+        if let (ApiError::Upstream { message, .. }, Some(public)) = (&mut error, public) {
+            *message = public;
+        }
+        error
+    }
+
+    /// A chat failure as its caller is told it (see [`ApiError::from_provider`]).
+    pub fn from_chat(e: crate::chat::ChatError, detail: bool) -> Self {
+        match e {
+            crate::chat::ChatError::Provider(p) => Self::from_provider(p, detail),
+            other => other.into(),
         }
     }
 }

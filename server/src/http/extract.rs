@@ -177,7 +177,11 @@ impl FromRequestParts<AppState> for AdminUser {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let credential = usable_credential(parts)?;
-        let user = state.auth.authenticate_fresh(credential.token()).await?.user;
+        let user = state
+            .auth
+            .authenticate_fresh(credential.token())
+            .await?
+            .user;
         if user.role != app::wire::Role::Admin {
             return Err(ApiError::Forbidden(
                 "Mission Control is for administrators (`calos users create --admin`).".into(),

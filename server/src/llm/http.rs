@@ -45,6 +45,8 @@ pub struct Upstream {
     pub name: String,
     /// Base URL without a trailing slash (for OpenAI-style APIs it includes `/v1`).
     pub base: String,
+    /// The base URL as errors and logs show it: any `user:password@` removed.
+    pub shown: String,
     pub client: Client,
     pub api_key: Option<ApiKey>,
     /// How long to wait for response headers.
@@ -73,6 +75,7 @@ impl Upstream {
         Ok(Self {
             name: name.to_string(),
             base: base.trim_end_matches('/').to_string(),
+            shown: without_credentials(base.trim_end_matches('/')),
             client,
             api_key,
             connect_timeout: pool.connect_timeout,
@@ -108,7 +111,7 @@ pub async fn send(
         Err(_) => {
             return Err(ProviderError::Timeout {
                 provider: upstream.name.clone(),
-                address: upstream.base.clone(),
+                address: upstream.shown.clone(),
                 phase: "connect",
                 after: upstream.connect_timeout,
             })
@@ -116,7 +119,7 @@ pub async fn send(
         Ok(Err(e)) => {
             return Err(ProviderError::Unreachable {
                 provider: upstream.name.clone(),
-                address: upstream.base.clone(),
+                address: upstream.shown.clone(),
                 detail: describe(&e),
                 hint: upstream.unreachable_hint.clone(),
             })
@@ -135,7 +138,7 @@ pub async fn send(
     if status.is_redirection() {
         return Err(ProviderError::Status {
             provider: upstream.name.clone(),
-            address: upstream.base.clone(),
+            address: upstream.shown.clone(),
             status: status.as_u16(),
             message: "a redirect, which calos does not follow for upstream calls".into(),
             retry_after: None,
@@ -154,7 +157,7 @@ pub async fn send(
     }
     Err(ProviderError::Status {
         provider: upstream.name.clone(),
-        address: upstream.base.clone(),
+        address: upstream.shown.clone(),
         status: status.as_u16(),
         message,
         retry_after,
@@ -196,6 +199,24 @@ async fn error_message(response: Response) -> String {
 }
 
 /// A short reason for a transport failure, without URLs or headers.
+/// `url` with any `user:password@` taken out: the address is shown in error
+/// replies to administrators and in logs, and a credential in it never is.
+pub fn without_credentials(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.as_str().trim_end_matches('/').to_string()
+        }
+        Ok(_) => url.to_string(),
+        // Not a URL reqwest could call anyway; show no more than its scheme.
+        Err(_) => match url.split_once("://") {
+            Some((scheme, _)) => format!("{scheme}://…"),
+            None => "…".into(),
+        },
+    }
+}
+
 fn describe(e: &reqwest::Error) -> String {
     if e.is_connect() {
         "connection refused or failed".into()
@@ -205,5 +226,27 @@ fn describe(e: &reqwest::Error) -> String {
         "the request could not be sent".into()
     } else {
         "transport error".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_credentials;
+
+    #[test]
+    fn credentials_in_an_upstream_url_are_never_shown() {
+        assert_eq!(
+            without_credentials("http://admin:hunter2@gpu.example.com:11434"),
+            "http://gpu.example.com:11434"
+        );
+        assert_eq!(
+            without_credentials("https://token@api.example.com/v1"),
+            "https://api.example.com/v1"
+        );
+        assert_eq!(
+            without_credentials("http://127.0.0.1:11434"),
+            "http://127.0.0.1:11434"
+        );
+        assert_eq!(without_credentials("ht!tp://a:b@c"), "ht!tp://…");
     }
 }

@@ -46,7 +46,7 @@ impl Provider {
 
     pub fn address(&self) -> String {
         match self {
-            Self::Ollama(u) | Self::OpenAi(u) => u.base.clone(),
+            Self::Ollama(u) | Self::OpenAi(u) => u.shown.clone(),
             Self::Sim(_) => "built-in".into(),
             Self::Unconfigured { .. } => "not configured".into(),
         }

@@ -85,7 +85,7 @@ pub async fn open(upstream: &Upstream, params: &ChatParams) -> Result<ChunkStrea
     let body = json!({ "model": params.model, "messages": params.messages, "stream": true, "options": options });
     let request = upstream.client.post(upstream.url("/api/chat")).json(&body);
     let response = send(upstream, request, &params.model).await?;
-    let (provider, address) = (upstream.name.clone(), upstream.base.clone());
+    let (provider, address) = (upstream.name.clone(), upstream.shown.clone());
     let stream = lines(response.bytes_stream()).flat_map(move |line| {
         let result: Vec<Result<Chunk, ProviderError>> = match line {
             Ok(line) => match parse_line(&line) {
@@ -121,7 +121,7 @@ pub async fn models(upstream: &Upstream) -> Result<Vec<String>, ProviderError> {
     let response = send(upstream, upstream.client.get(upstream.url("/api/tags")), "").await?;
     let tags: Tags = response.json().await.map_err(|e| ProviderError::Protocol {
         provider: upstream.name.clone(),
-        address: upstream.base.clone(),
+        address: upstream.shown.clone(),
         message: format!("bad /api/tags answer: {e}"),
     })?;
     Ok(tags.models.into_iter().map(|m| m.name).collect())

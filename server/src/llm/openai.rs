@@ -63,7 +63,7 @@ pub async fn open(upstream: &Upstream, params: &ChatParams) -> Result<ChunkStrea
         .get("openai-processing-ms")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<f64>().ok());
-    let (provider, address) = (upstream.name.clone(), upstream.base.clone());
+    let (provider, address) = (upstream.name.clone(), upstream.shown.clone());
     let protocol = move |message: String| ProviderError::Protocol {
         provider: provider.clone(),
         address: address.clone(),
@@ -103,7 +103,7 @@ pub async fn models(upstream: &Upstream) -> Result<Vec<String>, ProviderError> {
     let response = send(upstream, request, "").await?;
     let list: ModelList = response.json().await.map_err(|e| ProviderError::Protocol {
         provider: upstream.name.clone(),
-        address: upstream.base.clone(),
+        address: upstream.shown.clone(),
         message: format!("bad /models answer: {e}"),
     })?;
     Ok(list.data.into_iter().map(|m| m.id).collect())

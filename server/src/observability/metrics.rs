@@ -220,7 +220,7 @@ impl Default for Metrics {
 }
 
 /// One histogram's summary, in milliseconds.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SeriesSummary {
     pub provider: String,
@@ -234,7 +234,7 @@ pub struct SeriesSummary {
     pub max: f64,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Outcome {
     pub provider: String,
     pub model: String,
@@ -242,7 +242,8 @@ pub struct Outcome {
     pub count: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// `GET /api/monitor/latency`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Snapshot {
     pub latency: Vec<SeriesSummary>,
     pub outcomes: Vec<Outcome>,

@@ -240,7 +240,14 @@ on_both_databases! {
         assert!(started.elapsed() < Duration::from_secs(5), "fast, not a hang");
         let body: app::wire::ErrorResponse = down.json().await.unwrap();
         let message = body.error.message;
-        assert!(message.contains("ollama serve") && message.contains(&mock.url()), "{message}");
+        // A member is told the fix, not the provider's internal address…
+        assert!(message.contains("ollama serve") && !message.contains(&mock.url()), "{message}");
+        assert!(!message.contains("127.0.0.1"), "{message}");
+        // …an administrator gets both.
+        let admin = app.admin_token().await;
+        let down = app.post_chat("/api/llm/complete", &admin, &ask("mock-llama", false)).await;
+        let body: app::wire::ErrorResponse = down.json().await.unwrap();
+        assert!(body.error.message.contains(&mock.url()), "{}", body.error.message);
     }
 
     async fn upstream_errors_map_to_502_and_429_and_transient_ones_are_retried(backend: Backend) {

@@ -395,6 +395,41 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// An invite's secret, made straight in the database (what `calos users
+    /// invite` does), valid for `hours`.
+    pub async fn invite_token(&self, hours: u32) -> String {
+        let target = server::db::DbTarget::resolve(self.database_url.as_deref(), &self.data_dir);
+        let db = server::db::Db::connect(&target, 1).await.expect("database");
+        let issued = server::auth::invites::issue(&db, None, Some("test"), hours, 10_000)
+            .await
+            .expect("invite issued");
+        db.close().await;
+        issued.token
+    }
+
+    /// A fresh administrator on a gateway whose sign-ups need an invite.
+    pub async fn invited_admin(&self) -> Session {
+        let username = unique("admin");
+        let password = "admin-password-1".to_string();
+        let invite = self.invite_token(1).await;
+        let response = self
+            .post_json(
+                "/api/auth/register",
+                &json!({ "username": username, "password": password, "invite": invite }),
+            )
+            .await;
+        assert_eq!(response.status(), 201, "invited sign-up");
+        let body: app::wire::AuthResponse = response.json().await.expect("json");
+        self.set_role(&username, "admin").await;
+        Session {
+            username,
+            password,
+            token: body.token,
+        }
+    }
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();

@@ -53,6 +53,11 @@ fn apple_key() -> (String, String) {
 }
 
 async fn world(backend: Backend) -> World {
+    world_with(backend, &[]).await
+}
+
+/// [`world`] with more server arguments.
+async fn world_with(backend: Backend, extra: &[&str]) -> World {
     let (apple_private, apple_public) = apple_key();
     let idp = server::emulators::mock_oauth::spawn(&MockOAuthArgs {
         port: 0,
@@ -70,35 +75,33 @@ async fn world(backend: Backend) -> World {
     let github_api = format!("{}/github/api", idp.url());
     // `=` form: the PEM starts with dashes, which would read as a flag.
     let apple_key_arg = format!("--apple-private-key={apple_private}");
-    let app = TestApp::spawn_with(
-        backend,
-        &[
-            "--google-client-id",
-            CLIENT_ID,
-            "--google-client-secret",
-            CLIENT_SECRET,
-            "--google-issuer",
-            &google,
-            "--github-client-id",
-            CLIENT_ID,
-            "--github-client-secret",
-            CLIENT_SECRET,
-            "--github-url",
-            &github,
-            "--github-api-url",
-            &github_api,
-            "--apple-client-id",
-            CLIENT_ID,
-            "--apple-team-id",
-            "TEAM123456",
-            "--apple-key-id",
-            "KEY1234567",
-            &apple_key_arg,
-            "--apple-issuer",
-            &apple,
-        ],
-    )
-    .await;
+    let mut args = vec![
+        "--google-client-id",
+        CLIENT_ID,
+        "--google-client-secret",
+        CLIENT_SECRET,
+        "--google-issuer",
+        &google,
+        "--github-client-id",
+        CLIENT_ID,
+        "--github-client-secret",
+        CLIENT_SECRET,
+        "--github-url",
+        &github,
+        "--github-api-url",
+        &github_api,
+        "--apple-client-id",
+        CLIENT_ID,
+        "--apple-team-id",
+        "TEAM123456",
+        "--apple-key-id",
+        "KEY1234567",
+        &apple_key_arg,
+        "--apple-issuer",
+        &apple,
+    ];
+    args.extend_from_slice(extra);
+    let app = TestApp::spawn_with(backend, &args).await;
     let browser = Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(std::time::Duration::from_secs(30))
@@ -509,4 +512,42 @@ async fn linking_is_explicit_and_needs_a_verified_email() {
         .await
         .unwrap();
     assert_eq!(error_code(anonymous).await, (401, "invalid_token".into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_invite_only_sign_ups_a_new_oauth_account_needs_the_invite_it_started_with() {
+    let w = world_with(Backend::Sqlite, &["--registration", "invite"]).await;
+    let sub = unique("invited-sub");
+    let uninvited = w.approved("google", &sub, "invitee@example.com").await;
+    let refused = w
+        .callback(&uninvited.callback, Some(&uninvited.flow_cookie))
+        .await;
+    assert_eq!(error_code(refused).await, (403, "invite_required".into()));
+
+    let invite = w.app.invite_token(1).await;
+    let (authorize, flow_cookie) = w.start("google", &format!("?invite={invite}"), None).await;
+    let callback = w
+        .approve(&authorize, &sub, "invitee@example.com", true)
+        .await;
+    let invited = Approved {
+        callback,
+        flow_cookie,
+    };
+    let token = w.signed_in(&invited).await;
+    let user = w.user(&token).await;
+
+    // The account exists now: later sign-ins need no invite.
+    let again = w.approved("google", &sub, "invitee@example.com").await;
+    assert_eq!(
+        w.user(&w.signed_in(&again).await).await.user_id,
+        user.user_id
+    );
+    // And the invite is spent.
+    let other = unique("other-sub");
+    let (authorize, flow_cookie) = w.start("google", &format!("?invite={invite}"), None).await;
+    let callback = w
+        .approve(&authorize, &other, "other@example.com", true)
+        .await;
+    let reused = w.callback(&callback, Some(&flow_cookie)).await;
+    assert_eq!(error_code(reused).await, (403, "invite_invalid".into()));
 }

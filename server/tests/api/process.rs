@@ -160,6 +160,91 @@ async fn trace_logs_never_contain_passwords_tokens_or_the_key_and_sigterm_stops_
     );
 }
 
+/// SIGTERM with replies streaming: no new connection is taken, a reply that
+/// ends within the grace period ends whole, one that would not gets a final
+/// `shutting_down` error event before the grace runs out, and the process
+/// exits 0 in time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_short_streams_finish_and_ends_long_ones_with_an_error_event() {
+    use crate::helpers::{ask, events, mock};
+    use app::wire::CompleteEvent;
+    // 30 tokens at 10/s: about 3 s. 200 at 10/s: 20 s, far past the grace.
+    let (short, long) = (mock(0, 10.0, 30).await, mock(0, 10.0, 200).await);
+    let dir = tempfile::tempdir().unwrap();
+    let compat = format!("{}/v1", short.url());
+    let (mut child, url) = start_server(
+        dir.path(),
+        &[
+            ("OLLAMA_URL", long.url().as_str()),
+            ("CALOS_COMPAT_URL", compat.as_str()),
+            ("CALOS_MODEL_ROUTES", "mock-gpt=compat"),
+            ("CALOS_SHUTDOWN_GRACE_SECS", "5"),
+        ],
+    );
+    let client = reqwest::Client::new();
+    let name = unique("draining");
+    let body: serde_json::Value = client
+        .post(format!("{url}/api/auth/register"))
+        .json(&json!({"username": name, "password": "draining-password"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = body["token"].as_str().unwrap().to_string();
+    let open = |model: &'static str| {
+        let (client, url, token) = (client.clone(), url.clone(), token.clone());
+        async move {
+            let response = client
+                .post(format!("{url}/api/llm/complete"))
+                .bearer_auth(token)
+                .json(&ask(model, true))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200, "{model}");
+            tokio::spawn(events(response))
+        }
+    };
+    let (short_reply, long_reply) = (open("mock-gpt").await, open("mock-llama").await);
+
+    terminate(&child);
+    let signalled = Instant::now();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let address = url.trim_start_matches("http://").to_string();
+    assert!(
+        tokio::net::TcpStream::connect(&address).await.is_err(),
+        "a new connection after SIGTERM is refused"
+    );
+
+    let short_events = short_reply.await.unwrap();
+    assert!(
+        matches!(
+            short_events.last().map(|e| &e.event),
+            Some(CompleteEvent::Done(_))
+        ),
+        "the short reply ended whole: {:?}",
+        short_events.last()
+    );
+    let long_events = long_reply.await.unwrap();
+    let ended = signalled.elapsed();
+    match long_events.last().map(|e| &e.event) {
+        Some(CompleteEvent::Error { error }) => assert_eq!(error.code, "shutting_down"),
+        other => panic!("the long reply ended with {other:?}"),
+    }
+    assert!(long_events.len() > 10, "it streamed before it was ended");
+    assert!(
+        ended < Duration::from_secs(5),
+        "ended within the grace: {ended:?}"
+    );
+    let status = wait_with_deadline(&mut child, Duration::from_secs(8));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "exits 0 in time: {status:?}"
+    );
+}
+
 fn users_cli(app: &TestApp, args: &[&str], stdin: Option<&str>) -> (bool, String) {
     let mut cmd = calos(&app.data_dir, app.database_url.as_deref());
     cmd.arg("users")

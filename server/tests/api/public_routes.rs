@@ -7,7 +7,7 @@ use server::http::routes::PUBLIC_ROUTES;
 use std::path::Path;
 
 /// Every `(method, path)` declared with `.route("PATH", get(..).post(..))`.
-fn declared_routes() -> Vec<(String, String)> {
+pub fn declared_routes() -> Vec<(String, String)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http/routes");
     let mut routes = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {

@@ -140,7 +140,11 @@ on_both_databases! {
         let wrong_method = app.get("/api/auth/login", None).await;
         assert_eq!(error_code(wrong_method).await, (405, "method_not_allowed".into()));
         // Path tricks do not reach a protected handler without credentials.
-        for path in ["/API/auth/me", "//api/auth/me", "/api/auth/../auth/me", "/api/auth/me/"] {
+        for path in [
+            "/API/auth/me", "//api/auth/me", "/api/auth/../auth/me", "/api/auth/me/",
+            "/api/auth/%2e%2e/auth/me", "/api/%2e%2e/api/auth/me", "/api/auth/%2E%2E%2Fauth/me",
+            "/api/llm/%2e%2e/auth/me", "/api/auth/me%00", "/api/auth/me;x=1",
+        ] {
             let response = app.get(path, None).await;
             assert!(matches!(response.status().as_u16(), 401 | 404), "{path}: {}", response.status());
         }
@@ -253,4 +257,97 @@ async fn postgres_statements_have_a_time_limit_and_one_that_overruns_is_a_503() 
     let error = server::http::error::ApiError::from(slow.unwrap_err());
     assert_eq!(error.status(), 503, "{error:?}");
     db.close().await;
+}
+
+/// SQLite's writer lock held (by another process, say) past the busy timeout:
+/// a write is a 503 with `Retry-After`, never a 500, and the next one after
+/// the lock goes succeeds. Reads carry on meanwhile (WAL).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_sqlite_database_is_a_503_and_recovers() {
+    use server::db::{Db, DbTarget};
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let reader = app.new_user("reader").await;
+    let db = Db::connect(&DbTarget::resolve(None, &app.data_dir), 1)
+        .await
+        .unwrap();
+    let Db::Sqlite(pool) = &db else {
+        unreachable!("a SQLite target")
+    };
+    let mut holder = pool.acquire().await.unwrap();
+    sqlx::query("begin immediate")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+
+    let name = unique("locked");
+    let blocked = app.register(&name, "locked-password").await;
+    assert_eq!(blocked.status(), 503);
+    assert!(blocked.headers().contains_key("retry-after"));
+    let body: ErrorResponse = blocked.json().await.unwrap();
+    assert_eq!(body.error.code, "service_unavailable");
+    assert!(
+        !body.error.message.contains("locked"),
+        "no internals: {}",
+        body.error.message
+    );
+    let login = app
+        .post_json(
+            "/api/auth/login",
+            &json!({ "username": reader.username, "password": reader.password }),
+        )
+        .await;
+    assert_ne!(login.status().as_u16(), 500);
+
+    sqlx::query("rollback").execute(&mut *holder).await.unwrap();
+    drop(holder);
+    db.close().await;
+    assert_eq!(app.register(&name, "locked-password").await.status(), 201);
+}
+
+/// Every pooled PostgreSQL connection busy: the next request waits the
+/// acquire timeout (2 s) and gets a 503, not a 500 and not a hang; once the
+/// blockage clears, the held request completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exhausted_postgres_pool_is_a_503_and_the_held_request_completes() {
+    use sqlx::Connection;
+    let app = TestApp::spawn_with(Backend::Postgres, &["--db-max-connections", "1"]).await;
+    let user = app.new_user("pooled").await;
+    let mut locker = sqlx::PgConnection::connect(app.database_url.as_deref().unwrap())
+        .await
+        .unwrap();
+    sqlx::query("begin").execute(&mut locker).await.unwrap();
+    sqlx::query("lock table users in access exclusive mode")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+
+    let credentials = json!({ "username": user.username, "password": user.password });
+    let held = {
+        let app_url = app.url("/api/auth/login");
+        let credentials = credentials.clone();
+        tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(app_url)
+                .json(&credentials)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    // The first login now holds the only connection, waiting on the lock.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let starved = app.post_json("/api/auth/login", &credentials).await;
+    assert_eq!(starved.status(), 503);
+    assert!(starved.headers().contains_key("retry-after"));
+
+    sqlx::query("rollback").execute(&mut locker).await.unwrap();
+    locker.close().await.unwrap();
+    assert_eq!(held.await.unwrap(), 200);
+    assert_eq!(
+        app.post_json("/api/auth/login", &credentials)
+            .await
+            .status(),
+        200
+    );
 }

@@ -113,7 +113,8 @@ on_both_databases! {
     }
 
     async fn a_malformed_authorization_header_is_401_even_with_a_good_cookie(app) {
-        let token = app.new_user("carrier").await.token;
+        let carrier = app.new_user("carrier").await;
+        let token = carrier.token.clone();
         let response = app.request(reqwest::Method::GET, "/api/auth/me", None)
             .header("authorization", format!("Token {token}"))
             .header("cookie", format!("calos_session={token}"))
@@ -122,6 +123,20 @@ on_both_databases! {
         // Tokens in the query string are not credentials.
         let query = app.get(&format!("/api/auth/me?token={token}"), None).await;
         assert_eq!(query.status(), 401);
+        // Nor is a session token sent as `x-api-key` (that header names an
+        // API key, never a session).
+        let api_key = app.request(reqwest::Method::GET, "/api/auth/me", None)
+            .header("x-api-key", &token)
+            .send().await.unwrap();
+        assert_eq!(api_key.status(), 401);
+        // A good header and another account's cookie: the header decides.
+        let other = app.new_user("carrier-cookie").await.token;
+        let both = app.request(reqwest::Method::GET, "/api/auth/me", Some(&token))
+            .header("cookie", format!("calos_session={other}"))
+            .send().await.unwrap();
+        assert_eq!(both.status(), 200);
+        let body: serde_json::Value = both.json().await.unwrap();
+        assert_eq!(body["user"]["username"], carrier.username.as_str());
     }
 }
 

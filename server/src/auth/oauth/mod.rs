@@ -118,6 +118,9 @@ struct Flow {
     nonce: Option<String>,
     next: String,
     link_user: Option<String>,
+    /// The invite the sign-up page carried (`CALOS_REGISTRATION=invite`),
+    /// redeemed if this sign-in creates the account.
+    invite: Option<String>,
 }
 
 /// A started sign-in: send the browser to `redirect`, with `binding` in the
@@ -132,6 +135,7 @@ pub struct Finished {
     pub identity: VerifiedIdentity,
     pub next: String,
     pub link_user: Option<String>,
+    pub invite: Option<String>,
 }
 
 /// What the provider sent back to the callback.
@@ -212,6 +216,7 @@ impl OAuthService {
         provider: &str,
         next: Option<&str>,
         link_user: Option<String>,
+        invite: Option<&str>,
     ) -> Result<Redirect, OAuthError> {
         let provider = self.provider(provider)?;
         let started = provider.start(&self.http).await?;
@@ -225,6 +230,9 @@ impl OAuthService {
                 nonce: started.nonce,
                 next: safe_next(next),
                 link_user,
+                // An invite is 43 characters; a longer value is not one and
+                // is not worth holding.
+                invite: invite.filter(|i| i.len() <= 128).map(str::to_string),
             },
         );
         Ok(Redirect {
@@ -275,6 +283,7 @@ impl OAuthService {
             identity,
             next: flow.next,
             link_user: flow.link_user,
+            invite: flow.invite,
         })
     }
 }

@@ -353,6 +353,7 @@ impl Gateway {
             username: username.to_string(),
             password: password.to_string(),
             email: None,
+            invite: None,
         };
         let (status, bytes) = self.post_json("/api/auth/register", &body).await?;
         if status != 201 {

@@ -13,8 +13,8 @@ use crate::http::extract::AuthUser;
 use crate::http::json::ApiJson;
 use crate::http::state::{AppState, Runtime};
 use app::wire::{
-    AuthResponse, ChallengeRequest, ChallengeResponse, DeleteAccountRequest, LoginRequest,
-    MeResponse, RegisterRequest, SuccessResponse, UpdateMeRequest, VerifyRequest,
+    AuthResponse, ChallengeRequest, ChallengeResponse, DeleteAccountRequest, ErrorResponse,
+    LoginRequest, MeResponse, RegisterRequest, SuccessResponse, UpdateMeRequest, VerifyRequest,
 };
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -38,6 +38,13 @@ pub fn protected() -> Router<AppState> {
         .route("/api/auth/logout", post(logout))
 }
 
+#[utoipa::path(post, path = "/api/auth/soulfra/challenge", tag = "accounts",
+    request_body = ChallengeRequest,
+    responses(
+        (status = 200, description = "A single-use challenge to sign with the key", body = ChallengeResponse),
+        (status = 400, description = "Not a 32-byte hex Ed25519 public key", body = ErrorResponse),
+        (status = 429, description = "Too many challenges", body = ErrorResponse),
+    ))]
 async fn soulfra_challenge(
     State(auth): State<AuthService>,
     ApiJson(req): ApiJson<ChallengeRequest>,
@@ -53,6 +60,17 @@ async fn soulfra_challenge(
     }))
 }
 
+#[utoipa::path(post, path = "/api/auth/soulfra/verify", tag = "accounts",
+    request_body = VerifyRequest,
+    responses(
+        (status = 200, description = "Signed in with the key", body = AuthResponse),
+        (status = 201, description = "Signed in; this proof created the account", body = AuthResponse),
+        (status = 400, description = "A field is missing or invalid", body = ErrorResponse),
+        (status = 401, description = "The signature or challenge did not check out", body = ErrorResponse),
+        (status = 403, description = "This proof would create an account, and sign-ups are closed or need a valid invite", body = ErrorResponse),
+        (status = 409, description = "The username is taken", body = ErrorResponse),
+        (status = 429, description = "Too many attempts or new accounts", body = ErrorResponse),
+    ))]
 /// The proof of an Ed25519 key: the same answer and cookie as a password sign-in
 /// (201 when this proof created the account).
 async fn soulfra_verify(
@@ -67,6 +85,7 @@ async fn soulfra_verify(
             &req.challenge,
             &req.signature,
             req.username.as_deref(),
+            req.invite.as_deref(),
             ip,
         )
         .await?;
@@ -84,6 +103,14 @@ async fn soulfra_verify(
     Ok((status, [cookie], Json(body)).into_response())
 }
 
+#[utoipa::path(patch, path = "/api/auth/me", tag = "accounts",
+    security(("bearer" = []), ("session_cookie" = [])),
+    request_body = UpdateMeRequest,
+    responses(
+        (status = 200, description = "Renamed", body = MeResponse),
+        (status = 400, description = "Not a valid username", body = ErrorResponse),
+        (status = 409, description = "The username is taken", body = ErrorResponse),
+    ))]
 async fn update_me(
     State(auth): State<AuthService>,
     AuthUser(user): AuthUser,
@@ -96,6 +123,15 @@ async fn update_me(
     }))
 }
 
+#[utoipa::path(post, path = "/api/auth/register", tag = "accounts",
+    request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "Account created and signed in (also sets the session cookie)", body = AuthResponse),
+        (status = 400, description = "A field is missing or invalid", body = ErrorResponse),
+        (status = 403, description = "Sign-ups are closed (`registration_closed`), or need an invite (`invite_required`) and this one is not valid (`invite_invalid`)", body = ErrorResponse),
+        (status = 409, description = "The username or email is taken", body = ErrorResponse),
+        (status = 429, description = "Too many new accounts from this address", body = ErrorResponse),
+    ))]
 async fn register(
     State(auth): State<AuthService>,
     State(runtime): State<Runtime>,
@@ -112,6 +148,14 @@ async fn register(
     Ok((StatusCode::CREATED, [cookie], Json(body)).into_response())
 }
 
+#[utoipa::path(post, path = "/api/auth/login", tag = "accounts",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Signed in (also sets the session cookie)", body = AuthResponse),
+        (status = 400, description = "A field is missing or invalid", body = ErrorResponse),
+        (status = 401, description = "Wrong email/username or password", body = ErrorResponse),
+        (status = 429, description = "Too many failed sign-ins", body = ErrorResponse),
+    ))]
 async fn login(
     State(auth): State<AuthService>,
     State(runtime): State<Runtime>,
@@ -128,6 +172,9 @@ async fn login(
     Ok(([cookie], Json(body)).into_response())
 }
 
+#[utoipa::path(get, path = "/api/auth/me", tag = "accounts",
+    security(("bearer" = []), ("session_cookie" = [])),
+    responses((status = 200, description = "The signed-in account", body = MeResponse)))]
 async fn me(AuthUser(user): AuthUser) -> Json<MeResponse> {
     Json(MeResponse {
         success: true,
@@ -135,6 +182,9 @@ async fn me(AuthUser(user): AuthUser) -> Json<MeResponse> {
     })
 }
 
+#[utoipa::path(post, path = "/api/auth/logout", tag = "accounts",
+    security(("bearer" = []), ("session_cookie" = [])),
+    responses((status = 200, description = "Every session of the account is ended", body = SuccessResponse)))]
 async fn logout(
     State(auth): State<AuthService>,
     State(runtime): State<Runtime>,
@@ -145,6 +195,14 @@ async fn logout(
     Ok(([cookies::cleared(runtime.cookie_secure)], Json(body)).into_response())
 }
 
+#[utoipa::path(delete, path = "/api/auth/me", tag = "accounts",
+    security(("bearer" = []), ("session_cookie" = [])),
+    request_body = DeleteAccountRequest,
+    responses(
+        (status = 200, description = "The account is closed and every session ended", body = SuccessResponse),
+        (status = 400, description = "The password is missing", body = ErrorResponse),
+        (status = 429, description = "Too many wrong passwords", body = ErrorResponse),
+    ))]
 /// Closes the caller's account (the load tool's ephemeral users use this to clean up).
 async fn delete_me(
     State(auth): State<AuthService>,

@@ -90,10 +90,11 @@ impl FromRequestParts<AppState> for ChatUser {
                 Ok(ChatUser(ChatContext {
                     request_id: request.id,
                     started: request.started,
-                    user_id: user.user_id,
+                    user_id: user.user_id.clone(),
                     auth,
                     db,
                     fresh: wants_fresh(&parts.headers),
+                    provider_detail: user.role == app::wire::Role::Admin,
                 }))
             }
             Err(ApiError::Unauthorized { code, .. }) => {

@@ -76,6 +76,11 @@ impl DatabaseProbe {
     }
 }
 
+#[utoipa::path(get, path = "/api/health", tag = "health",
+    responses(
+        (status = 200, description = "Up. Operators (loopback clients, administrators, the metrics token) see every component; anyone else only `status`", body = HealthResponse),
+        (status = 503, description = "Degraded: the database does not answer", body = HealthResponse),
+    ))]
 async fn health(
     State(probe): State<DatabaseProbe>,
     State(runtime): State<Runtime>,

@@ -10,7 +10,7 @@ use crate::http::json::ApiJson;
 use crate::http::sse;
 use crate::http::state::AppState;
 use crate::llm::types::ChatMessage;
-use app::wire::{CompleteEvent, CompleteRequest, CompleteResponse};
+use app::wire::{CompleteEvent, CompleteRequest, CompleteResponse, ErrorResponse};
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -29,6 +29,21 @@ fn wants_detail(headers: &HeaderMap, flag: bool) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
 }
 
+#[utoipa::path(post, path = "/api/llm/complete", tag = "chat",
+    security(("bearer" = []), ("session_cookie" = [])),
+    request_body = CompleteRequest,
+    params(("X-Timing-Detail" = Option<String>, Header, description = "`true` or `1`: include the timing breakdown in the reply")),
+    responses(
+        (status = 200, description = "The answer, whole (JSON) or streamed (`stream: true`: server-sent events whose `data` is a `CompleteEvent`, the last one `done` or `error`). `Server-Timing` carries the breakdown", content(
+            (CompleteResponse = "application/json"),
+            (CompleteEvent = "text/event-stream"),
+        )),
+        (status = 400, description = "The request is invalid (see `error.field`)", body = ErrorResponse),
+        (status = 404, description = "No provider serves that model", body = ErrorResponse),
+        (status = 429, description = "Rate limited, or too many chats in flight for this account", body = ErrorResponse),
+        (status = 502, description = "The provider failed or answered something unusable", body = ErrorResponse),
+        (status = 504, description = "The provider did not answer in time", body = ErrorResponse),
+    ))]
 async fn complete(
     State(chat): State<ChatService>,
     ChatUser(ctx): ChatUser,
@@ -45,10 +60,16 @@ async fn complete(
         .collect();
     let params = validate(&req.model, messages, req.temperature, req.max_tokens)?;
     if req.stream {
-        let streaming = chat.stream(&ctx, params).await.map_err(ApiError::from)?;
-        return Ok(events(streaming));
+        let streaming = chat
+            .stream(&ctx, params)
+            .await
+            .map_err(|e| ApiError::from_chat(e, ctx.provider_detail))?;
+        return Ok(events(streaming, ctx.provider_detail));
     }
-    let answer = chat.complete(&ctx, params).await.map_err(ApiError::from)?;
+    let answer = chat
+        .complete(&ctx, params)
+        .await
+        .map_err(|e| ApiError::from_chat(e, ctx.provider_detail))?;
     let timings = wants_detail(&headers, req.include_timings).then(|| answer.breakdown.clone());
     let body = CompleteResponse {
         model: answer.model,
@@ -65,7 +86,7 @@ async fn complete(
 
 /// `data: {"delta":"…"}` per token, then `data: {"done":true,…}` with usage and
 /// the full breakdown, or `data: {"error":{…}}` if the provider fails mid-way.
-fn events(streaming: Streaming) -> Response {
+fn events(streaming: Streaming, provider_detail: bool) -> Response {
     let Streaming {
         provider,
         model,
@@ -79,8 +100,12 @@ fn events(streaming: Streaming) -> Response {
                 CompleteEvent::done(model.clone(), provider.clone(), usage, breakdown)
             }
             StreamItem::Failed(e) => {
-                let api = ApiError::from(e);
+                let api = ApiError::from_provider(e, provider_detail);
                 CompleteEvent::error(api.code(), api.to_string())
+            }
+            StreamItem::ShuttingDown => {
+                let (code, message) = StreamItem::SHUTTING_DOWN;
+                CompleteEvent::error(code, message.to_string())
             }
             StreamItem::Cut => return Err(sse::StreamCut),
         };

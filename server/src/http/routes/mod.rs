@@ -11,10 +11,12 @@ mod auth;
 mod chat_user;
 mod cookies;
 mod health;
+mod invites;
 mod llm;
 mod monitor;
 mod oauth;
 mod openai_compat;
+pub mod openapi;
 mod pages;
 
 pub use chat_user::BotGuard;
@@ -43,6 +45,8 @@ pub const PUBLIC_ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/auth/oauth/{provider}/callback"),
     ("GET", "/api/health"),
     ("GET", "/metrics"),
+    ("GET", "/api/openapi.json"),
+    ("GET", "/docs"),
     ("POST", "/login"),
     ("POST", "/register"),
     ("POST", "/logout"),
@@ -54,6 +58,7 @@ fn public_routes(state: &AppState) -> Router<AppState> {
         .merge(auth::public())
         .merge(oauth::router())
         .merge(health::router())
+        .merge(openapi::main_router())
         .merge(pages::router(state))
 }
 
@@ -84,8 +89,8 @@ pub fn app_router(state: AppState) -> Router {
         .fallback(fallback)
         .layer(middleware::from_fn(dashboard_elsewhere))
         // The login page's "continue with" buttons (only on this listener: the
-        // OAuth routes and their redirect URIs live here).
-        .layer(axum::Extension(sign_in_options(&state)))
+        // OAuth routes and their redirect URIs live here) and sign-up policy.
+        .layer(axum::Extension(sign_in_options(&state, true)))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             pages::page_session,
@@ -96,19 +101,23 @@ pub fn app_router(state: AppState) -> Router {
 
 /// Built once; the `Extension` layer clones it into every request, so it is an
 /// `Arc` (a pointer copy, not a list copy, on every chat and API call).
-fn sign_in_options(state: &AppState) -> app::session::OAuthOptions {
-    app::session::OAuthOptions(std::sync::Arc::new(
-        state
-            .oauth
-            .configured()
-            .into_iter()
-            .map(|kind| app::wire::OAuthButton {
-                name: kind.name().into(),
-                label: format!("Sign in with {}", kind.label()),
-                url: format!("/api/auth/oauth/{}", kind.name()),
-            })
-            .collect(),
-    ))
+/// `with_providers`: false on the dashboard listener, which has no OAuth routes.
+fn sign_in_options(state: &AppState, with_providers: bool) -> app::session::SignInChoices {
+    let providers = state
+        .oauth
+        .configured()
+        .into_iter()
+        .filter(|_| with_providers)
+        .map(|kind| app::wire::OAuthButton {
+            name: kind.name().into(),
+            label: format!("Sign in with {}", kind.label()),
+            url: format!("/api/auth/oauth/{}", kind.name()),
+        })
+        .collect();
+    app::session::SignInChoices(std::sync::Arc::new(app::session::SignInSettings {
+        providers,
+        registration: state.auth.registration().as_str().into(),
+    }))
 }
 
 /// The Mission Control listener (default 3003): the dashboard page (admins
@@ -118,6 +127,7 @@ pub fn dashboard_router(state: AppState) -> Router {
     let body_read_timeout = state.runtime.body_read_timeout;
     with_common_layers(
         monitor::admin()
+            .merge(invites::admin())
             .route_layer(from_extractor_with_state::<AdminUser, _>(state.clone()))
             .merge(
                 auth::protected()
@@ -126,8 +136,10 @@ pub fn dashboard_router(state: AppState) -> Router {
             .merge(auth::public())
             .merge(monitor::public())
             .merge(health::router())
+            .merge(openapi::dashboard_router())
             .merge(pages::router(&state))
             .fallback(fallback)
+            .layer(axum::Extension(sign_in_options(&state, false)))
             .layer(middleware::from_fn(dashboard_guard))
             .layer(middleware::from_fn_with_state(
                 state.clone(),

@@ -9,7 +9,7 @@ use crate::http::operator::Viewer;
 use crate::http::query::ApiQuery;
 use crate::http::state::AppState;
 use crate::ops::processes::Order;
-use app::wire::{LogLine, ProcessView, SuccessResponse};
+use app::wire::{ErrorResponse, LogLine, ProcessView, SuccessResponse};
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap};
@@ -46,6 +46,18 @@ struct ProfileQuery {
     _n: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/monitor/profile", tag = "monitor",
+    security(("bearer" = []), ("session_cookie" = [])),
+    params(
+        ("seconds" = Option<u64>, Query, description = "How long to sample, 1-60 (default 10)"),
+        ("n" = Option<String>, Query, description = "Ignored (a cache-buster)"),
+    ),
+    responses(
+        (status = 200, description = "A flamegraph", content_type = "image/svg+xml", body = String,
+            headers(("X-Profile-Samples" = u64, description = "Samples the graph rests on"))),
+        (status = 400, description = "`seconds` out of range", body = ErrorResponse),
+        (status = 409, description = "Another profile is running", body = ErrorResponse),
+    ))]
 /// A CPU flamegraph (SVG) of the next `seconds` (1-60, default 10); the
 /// `X-Profile-Samples` header says how many samples it rests on.
 async fn profile(
@@ -90,6 +102,16 @@ struct ChartQuery {
     _n: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/monitor/chart.svg", tag = "monitor",
+    security(("bearer" = []), ("session_cookie" = [])),
+    params(
+        ("kind" = String, Query, description = "`latency` or `errors`"),
+        ("n" = Option<String>, Query, description = "Ignored (a cache-buster)"),
+    ),
+    responses(
+        (status = 200, description = "The chart", content_type = "image/svg+xml", body = String),
+        (status = 400, description = "Unknown `kind`", body = ErrorResponse),
+    ))]
 /// A chart of the last 15 minutes as SVG (`kind=latency|errors`).
 async fn chart(
     _admin: AdminUser,
@@ -120,6 +142,13 @@ const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 const CLOSE_NOT_ADMIN: u16 = 4003;
 const CLOSE_TOO_SLOW: u16 = 4008;
 
+#[utoipa::path(get, path = "/api/monitor/ws", tag = "monitor",
+    security(("bearer" = []), ("session_cookie" = [])),
+    responses(
+        (status = 101, description = "The live feed: JSON `MonitorMessage`s, one per WebSocket text message"),
+        (status = 400, description = "Not a WebSocket handshake", body = ErrorResponse),
+        (status = 426, description = "Not a WebSocket upgrade", body = ErrorResponse),
+    ))]
 /// The live feed. Browsers always send `Origin` on a WebSocket handshake, and a
 /// cookie rides along on cross-site ones too, so the origin must be ours.
 async fn socket(
@@ -202,6 +231,13 @@ async fn close(sink: &mut SplitSink<WebSocket, WsMessage>, code: u16, reason: &'
     let _ = tokio::time::timeout(SEND_TIMEOUT, sink.send(WsMessage::Close(Some(frame)))).await;
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "monitor",
+    security((), ("bearer" = []), ("session_cookie" = [])),
+    responses(
+        (status = 200, description = "Prometheus/OpenMetrics text, for loopback scrapers, the metrics token or administrators", content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String),
+        (status = 401, description = "No credential from a remote address", body = ErrorResponse),
+        (status = 403, description = "A credential that is neither the metrics token nor an administrator's", body = ErrorResponse),
+    ))]
 /// Prometheus/OpenMetrics text, for operators only ([`Viewer`]): a local
 /// scraper, `Authorization: Bearer <CALOS_METRICS_TOKEN>`, or an administrator.
 async fn metrics(viewer: Viewer, State(state): State<AppState>) -> ApiResult<Response> {
@@ -224,10 +260,23 @@ async fn metrics(viewer: Viewer, State(state): State<AppState>) -> ApiResult<Res
         .into_response())
 }
 
+#[utoipa::path(get, path = "/api/monitor/processes", tag = "monitor",
+    security(("bearer" = []), ("session_cookie" = [])),
+    responses((status = 200, description = "The managed processes", body = Vec<ProcessView>)))]
 async fn processes(_admin: AdminUser, State(state): State<AppState>) -> Json<Vec<ProcessView>> {
     Json(state.processes.list())
 }
 
+#[utoipa::path(post, path = "/api/monitor/processes/{name}/{action}", tag = "monitor",
+    security(("bearer" = []), ("session_cookie" = [])),
+    params(
+        ("name" = String, Path, description = "A process from the process file"),
+        ("action" = String, Path, description = "`start`, `stop` or `restart`"),
+    ),
+    responses(
+        (status = 200, description = "Done", body = SuccessResponse),
+        (status = 404, description = "No such process or action", body = ErrorResponse),
+    ))]
 async fn order(
     AdminUser(admin): AdminUser,
     State(state): State<AppState>,
@@ -266,6 +315,16 @@ fn default_limit() -> usize {
     500
 }
 
+#[utoipa::path(get, path = "/api/monitor/logs", tag = "monitor",
+    security(("bearer" = []), ("session_cookie" = [])),
+    params(
+        ("after" = Option<u64>, Query, description = "Only lines with a sequence number at least this"),
+        ("limit" = Option<usize>, Query, description = "At most this many lines (default 500)"),
+    ),
+    responses(
+        (status = 200, description = "Recent log lines, redacted", body = Vec<LogLine>),
+        (status = 400, description = "A malformed query", body = ErrorResponse),
+    ))]
 async fn logs(
     _admin: AdminUser,
     State(state): State<AppState>,
@@ -277,6 +336,9 @@ async fn logs(
     )))
 }
 
+#[utoipa::path(get, path = "/api/monitor/latency", tag = "monitor",
+    security(("bearer" = []), ("session_cookie" = [])),
+    responses((status = 200, description = "Latency summaries and outcome counts per provider and model", body = crate::observability::metrics::Snapshot)))]
 async fn latency(
     _admin: AdminUser,
     State(state): State<AppState>,

@@ -9,7 +9,7 @@ use crate::auth::{AuthError, AuthService};
 use crate::http::error::ApiError;
 use crate::http::extract::{cookie, session_cookie};
 use crate::http::state::{AppState, Runtime};
-use app::wire::{OAuthButton, OAuthProvidersResponse};
+use app::wire::{ErrorResponse, OAuthButton, OAuthProvidersResponse};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -24,6 +24,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/auth/oauth/{provider}/callback", get(callback))
 }
 
+#[utoipa::path(get, path = "/api/auth/oauth/providers", tag = "oauth",
+    responses((status = 200, description = "The configured sign-in providers", body = OAuthProvidersResponse)))]
 async fn providers(State(oauth): State<OAuthService>) -> Json<OAuthProvidersResponse> {
     let providers = oauth
         .configured()
@@ -46,6 +48,8 @@ struct StartParams {
     /// `true`: attach the provider to the signed-in account instead.
     #[serde(default)]
     link: bool,
+    /// An invite from the sign-up page, for when this sign-in creates the account.
+    invite: Option<String>,
 }
 
 /// Whether the caller is a browser page (send it back to the login page) rather
@@ -69,6 +73,20 @@ fn failed(headers: &HeaderMap, error: ApiError) -> Response {
     response
 }
 
+#[utoipa::path(get, path = "/api/auth/oauth/{provider}", tag = "oauth",
+    params(
+        ("provider" = String, Path, description = "`google`, `github` or `apple`"),
+        ("next" = Option<String>, Query, description = "Where to go after signing in (a path on this site)"),
+        ("link" = Option<bool>, Query, description = "Attach the provider to the signed-in account"),
+        ("invite" = Option<String>, Query, description = "An invite, used if this sign-in creates the account (`CALOS_REGISTRATION=invite`)"),
+    ),
+    responses(
+        (status = 303, description = "To the provider's sign-in page"),
+        (status = 400, description = "A malformed query", body = ErrorResponse),
+        (status = 401, description = "`link=true` without a session", body = ErrorResponse),
+        (status = 404, description = "That provider is not configured", body = ErrorResponse),
+        (status = 502, description = "The provider cannot be reached", body = ErrorResponse),
+    ))]
 async fn start(
     State(oauth): State<OAuthService>,
     State(auth): State<AuthService>,
@@ -90,7 +108,12 @@ async fn start(
         None
     };
     match oauth
-        .start(&provider, params.next.as_deref(), link_user)
+        .start(
+            &provider,
+            params.next.as_deref(),
+            link_user,
+            params.invite.as_deref(),
+        )
         .await
     {
         Ok(started) => (
@@ -102,6 +125,22 @@ async fn start(
     }
 }
 
+#[utoipa::path(get, path = "/api/auth/oauth/{provider}/callback", tag = "oauth",
+    params(
+        ("provider" = String, Path, description = "`google`, `github` or `apple`"),
+        ("code" = Option<String>, Query, description = "The provider's authorization code"),
+        ("state" = Option<String>, Query, description = "The flow's state, checked against its cookie"),
+        ("error" = Option<String>, Query, description = "The provider's refusal"),
+    ),
+    responses(
+        (status = 303, description = "Signed in: on to where the person was going (or back to the login page with an error code, for browsers)"),
+        (status = 400, description = "The flow was not started in this browser, or the query is malformed", body = ErrorResponse),
+        (status = 401, description = "The provider's answer did not verify", body = ErrorResponse),
+        (status = 403, description = "The provider has not verified the email, or this sign-in would create an account the registration policy does not allow", body = ErrorResponse),
+        (status = 404, description = "That provider is not configured", body = ErrorResponse),
+        (status = 409, description = "The identity or email belongs to another account", body = ErrorResponse),
+        (status = 502, description = "The provider cannot be reached", body = ErrorResponse),
+    ))]
 async fn callback(
     State(oauth): State<OAuthService>,
     State(auth): State<AuthService>,
@@ -122,7 +161,11 @@ async fn callback(
         Err(e) => return failed(&headers, e.into()),
     };
     let session = match auth
-        .oauth_sign_in(&finished.identity, finished.link_user.as_deref())
+        .oauth_sign_in(
+            &finished.identity,
+            finished.link_user.as_deref(),
+            finished.invite.as_deref(),
+        )
         .await
     {
         Ok(session) => session,

@@ -17,6 +17,7 @@ use app::wire::openai::{
     ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChunkDelta, MessageContent,
     ModelInfo, ModelList, OpenAiError, OpenAiErrorBody,
 };
+use app::wire::ErrorResponse;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -60,6 +61,20 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "openai",
+    security(("bearer" = []), ("session_cookie" = [])),
+    request_body = ChatCompletionRequest,
+    responses(
+        (status = 200, description = "A `chat.completion`, or with `stream: true` server-sent `chat.completion.chunk`s ending in `data: [DONE]`", content(
+            (ChatCompletion = "application/json"),
+            (ChatCompletionChunk = "text/event-stream"),
+        )),
+        (status = 400, description = "The request is invalid (see `error.field`)", body = ErrorResponse),
+        (status = 404, description = "No provider serves that model", body = ErrorResponse),
+        (status = 429, description = "Rate limited, or too many chats in flight for this account", body = ErrorResponse),
+        (status = 502, description = "The provider failed or answered something unusable", body = ErrorResponse),
+        (status = 504, description = "The provider did not answer in time", body = ErrorResponse),
+    ))]
 async fn chat_completions(
     State(chat): State<ChatService>,
     ChatUser(ctx): ChatUser,
@@ -92,10 +107,22 @@ async fn chat_completions(
     let created = unix_now();
     if req.stream {
         let include_usage = req.stream_options.is_some_and(|o| o.include_usage);
-        let streaming = chat.stream(&ctx, params).await.map_err(ApiError::from)?;
-        return Ok(chunks(streaming, id, created, include_usage));
+        let streaming = chat
+            .stream(&ctx, params)
+            .await
+            .map_err(|e| ApiError::from_chat(e, ctx.provider_detail))?;
+        return Ok(chunks(
+            streaming,
+            id,
+            created,
+            include_usage,
+            ctx.provider_detail,
+        ));
     }
-    let answer = chat.complete(&ctx, params).await.map_err(ApiError::from)?;
+    let answer = chat
+        .complete(&ctx, params)
+        .await
+        .map_err(|e| ApiError::from_chat(e, ctx.provider_detail))?;
     let body = ChatCompletion::new(id, created, answer.model, answer.text, answer.usage);
     let mut response = Json(body).into_response();
     sse::server_timing(&mut response, &answer.breakdown.server_timing(true));
@@ -105,7 +132,13 @@ async fn chat_completions(
 /// A role-only opening chunk, one chunk per token, a `finish_reason` chunk,
 /// the usage chunk when asked for, then `[DONE]`; an upstream failure mid-way
 /// is an `error` object instead of the closing chunks.
-fn chunks(streaming: Streaming, id: String, created: u64, include_usage: bool) -> Response {
+fn chunks(
+    streaming: Streaming,
+    id: String,
+    created: u64,
+    include_usage: bool,
+    provider_detail: bool,
+) -> Response {
     let Streaming {
         model, head, items, ..
     } = streaming;
@@ -140,12 +173,23 @@ fn chunks(streaming: Streaming, id: String, created: u64, include_usage: bool) -
                 events
             }
             StreamItem::Failed(e) => {
-                let api = ApiError::from(e);
+                let api = ApiError::from_provider(e, provider_detail);
                 let error = OpenAiError {
                     error: OpenAiErrorBody {
                         code: Some(api.code().to_string()),
                         message: api.to_string(),
                         kind: Some("upstream_error".into()),
+                    },
+                };
+                vec![Ok(sse::event(&error))]
+            }
+            StreamItem::ShuttingDown => {
+                let (code, message) = StreamItem::SHUTTING_DOWN;
+                let error = OpenAiError {
+                    error: OpenAiErrorBody {
+                        code: Some(code.to_string()),
+                        message: message.to_string(),
+                        kind: Some("server_error".into()),
                     },
                 };
                 vec![Ok(sse::event(&error))]
@@ -201,6 +245,9 @@ impl<'a> ContentChunk<'a> {
     }
 }
 
+#[utoipa::path(get, path = "/v1/models", tag = "openai",
+    security(("bearer" = []), ("session_cookie" = [])),
+    responses((status = 200, description = "The models the providers have right now", body = ModelList)))]
 /// What each provider really has right now; an unreachable provider is left
 /// out (and logged) rather than failing the whole list.
 async fn models(State(chat): State<ChatService>, _user: AuthUser) -> Json<ModelList> {

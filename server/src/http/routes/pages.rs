@@ -38,14 +38,42 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/login", post(login_form))
         .route("/register", post(register_form))
         .route("/logout", post(logout_form))
-        .leptos_routes(state, routes, move || app::shell(options.clone()))
+        .leptos_routes_with_context(state, routes, page_security_policy, move || {
+            app::shell(options.clone())
+        })
+}
+
+/// A strict Content-Security-Policy for every rendered page: scripts only from
+/// this origin or carrying this response's nonce (Leptos puts the nonce it
+/// was given on its hydration script), WebAssembly compiled from those, and
+/// nothing else: an injected `<script>` or `onclick=` does not run even if
+/// some escaping failed. Styles may be inline (components set `style=`).
+/// leptos_axum gives every render a fresh random nonce; the header is set from
+/// it here, in the same render.
+fn page_security_policy() {
+    let (Some(nonce), Some(response)) = (
+        leptos::nonce::use_nonce(),
+        leptos::prelude::use_context::<leptos_axum::ResponseOptions>(),
+    ) else {
+        return;
+    };
+    let policy = format!(
+        "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; \
+         style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; \
+         frame-src 'self'; frame-ancestors 'self'; object-src 'none'; base-uri 'none'"
+    );
+    if let Ok(value) = axum::http::HeaderValue::from_str(&policy) {
+        response.insert_header(header::CONTENT_SECURITY_POLICY, value);
+    }
 }
 
 /// Whether a path is a page (or the pages' own server function) that needs to
 /// know who is signed in. API routes authenticate through `AuthUser` instead.
 fn is_page(path: &str) -> bool {
-    !(path.starts_with("/api/") || path.starts_with("/pkg/") || path.starts_with("/v1/"))
-        || path.starts_with("/api/session/")
+    let not_a_page = ["/api/", "/pkg/", "/v1/", "/docs-ui/"]
+        .iter()
+        .any(|prefix| path.starts_with(prefix));
+    !not_a_page || path.starts_with("/api/session/")
 }
 
 /// Resolves the session cookie for pages, then applies the page guards: the
@@ -101,6 +129,9 @@ struct RegisterForm {
     email: String,
     #[serde(default)]
     password: String,
+    /// From an invite link, carried by the form (`CALOS_REGISTRATION=invite`).
+    #[serde(default)]
+    invite: String,
 }
 
 /// Where a failed form post goes: back to the page with a known error code.
@@ -114,6 +145,27 @@ pub(super) fn back_with(form: &str, error: ApiError) -> Response {
         let _ = error.into_response();
     }
     Redirect::to(&format!("/login?error={code}&form={form}")).into_response()
+}
+
+/// [`back_with`] for the sign-up form, keeping its invite so the person can
+/// correct a field and try again. Only an invite-shaped value (base64url) is
+/// carried back into the URL.
+fn back_to_register(error: ApiError, invite: &str) -> Response {
+    let mut response = back_with("register", error);
+    let carried = !invite.is_empty()
+        && invite.len() <= 128
+        && invite
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if carried {
+        if let Some(location) = response.headers().get(header::LOCATION).cloned() {
+            let with_invite = format!("{}&invite={invite}", location.to_str().unwrap_or("/login"));
+            if let Ok(value) = axum::http::HeaderValue::from_str(&with_invite) {
+                response.headers_mut().insert(header::LOCATION, value);
+            }
+        }
+    }
+    response
 }
 
 fn signed_in(token: &str, auth: &AuthService, runtime: &Runtime) -> Response {
@@ -162,19 +214,21 @@ async fn register_form(
         return back_with("register", ApiError::bad_request("missing_field", "form"));
     };
     let email = Some(form.email).filter(|e| !e.trim().is_empty());
+    let invite = form.invite.trim().to_string();
     match auth
         .register(
             RegisterRequest {
                 username: form.username,
                 password: form.password,
                 email,
+                invite: Some(invite.clone()).filter(|i| !i.is_empty()),
             },
             ip,
         )
         .await
     {
         Ok(session) => signed_in(&session.token, &auth, &runtime),
-        Err(e) => back_with("register", e.into()),
+        Err(e) => back_to_register(e.into(), &invite),
     }
 }
 

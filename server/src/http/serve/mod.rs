@@ -84,6 +84,9 @@ pub async fn serve(
             }
         }
     }
+    // Closed before the wait, so a new client is refused at once instead of
+    // sitting in the accept backlog of a server that will never answer it.
+    drop(listener);
     connections.close();
     connections.wait().await;
 }
