@@ -227,4 +227,23 @@ on_both_databases! {
         // 60 × 3 KB went in, so most were evicted or never admitted.
         assert!(entries < 60.0);
     }
+
+    async fn a_user_past_the_chat_rate_gets_429_with_retry_after_and_others_do_not(backend: Backend) {
+        let mock = big_mock(0, 1, 10).await;
+        let (app, user) = app_with(backend, &mock, &["--chat-burst", "3", "--chat-rate-per-sec", "1"]).await;
+        for n in 0..3 {
+            let reply = app.post_chat("/api/llm/complete", &user.token, &ask_about("mock-llama", n)).await;
+            assert_eq!(reply.status(), 200, "within the burst");
+        }
+        let refused = app.post_chat("/api/llm/complete", &user.token, &ask_about("mock-llama", 3)).await;
+        let retry_after: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=2).contains(&retry_after), "Retry-After {retry_after}");
+        assert_eq!(error_code(refused).await, (429, "rate_limited".into()));
+        // The limit is per account: someone else chats on.
+        let other = app.new_user("other").await;
+        let reply = app.post_chat("/v1/chat/completions", &other.token, &ask_openai("mock-llama", false)).await;
+        assert_eq!(reply.status(), 200);
+        assert_eq!(mock.state.requests.load(std::sync::atomic::Ordering::SeqCst), 4, "the refused chat never reached the provider");
+    }
+
 }

@@ -127,6 +127,11 @@ async fn a_failing_process_is_restarted_with_backoff_and_its_output_logged() {
         .dashboard_get("/api/monitor/logs?limit=lots", &admin)
         .await;
     assert_eq!(error_code(bad_query).await, (400, "invalid_query".into()));
+    // Past int64, which is what the published contract promises to read.
+    let huge = app
+        .dashboard_get("/api/monitor/logs?after=9223372036854775808", &admin)
+        .await;
+    assert_eq!(error_code(huge).await, (400, "invalid_query".into()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -204,10 +204,12 @@ async fn sigterm_lets_short_streams_finish_and_ends_long_ones_with_an_error_even
                 .await
                 .unwrap();
             assert_eq!(response.status(), 200, "{model}");
-            tokio::spawn(events(response))
+            response
         }
     };
-    let (short_reply, long_reply) = (open("mock-gpt").await, open("mock-llama").await);
+    // Both replies are streaming (their 200 has arrived) before the signal.
+    let short_reply = tokio::spawn(events(open("mock-gpt").await));
+    let long_reply = tokio::spawn(events(open("mock-llama").await));
 
     terminate(&child);
     let signalled = Instant::now();

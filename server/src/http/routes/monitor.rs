@@ -330,6 +330,17 @@ async fn logs(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<LogQuery>,
 ) -> ApiResult<Json<Vec<LogLine>>> {
+    // The published contract types both as int64 (what JSON Schema tools and
+    // most clients handle); a larger number is refused rather than read.
+    for (field, value) in [("after", query.after), ("limit", query.limit as u64)] {
+        if value > i64::MAX as u64 {
+            return Err(ApiError::invalid_field(
+                "invalid_query",
+                field,
+                format!("{field} must be at most {}", i64::MAX),
+            ));
+        }
+    }
     Ok(Json(state.logs.recent(
         query.after,
         query.limit.min(crate::observability::logs::CAPACITY),
