@@ -39,7 +39,7 @@ fuzz() {
   #   on purpose for a closed account's token;
   # - positive_data_acceptance cannot know that a username is taken or a
   #   challenge expired, which the schema cannot say.
-  "$VENV/bin/schemathesis" run "$document" \
+  "$VENV/bin/schemathesis" --config-file server/tests/schemathesis.toml run "$document" \
     --header "Authorization: Bearer $token" \
     --checks all \
     --exclude-checks use_after_free,ensure_resource_availability,positive_data_acceptance \
@@ -59,8 +59,11 @@ for backend in $BACKENDS; do
     database_url=${PG_ADMIN_URL%/*}/$pg_name
   fi
   start_mock "mock-$backend" --ttft-ms 0 --tokens-per-sec 0 --tokens 5
+  # Every model name the fuzzer invents reaches a provider that answers (the
+  # mock, as Ollama too): an unknown model is then the mock's 404, not a 503
+  # for an Ollama that is not running, which would read as a server error.
   start_calos "calos-$backend" "$MOCK_URL" DATABASE_URL="$database_url" \
-    CALOS_CHAT_RATE_PER_SEC=1000 CALOS_CHAT_BURST=1000
+    OLLAMA_URL="$MOCK_URL" CALOS_CHAT_RATE_PER_SEC=1000 CALOS_CHAT_BURST=1000
   DASHBOARD_URL=$(wait_for_line "$TMP/calos-$backend.log" 'dashboard http://127\.0\.0\.1:[0-9]+')
   DASHBOARD_URL=${DASHBOARD_URL#dashboard }
   TOKEN=$(register_user "$CALOS_URL")
