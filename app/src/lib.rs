@@ -55,6 +55,7 @@ pub fn App() -> impl IntoView {
             <Routes fallback=|| view! { <pages::NotFound/> }>
                 <Route path=StaticSegment("") view=pages::ChatPage/>
                 <Route path=StaticSegment("login") view=pages::LoginPage/>
+                <Route path=StaticSegment("keys") view=pages::KeysPage/>
                 <Route path=StaticSegment("dashboard") view=pages::DashboardPage/>
                 <Route path=StaticSegment("dashboard.html") view=pages::DashboardPage/>
             </Routes>

@@ -67,3 +67,37 @@ test("the OpenAI SDK sees calos's errors as API errors", async () => {
     openai.chat.completions.create({ model: "no-such-model", messages: [{ role: "user", content: "x" }] }),
   ).rejects.toMatchObject({ status: 404 });
 });
+
+test("a key made on /keys works as the OpenAI SDK's api_key, only for its models, until it is revoked", async ({ page }) => {
+  const username = `e2e-keys-${Date.now()}`;
+  const registered = await page.request.post("/api/auth/register", { data: { username, password: "keys-password-1" } });
+  expect(registered.status()).toBe(201);
+  await page.goto("/keys");
+  await expect(page.locator("main[data-hydrated='true']")).toBeVisible();
+  await page.getByTestId("key-name").fill("sdk test");
+  await page.getByTestId("key-models").fill("mock-llama");
+  await page.getByTestId("key-create").click();
+  const secret = await page.getByTestId("new-key").inputValue();
+  expect(secret).toMatch(/^calos_sk_[A-Za-z0-9]{40}$/);
+  const row = page.getByTestId("key-list").locator("tr", { hasText: "sdk test" });
+  await expect(row).toContainText(secret.slice(0, 12));
+  await expect(row).not.toContainText(secret);
+
+  const openai = new OpenAI({ baseURL: `${base()}/v1`, apiKey: secret, maxRetries: 0 });
+  const completion = await openai.chat.completions.create({
+    model: "mock-llama",
+    messages: [{ role: "user", content: "Hello from a key" }],
+  });
+  expect(completion.choices[0].message.content).toBeTruthy();
+  const models = await openai.models.list();
+  expect(models.data.map((m) => m.id)).toEqual(["mock-llama"]);
+  await expect(
+    openai.chat.completions.create({ model: "mock-gpt", messages: [{ role: "user", content: "not mine" }] }),
+  ).rejects.toMatchObject({ status: 403 });
+
+  await row.getByRole("button", { name: "Revoke" }).click();
+  await expect(page.getByTestId("key-list").locator("tr", { hasText: "sdk test" })).toHaveCount(0);
+  await expect(
+    openai.chat.completions.create({ model: "mock-llama", messages: [{ role: "user", content: "revoked" }] }),
+  ).rejects.toMatchObject({ status: 401 });
+});

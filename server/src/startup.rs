@@ -112,11 +112,13 @@ impl Application {
             tracing::info!(provider = provider.name(), "oauth sign-in enabled");
         }
 
+        let keys = crate::auth::api_keys::ApiKeys::new(db.clone(), args.session_cache_ttl);
         let state = Services {
             leptos,
             database_probe: crate::http::routes::DatabaseProbe::new(db.clone()),
             db,
             auth,
+            keys,
             oauth,
             chat,
             metrics,

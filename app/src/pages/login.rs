@@ -375,7 +375,7 @@ mod tests {
         assert_eq!(query_value("aB3-_x"), "aB3-_x");
         assert_eq!(
             query_value("a&next=//evil.example.com"),
-            "anextevil.example.com"
+            "anextevilexamplecom"
         );
     }
 }

@@ -6,11 +6,13 @@ mod chat;
 mod dashboard;
 mod header;
 mod invites;
+mod keys;
 mod login;
 
 pub use chat::ChatPage;
 pub use dashboard::DashboardPage;
 pub use header::Header;
+pub use keys::KeysPage;
 pub use login::LoginPage;
 
 use leptos::prelude::*;

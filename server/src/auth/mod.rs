@@ -1,6 +1,7 @@
 //! Accounts and sessions: password hashing, tokens, brute-force throttling, the
 //! account flows, and the extractors that authenticate requests.
 
+pub mod api_keys;
 pub mod invites;
 pub mod jwt;
 pub mod oauth;

@@ -36,6 +36,18 @@ pub struct ChatContext {
     /// An administrator: a provider's failure is shown in full (its address
     /// and raw answer); everyone else gets [`ProviderError::public_message`].
     pub provider_detail: bool,
+    /// The API key the request came with, if any.
+    pub key_id: Option<String>,
+    /// The models that key may use (`None`: every model, and always without
+    /// a key).
+    pub key_models: Option<std::sync::Arc<[String]>>,
+}
+
+impl ChatContext {
+    /// Whether the request may use `model` (only an API key limits that).
+    pub fn allows_model(&self, model: &str) -> bool {
+        crate::auth::api_keys::allows(self.key_models.as_deref(), model)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

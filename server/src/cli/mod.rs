@@ -3,6 +3,7 @@
 //! commands themselves.
 
 pub mod identity;
+pub mod keys;
 pub mod toolbox;
 pub mod users;
 
@@ -33,6 +34,8 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Manage accounts in the configured database.
     Users(users::UsersArgs),
+    /// API keys: make one for an account, list them, revoke one.
+    Keys(keys::KeysArgs),
     /// A real HTTP upstream emulator (Ollama and OpenAI wire formats) for tests and benchmarks.
     MockLlm(crate::emulators::mock_llm::MockArgs),
     /// A real HTTP OAuth 2.0 / OpenID provider emulator (Google, GitHub and Apple flavours) for tests.
@@ -74,6 +77,7 @@ fn parse_log_format(s: &str) -> Result<LogFormat, String> {
 pub async fn run(cli: Cli) -> std::process::ExitCode {
     let result = match cli.command {
         Some(Command::Users(args)) => users::run(args, &mut std::io::stdout()).await,
+        Some(Command::Keys(args)) => keys::run(args, &mut std::io::stdout()).await,
         Some(Command::Serve(args)) => serve(*args).await,
         Some(Command::MockLlm(args)) => crate::emulators::mock_llm::run(args).await,
         Some(Command::MockOauth(args)) => crate::emulators::mock_oauth::run(args).await,

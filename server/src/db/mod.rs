@@ -12,6 +12,7 @@
 //! four. A unique-constraint violation is recognised by its error code
 //! ([`is_unique_violation`]) and reported as [`InsertError::Taken`].
 
+pub mod api_keys;
 pub mod identities;
 pub mod invites;
 pub mod users;

@@ -91,6 +91,15 @@ fn invalid_token() -> ApiError {
     }
 }
 
+/// An API key where a session is needed: keys chat, they do not manage
+/// accounts or keys (a leaked key must not be able to make more).
+fn session_required() -> ApiError {
+    ApiError::Unauthorized {
+        code: "session_required",
+        message: "API keys work for chat (/v1 and /api/llm/complete); this needs a session: sign in and use its token.".into(),
+    }
+}
+
 pub fn authentication_required() -> ApiError {
     ApiError::Unauthorized {
         code: "unauthorized",
@@ -145,6 +154,9 @@ impl FromRequestParts<AppState> for AuthUser {
             return Ok(AuthUser(authed.user.clone()));
         }
         let credential = usable_credential(parts)?;
+        if crate::auth::api_keys::is_key(credential.token()) {
+            return Err(session_required());
+        }
         let authed = state.auth.authenticate(credential.token()).await?;
         parts.extensions.insert(authed.clone());
         Ok(AuthUser(authed.user))

@@ -47,6 +47,7 @@ pieces! {
     db: Db,
     database_probe: crate::http::routes::DatabaseProbe,
     auth: AuthService,
+    keys: crate::auth::api_keys::ApiKeys,
     oauth: crate::auth::oauth::OAuthService,
     chat: crate::chat::ChatService,
     metrics: crate::observability::metrics::Metrics,
@@ -70,6 +71,8 @@ pub struct Services {
     pub database_probe: crate::http::routes::DatabaseProbe,
     /// Registration, sign-in, sign-out and token checks.
     pub auth: AuthService,
+    /// API keys: made by signed-in people, accepted for chat.
+    pub keys: crate::auth::api_keys::ApiKeys,
     /// Sign-in through Google, GitHub or Apple.
     pub oauth: crate::auth::oauth::OAuthService,
     /// Chat: routing, cache, queues, upstream calls.

@@ -9,6 +9,7 @@ mod contract;
 mod error_bodies;
 mod helpers;
 mod identity;
+mod keys;
 mod metrics_bounds;
 mod monitor;
 mod oauth;

@@ -97,7 +97,12 @@ async fn trace_logs_never_contain_passwords_tokens_or_the_key_and_sigterm_stops_
     let dir = tempfile::tempdir().unwrap();
     let (mut child, url) = start_server(
         dir.path(),
-        &[("LOG_LEVEL", "trace"), ("LOG_FORMAT", "json")],
+        &[
+            ("LOG_LEVEL", "trace"),
+            ("LOG_FORMAT", "json"),
+            ("CALOS_SIM_TTFT_MS", "0"),
+            ("CALOS_SIM_TOKENS", "3"),
+        ],
     );
     let client = reqwest::Client::new();
     let password = "Sup3r-Secret-Passphrase-9d1";
@@ -127,6 +132,32 @@ async fn trace_logs_never_contain_passwords_tokens_or_the_key_and_sigterm_stops_
         .send()
         .await
         .unwrap();
+    // An API key: made, used for chat (the simulated model), and misused.
+    let made: serde_json::Value = client
+        .post(format!("{url}/api/keys"))
+        .bearer_auth(&token)
+        .json(&json!({"name": "logged"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let api_key = made["key"].as_str().unwrap().to_string();
+    let chat = client
+        .post(format!("{url}/v1/chat/completions"))
+        .header("x-api-key", &api_key)
+        .json(&json!({"model": "sim", "messages": [{"role": "user", "content": format!("my key is {api_key}")}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(chat.status(), 200);
+    client
+        .get(format!("{url}/api/auth/me"))
+        .bearer_auth(&api_key)
+        .send()
+        .await
+        .unwrap();
 
     terminate(&child);
     let status = wait_with_deadline(&mut child, Duration::from_secs(10));
@@ -151,6 +182,7 @@ async fn trace_logs_never_contain_passwords_tokens_or_the_key_and_sigterm_stops_
         "Wrong-Passphrase-77",
         token.as_str(),
         secret.trim(),
+        &api_key[12..],
     ] {
         assert!(!logs.contains(leaked), "log leaked {leaked:.12}…");
     }

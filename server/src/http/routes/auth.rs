@@ -206,12 +206,15 @@ async fn logout(
 /// Closes the caller's account (the load tool's ephemeral users use this to clean up).
 async fn delete_me(
     State(auth): State<AuthService>,
+    State(keys): State<crate::auth::api_keys::ApiKeys>,
     State(runtime): State<Runtime>,
     ClientIp(ip): ClientIp,
     AuthUser(user): AuthUser,
     ApiJson(req): ApiJson<DeleteAccountRequest>,
 ) -> ApiResult<Response> {
     auth.delete_account(&user, req.password, ip).await?;
+    // Its keys went with the account; none may linger in the cache.
+    keys.forget_all();
     let body = SuccessResponse::OK;
     Ok(([cookies::cleared(runtime.cookie_secure)], Json(body)).into_response())
 }

@@ -16,7 +16,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub const AUTH_REQUIRED: &str = "Authentication required. This endpoint uses bot detection.";
 
@@ -80,13 +80,43 @@ impl FromRequestParts<AppState> for ChatUser {
                 id: uuid::Uuid::new_v4().to_string(),
                 started: Instant::now(),
             });
-        match AuthUser::from_request_parts(parts, state).await {
-            Ok(AuthUser(user)) => {
-                let (auth, db) = parts
-                    .extensions
-                    .get::<AuthedUser>()
-                    .map(|a| (a.verify_time, a.db_time))
-                    .unwrap_or_default();
+        // An API key (bearer, or `x-api-key` for clients that send that),
+        // else a session token or cookie.
+        let authed = match api_key(&parts.headers) {
+            Some(secret) => {
+                let checking = Instant::now();
+                state
+                    .keys
+                    .authenticate(secret)
+                    .await
+                    .map(|grant| {
+                        let took = checking.elapsed();
+                        (
+                            grant.user,
+                            Some((grant.key_id, grant.models)),
+                            took,
+                            Duration::ZERO,
+                        )
+                    })
+                    .map_err(ApiError::from)
+            }
+            None => AuthUser::from_request_parts(parts, state)
+                .await
+                .map(|AuthUser(user)| {
+                    let (auth, db) = parts
+                        .extensions
+                        .get::<AuthedUser>()
+                        .map(|a| (a.verify_time, a.db_time))
+                        .unwrap_or_default();
+                    (user, None, auth, db)
+                }),
+        };
+        match authed {
+            Ok((user, key, auth, db)) => {
+                let (key_id, key_models) = match key {
+                    Some((id, models)) => (Some(id), models),
+                    None => (None, None),
+                };
                 Ok(ChatUser(ChatContext {
                     request_id: request.id,
                     started: request.started,
@@ -95,9 +125,11 @@ impl FromRequestParts<AppState> for ChatUser {
                     db,
                     fresh: wants_fresh(&parts.headers),
                     provider_detail: user.role == app::wire::Role::Admin,
+                    key_id,
+                    key_models,
                 }))
             }
-            Err(ApiError::Unauthorized { code, .. }) => {
+            Err(ApiError::Unauthorized { code, message }) => {
                 if let Ok(ClientIp(ip)) = ClientIp::from_request_parts(parts, state).await {
                     if let Err(retry_after_secs) = state.bots.count(ip) {
                         tracing::warn!(%ip, "bot guard: unauthenticated chat requests throttled");
@@ -108,6 +140,10 @@ impl FromRequestParts<AppState> for ChatUser {
                             retry_after_secs,
                         });
                     }
+                }
+                // A key's own refusal says what is wrong with the key.
+                if matches!(code, "invalid_api_key" | "api_key_expired") {
+                    return Err(ApiError::Unauthorized { code, message });
                 }
                 let code = if code == "invalid_token" {
                     "invalid_token"
@@ -121,6 +157,47 @@ impl FromRequestParts<AppState> for ChatUser {
             }
             Err(other) => Err(other),
         }
+    }
+}
+
+/// An API key sent as `Authorization: Bearer calos_sk_…`, or as `x-api-key`
+/// when there is no Authorization header (only a key-shaped value: a session
+/// token there is not a credential).
+fn api_key(headers: &axum::http::HeaderMap) -> Option<&str> {
+    match headers.get(axum::http::header::AUTHORIZATION) {
+        Some(value) => value
+            .to_str()
+            .ok()?
+            .trim()
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+            .filter(|token| crate::auth::api_keys::is_key(token)),
+        None => headers
+            .get("x-api-key")?
+            .to_str()
+            .ok()
+            .map(str::trim)
+            .filter(|token| crate::auth::api_keys::is_key(token)),
+    }
+}
+
+/// What a chat handler checks once the model is known.
+pub trait KeyScope {
+    /// 403 `model_not_allowed` when the request's API key may not use `model`.
+    fn check_model(&self, model: &str) -> Result<(), ApiError>;
+}
+
+impl KeyScope for ChatContext {
+    fn check_model(&self, model: &str) -> Result<(), ApiError> {
+        if self.allows_model(model) {
+            return Ok(());
+        }
+        let allowed = self.key_models.as_deref().unwrap_or_default().join(", ");
+        Err(ApiError::Refused {
+            code: "model_not_allowed",
+            message: format!("This API key may not use model `{model}`; it may use: {allowed}."),
+        })
     }
 }
 

@@ -2,7 +2,7 @@
 //! the timing breakdown in `Server-Timing`, in the body on request, and in the
 //! stream's final event.
 
-use super::chat_user::ChatUser;
+use super::chat_user::{ChatUser, KeyScope};
 use crate::chat::validation::validate;
 use crate::chat::{ChatService, StreamItem, Streaming};
 use crate::http::error::{ApiError, ApiResult};
@@ -39,6 +39,7 @@ fn wants_detail(headers: &HeaderMap, flag: bool) -> bool {
             (CompleteEvent = "text/event-stream"),
         )),
         (status = 400, description = "The request is invalid (see `error.field`)", body = ErrorResponse),
+        (status = 403, description = "The API key may not use this model (`model_not_allowed`)", body = ErrorResponse),
         (status = 404, description = "No provider serves that model", body = ErrorResponse),
         (status = 429, description = "Rate limited, or too many chats in flight for this account", body = ErrorResponse),
         (status = 502, description = "The provider failed or answered something unusable", body = ErrorResponse),
@@ -59,6 +60,7 @@ async fn complete(
         })
         .collect();
     let params = validate(&req.model, messages, req.temperature, req.max_tokens)?;
+    ctx.check_model(&req.model)?;
     if req.stream {
         let streaming = chat
             .stream(&ctx, params)

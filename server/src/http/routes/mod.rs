@@ -12,6 +12,7 @@ mod chat_user;
 mod cookies;
 mod health;
 mod invites;
+mod keys;
 mod llm;
 mod monitor;
 mod oauth;
@@ -68,13 +69,14 @@ fn protected_routes(state: &AppState) -> Router<AppState> {
     let chat = Router::new()
         .merge(llm::router())
         .merge(openai_compat::chat())
+        .merge(openai_compat::models_router())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             chat_user::require,
         ));
     Router::new()
         .merge(auth::protected())
-        .merge(openai_compat::protected())
+        .merge(keys::protected())
         .route_layer(from_extractor_with_state::<AuthUser, _>(state.clone()))
         .merge(chat)
 }

@@ -3,11 +3,10 @@
 //! `stream_options.include_usage`) and `GET /v1/models`. The calos JWT is the API
 //! key, so the official OpenAI SDKs work unchanged against `http://host:5001/v1`.
 
-use super::chat_user::ChatUser;
+use super::chat_user::{ChatUser, KeyScope};
 use crate::chat::validation::validate;
 use crate::chat::{ChatService, StreamItem, Streaming};
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::extract::AuthUser;
 use crate::http::json::ApiJson;
 use crate::http::sse;
 use crate::http::state::AppState;
@@ -31,8 +30,8 @@ pub fn chat() -> Router<AppState> {
     Router::new().route("/v1/chat/completions", post(chat_completions))
 }
 
-/// The model list (any signed-in caller).
-pub fn protected() -> Router<AppState> {
+/// The model list (behind the chat guard, so an API key lists what it may use).
+pub fn models_router() -> Router<AppState> {
     Router::new().route("/v1/models", get(models))
 }
 
@@ -70,6 +69,7 @@ fn unix_now() -> u64 {
             (ChatCompletionChunk = "text/event-stream"),
         )),
         (status = 400, description = "The request is invalid (see `error.field`)", body = ErrorResponse),
+        (status = 403, description = "The API key may not use this model (`model_not_allowed`)", body = ErrorResponse),
         (status = 404, description = "No provider serves that model", body = ErrorResponse),
         (status = 429, description = "Rate limited, or too many chats in flight for this account", body = ErrorResponse),
         (status = 502, description = "The provider failed or answered something unusable", body = ErrorResponse),
@@ -103,6 +103,7 @@ async fn chat_completions(
         req.temperature,
         req.max_completion_tokens.or(req.max_tokens),
     )?;
+    ctx.check_model(&req.model)?;
     let id = format!("chatcmpl-{}", ctx.request_id.replace('-', ""));
     let created = unix_now();
     if req.stream {
@@ -250,7 +251,7 @@ impl<'a> ContentChunk<'a> {
     responses((status = 200, description = "The models the providers have right now", body = ModelList)))]
 /// What each provider really has right now; an unreachable provider is left
 /// out (and logged) rather than failing the whole list.
-async fn models(State(chat): State<ChatService>, _user: AuthUser) -> Json<ModelList> {
+async fn models(State(chat): State<ChatService>, ChatUser(ctx): ChatUser) -> Json<ModelList> {
     let lookups = chat.router().providers().map(|slot| async move {
         let name = slot.provider.name().to_string();
         let owned_by = match &slot.provider {
@@ -280,6 +281,8 @@ async fn models(State(chat): State<ChatService>, _user: AuthUser) -> Json<ModelL
             owned_by,
         })
         .collect();
+    // A key limited to some models lists only those.
+    data.retain(|m| ctx.allows_model(&m.id));
     data.sort_by(|a, b| a.id.cmp(&b.id));
     Json(ModelList {
         object: "list".into(),

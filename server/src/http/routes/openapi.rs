@@ -9,7 +9,7 @@
 //! token) are added here, once, by [`EveryRouteAnswers`], rather than repeated
 //! on each handler; a test checks every declared route is in a document.
 
-use super::{auth, health, invites, llm, monitor, oauth, openai_compat};
+use super::{auth, health, invites, keys, llm, monitor, oauth, openai_compat};
 use crate::http::state::AppState;
 use app::wire::ErrorResponse;
 use axum::http::header;
@@ -27,12 +27,13 @@ use utoipa::{Modify, OpenApi, PartialSchema};
 #[openapi(
     info(
         title = "calos",
-        description = "A self-hosted LLM chat gateway that says where every millisecond of a reply goes. Authenticate with `Authorization: Bearer <token>` (the token from register or login; the OpenAI SDKs send it as their API key) or the session cookie.",
+        description = "A self-hosted LLM chat gateway that says where every millisecond of a reply goes. Authenticate with `Authorization: Bearer <token>` (the token from register or login) or the session cookie. For chat (`/v1/*`, `/api/llm/complete`) an API key from `POST /api/keys` works too, as a bearer token, `x-api-key`, or an OpenAI SDK's `api_key`.",
     ),
     paths(
         auth::register, auth::login, auth::soulfra_challenge, auth::soulfra_verify,
         auth::me, auth::update_me, auth::delete_me, auth::logout,
         oauth::providers, oauth::start, oauth::callback,
+        keys::create, keys::list, keys::revoke,
         llm::complete, openai_compat::chat_completions, openai_compat::models,
         health::health, contract,
     ),
@@ -40,6 +41,7 @@ use utoipa::{Modify, OpenApi, PartialSchema};
     tags(
         (name = "accounts", description = "Registration, sign-in (password or Ed25519 key), the account itself"),
         (name = "oauth", description = "Sign in with Google, GitHub or Apple (browser redirects)"),
+        (name = "keys", description = "API keys for scripts and SDKs (made and revoked with a session)"),
         (name = "chat", description = "The chat endpoint with its timing breakdown"),
         (name = "openai", description = "The OpenAI-compatible API: point an OpenAI SDK at `/v1`"),
         (name = "health", description = "Liveness and the database's answer"),

@@ -99,7 +99,8 @@ pub async fn page_session(State(state): State<AppState>, mut req: Request, next:
         }
     }
     let signed_in = req.extensions().get::<SessionUser>().is_some();
-    let mut response = if req.method() == Method::GET && path == "/" && !signed_in {
+    let needs_session = path == "/" || path == "/keys";
+    let mut response = if req.method() == Method::GET && needs_session && !signed_in {
         Redirect::to("/login").into_response()
     } else if req.method() == Method::GET && path == "/login" && signed_in {
         Redirect::to("/").into_response()
