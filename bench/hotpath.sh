@@ -65,6 +65,24 @@ RSS_START=$(rss_kb "$CALOS_PID")
 
 oha_run closed-direct "$MOCK_CHAT" "${closed[@]}" "${chat[@]}"
 oha_run closed-calos "$CALOS_CHAT" "${closed[@]}" "${chat[@]}" "${fresh[@]}"
+# The same with an API key instead of a session token (a SHA-256 and a cache
+# lookup instead of a JWT check).
+KEY=$(curl -sf -X POST "$CALOS_URL/api/keys" -H "Authorization: Bearer $TOKEN" \
+  -H 'Content-Type: application/json' -d '{"name":"bench"}' |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+oha --no-tui -n 2000 -c "$CONC" "${chat[@]}" -H "Authorization: Bearer $KEY" -H 'Cache-Control: no-cache' "$CALOS_CHAT" >/dev/null
+oha_run closed-key "$CALOS_CHAT" "${closed[@]}" "${chat[@]}" -H "Authorization: Bearer $KEY" -H 'Cache-Control: no-cache'
+# The same on a second calos without the usage ledger, right after: what
+# writing every request's row costs (the hand-over on the request path, and
+# the writer's batched inserts, which spend calos's CPU too).
+MAIN_PID=$CALOS_PID MAIN_URL=$CALOS_URL
+start_calos calos-noledger "$MOCK_URL" CALOS_USAGE_LEDGER=off
+NOLEDGER_TOKEN=$(register_user "$CALOS_URL")
+oha --no-tui -n 2000 -c "$CONC" "${chat[@]}" -H "Authorization: Bearer $NOLEDGER_TOKEN" -H 'Cache-Control: no-cache' "$CALOS_URL/v1/chat/completions" >/dev/null
+oha_run closed-noledger "$CALOS_URL/v1/chat/completions" "${closed[@]}" "${chat[@]}" -H "Authorization: Bearer $NOLEDGER_TOKEN" -H 'Cache-Control: no-cache'
+kill "$CALOS_PID" 2>/dev/null || true
+CALOS_PID=$MAIN_PID CALOS_URL=$MAIN_URL
+oha_run closed-calos-again "$CALOS_CHAT" "${closed[@]}" "${chat[@]}" "${fresh[@]}"
 oha_run closed-cached "$CALOS_CHAT" "${closed[@]}" "${chat[@]}" "${cached[@]}"
 oha_run open-direct "$MOCK_CHAT" "${open[@]}" "${chat[@]}"
 oha_run open-calos "$CALOS_CHAT" "${open[@]}" "${chat[@]}" "${fresh[@]}"

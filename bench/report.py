@@ -72,6 +72,17 @@ def hotpath(tmp, duration, conc, rate):
     ratio = h["rps"] / d["rps"]
     row("cache hits, closed loop, req/s", f"{h['rps']:,.0f} ({ratio:.0%})", ">= 50% of direct",
         ratio >= 0.50, h["cpuUsPerReq"])
+    k, n, c2 = r("closed-key"), r("closed-noledger"), r("closed-calos-again")
+    # The ledger's cost: the calos rows taken just before and after the
+    # ledger-less one, averaged, against it.
+    on_cpu = (c["cpuUsPerReq"] + c2["cpuUsPerReq"]) / 2
+    on_p50 = (c["p50"] + c2["p50"]) / 2
+    row(f"API key instead of a session token, req/s (token {c['rps']:,.0f})",
+        f"{k['rps']:,.0f}, {k['cpuUsPerReq'] - c['cpuUsPerReq']:+.1f} us CPU", "<= +5 us CPU",
+        k["cpuUsPerReq"] - c["cpuUsPerReq"] <= 5, k["cpuUsPerReq"])
+    row(f"usage ledger on vs off, p50 ms / CPU per request (off: {n['p50']:.3f} ms, {n['cpuUsPerReq']:.0f} us)",
+        f"{on_p50 - n['p50']:+.3f} / {on_cpu - n['cpuUsPerReq']:+.1f} us", "<= +0.01 ms", on_p50 - n["p50"] <= 0.01,
+        on_cpu)
     od, oc = r("open-direct"), r("open-calos")
     a50, a99 = oc["p50"] - od["p50"], oc["p99"] - od["p99"]
     row(f"open loop {rate}/s, added p50 / p99 ms (direct {od['p50']:.2f} / {od['p99']:.2f})",
@@ -91,7 +102,8 @@ def hotpath(tmp, duration, conc, rate):
     row(f"RSS after {m['chats']:,} / {2 * m['chats']:,} chats (start {m['rssStartKb'] / 1024:.0f} MiB)",
         f"{b / 1024:.1f} / {e / 1024:.1f} MiB", "flat", growth <= max(2048, b * 0.05))
     failed = {n: r(n)["failed"] for n in ("closed-direct", "closed-calos", "closed-cached", "open-direct",
-                                          "open-calos", "health", "me")}
+                                          "open-calos", "health", "me", "closed-key", "closed-noledger",
+                                          "closed-calos-again")}
     failed["stream-direct"], failed["stream-calos"] = sd["requests"]["failed"], sc["requests"]["failed"]
     fails = ", ".join(f"{n} {k}" for n, k in failed.items() if k) or "none"
     peers = pathlib.Path(tmp, "closed-litellm.json").exists()

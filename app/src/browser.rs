@@ -23,6 +23,7 @@ impl FormFields {
 
 fn network_error<E>(_: E) -> ErrorDetail {
     ErrorDetail {
+        kind: None,
         code: "network".into(),
         message: "Could not reach the server. Check your connection and try again.".into(),
         field: None,
@@ -123,6 +124,7 @@ pub fn now_ms() -> f64 {
 /// Reads the models this user can chat with (`GET /v1/models`, cookie auth).
 pub async fn models() -> Result<Vec<String>, ErrorDetail> {
     let failed = |_| ErrorDetail {
+        kind: None,
         code: "network".into(),
         message: "Could not load the model list.".into(),
         field: None,
@@ -133,6 +135,7 @@ pub async fn models() -> Result<Vec<String>, ErrorDetail> {
         .map_err(failed)?;
     if !response.ok() {
         return Err(ErrorDetail {
+            kind: None,
             code: "models".into(),
             message: format!("Could not load models (HTTP {}).", response.status()),
             field: None,
@@ -151,6 +154,7 @@ pub async fn stream_chat(
     mut on_event: impl FnMut(StreamEvent),
 ) -> Result<(), ErrorDetail> {
     let failed = || ErrorDetail {
+        kind: None,
         code: "network".into(),
         message: "The connection to calos failed.".into(),
         field: None,

@@ -114,6 +114,7 @@ fn browser_error(what: &str, e: JsValue) -> ErrorDetail {
         .or_else(|| e.as_string())
         .unwrap_or_default();
     ErrorDetail {
+        kind: None,
         code: "browser_key".into(),
         message: format!("This browser could not {what} ({detail})."),
         field: None,

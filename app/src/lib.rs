@@ -56,6 +56,7 @@ pub fn App() -> impl IntoView {
                 <Route path=StaticSegment("") view=pages::ChatPage/>
                 <Route path=StaticSegment("login") view=pages::LoginPage/>
                 <Route path=StaticSegment("keys") view=pages::KeysPage/>
+                <Route path=StaticSegment("usage") view=pages::UsagePage/>
                 <Route path=StaticSegment("dashboard") view=pages::DashboardPage/>
                 <Route path=StaticSegment("dashboard.html") view=pages::DashboardPage/>
             </Routes>

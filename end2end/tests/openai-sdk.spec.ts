@@ -101,3 +101,36 @@ test("a key made on /keys works as the OpenAI SDK's api_key, only for its models
     openai.chat.completions.create({ model: "mock-llama", messages: [{ role: "user", content: "revoked" }] }),
   ).rejects.toMatchObject({ status: 401 });
 });
+
+test("a key's requests show on /usage, and its rate limit reaches the SDK as OpenAI's 429", async ({ page }) => {
+  const username = `e2e-usage-${Date.now()}`;
+  const registered = await page.request.post("/api/auth/register", { data: { username, password: "usage-password-1" } });
+  expect(registered.status()).toBe(201);
+  await page.goto("/keys");
+  await expect(page.locator("main[data-hydrated='true']")).toBeVisible();
+  await page.getByTestId("key-name").fill("metered");
+  await page.getByTestId("key-rpm").fill("2");
+  await page.getByTestId("key-create").click();
+  const secret = await page.getByTestId("new-key").inputValue();
+  await expect(page.getByTestId("key-list").locator("tr", { hasText: "metered" })).toContainText("2 requests/min");
+
+  const openai = new OpenAI({ baseURL: `${base()}/v1`, apiKey: secret, maxRetries: 0 });
+  for (const content of ["one", "two"]) {
+    const completion = await openai.chat.completions.create({ model: "mock-llama", messages: [{ role: "user", content }] });
+    expect(completion.usage?.total_tokens).toBeGreaterThan(0);
+  }
+  await expect(
+    openai.chat.completions.create({ model: "mock-llama", messages: [{ role: "user", content: "three" }] }),
+  ).rejects.toMatchObject({ status: 429, code: "rate_limit_exceeded", type: "rate_limit_exceeded" });
+
+  // The ledger writes in batches: the page shows the requests a moment later.
+  await expect(async () => {
+    await page.goto("/usage");
+    await expect(page.locator("main[data-hydrated='true']")).toBeVisible();
+    const row = page.getByTestId("usage-by-key").locator("tr", { hasText: "metered" });
+    await expect(row.locator("td").nth(1)).toHaveText("3", { timeout: 1000 });
+    await expect(row.locator("td").nth(2)).toHaveText("1");
+  }).toPass({ timeout: 15_000 });
+  await expect(page.getByTestId("usage-chart").locator(".bar")).toHaveCount(1);
+  await expect(page.getByTestId("usage-budget")).toHaveText("no token budget");
+});

@@ -89,6 +89,19 @@ pub struct ServeArgs {
     /// account once anyone wrote; this is the backstop behind those signals.
     #[arg(long = "session-cache-ttl", env = "CALOS_SESSION_CACHE_TTL", default_value = "10s", value_parser = duration(Unit::Secs, Zero::Allowed))]
     pub session_cache_ttl: Duration,
+    /// Keep the usage ledger, and with it rate limits and budgets (`off`: a
+    /// calos that only relays and times, as before the ledger; `/api/usage`
+    /// then answers 503).
+    #[arg(long, env = "CALOS_USAGE_LEDGER", default_value = "on", value_parser = ["on", "off"])]
+    pub usage_ledger: String,
+    /// Days the usage ledger keeps its per-request rows (0: forever); the
+    /// daily sums are kept regardless.
+    #[arg(long, env = "CALOS_USAGE_RETENTION_DAYS", default_value_t = 90)]
+    pub usage_retention_days: u32,
+    /// Ledger rows queued for writing at most; past it (a database down for
+    /// long) rows are dropped and counted rather than held without end.
+    #[arg(long, env = "CALOS_USAGE_QUEUE", default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub usage_queue: u64,
     /// Seconds to let in-flight requests finish after SIGTERM/SIGINT (0: none).
     #[arg(long = "shutdown-grace-secs", env = "CALOS_SHUTDOWN_GRACE_SECS", default_value = "10", value_parser = duration(Unit::Secs, Zero::Allowed))]
     pub shutdown_grace: Duration,

@@ -25,3 +25,4 @@ pub mod observability;
 pub mod ops;
 pub mod shutdown;
 pub mod startup;
+pub mod usage;

@@ -113,6 +113,24 @@ impl Application {
         }
 
         let keys = crate::auth::api_keys::ApiKeys::new(db.clone(), args.session_cache_ttl);
+        let chat = if args.usage_ledger == "on" {
+            let store =
+                crate::usage::store::UsageStore::open(&target, &db, args.store.db_max_connections)
+                    .await?;
+            chat.with_usage(crate::usage::Usage::start(
+                store,
+                db.clone(),
+                crate::usage::ledger::LedgerConfig {
+                    capacity: usize::try_from(args.usage_queue).unwrap_or(usize::MAX),
+                    retention_days: args.usage_retention_days,
+                    ..Default::default()
+                },
+                args.session_cache_ttl,
+            ))
+        } else {
+            tracing::warn!("usage ledger off: no usage rows, rate limits or budgets");
+            chat
+        };
         let state = Services {
             leptos,
             database_probe: crate::http::routes::DatabaseProbe::new(db.clone()),
@@ -184,6 +202,7 @@ impl Application {
                 processes: state.processes.clone(),
                 targets: state.targets.clone(),
                 started: state.runtime.started,
+                usage: state.chat.usage().cloned(),
             },
             shutdown.clone(),
         );
@@ -223,6 +242,7 @@ impl Application {
             }
         });
         let db = state.db.clone();
+        let usage = state.chat.usage().cloned();
         let api = serve::serve(
             api_listener,
             routes::app_router(state.clone()),
@@ -246,6 +266,11 @@ impl Application {
         housekeeping.abort();
         wind_down.abort();
         managed.shutdown().await;
+        // Requests are done: every queued ledger row is written before the
+        // database closes.
+        if let Some(usage) = usage {
+            usage.close().await;
+        }
         db.close().await;
         Ok(())
     }

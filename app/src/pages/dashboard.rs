@@ -49,6 +49,7 @@ struct Feed {
     logs: RwSignal<VecDeque<LogLine>>,
     latest: RwSignal<Option<MetricsSample>>,
     processes: RwSignal<Vec<ProcessView>>,
+    top_users: RwSignal<Vec<crate::wire::TopUser>>,
     /// Bumped per metrics message: the charts reload.
     tick: RwSignal<u64>,
     live: RwSignal<bool>,
@@ -61,6 +62,7 @@ impl Feed {
             logs: RwSignal::new(VecDeque::new()),
             latest: RwSignal::new(None),
             processes: RwSignal::new(Vec::new()),
+            top_users: RwSignal::new(Vec::new()),
             tick: RwSignal::new(0),
             live: RwSignal::new(false),
         }
@@ -76,6 +78,7 @@ impl Feed {
         match message {
             MonitorMessage::Health { components } => self.health.set(components),
             MonitorMessage::Process { processes } => self.processes.set(processes),
+            MonitorMessage::Usage { top_users } => self.top_users.set(top_users),
             MonitorMessage::Log { lines } => self.logs.update(|logs| {
                 logs.extend(lines);
                 while logs.len() > LOG_LINES {
@@ -120,6 +123,7 @@ pub fn DashboardPage() -> impl IntoView {
                 <img data-testid="errors-chart" alt="Requests and error rate over 15 minutes"
                     src=move || format!("/api/monitor/chart.svg?kind=errors&n={}", feed.tick.get())/>
             </section>
+            <TopUsers feed/>
             <Processes feed/>
             <Logs feed/>
             <super::invites::Invites/>
@@ -205,9 +209,34 @@ fn Figures(feed: Feed) -> impl IntoView {
             <div><span>"queue depth"</span><strong>
                 {figure(|s| Some(s.queue_depth.to_string()))}
             </strong></div>
+            <div><span>"tokens/min"</span><strong data-testid="tokens-per-minute">
+                {figure(|s| Some(s.tokens_per_minute.to_string()))}
+            </strong></div>
             <div><span>"cache hits"</span><strong>
                 {figure(|s| s.cache_hit_rate.map(|x| format!("{:.0}%", 100.0 * x)))}
             </strong></div>
+        </section>
+    }
+}
+
+/// Today's heaviest users by tokens (UTC day), from the usage ledger.
+#[component]
+fn TopUsers(feed: Feed) -> impl IntoView {
+    view! {
+        <section class="top-users" data-testid="top-users">
+            <h2>"Top users today"</h2>
+            <table>
+                <thead><tr><th>"user"</th><th>"requests"</th><th>"tokens"</th></tr></thead>
+                <tbody>
+                    {move || feed.top_users.get().into_iter().map(|user| view! {
+                        <tr data-user=user.user_id.clone()>
+                            <td>{user.username.unwrap_or_else(|| format!("{} (deleted)", user.user_id))}</td>
+                            <td>{user.requests}</td>
+                            <td>{user.total_tokens}</td>
+                        </tr>
+                    }).collect_view()}
+                </tbody>
+            </table>
         </section>
     }
 }

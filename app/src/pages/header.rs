@@ -1,5 +1,5 @@
-//! The top bar: the product name, who is signed in, a link to their API keys,
-//! and a sign-out button.
+//! The top bar: the product name, who is signed in, links to their API keys
+//! and usage, and a sign-out button.
 //!
 //! Sign-out is a plain form post to `/logout`, which ends the session on the
 //! server (the token stops working everywhere), so it needs no JavaScript.
@@ -27,6 +27,7 @@ pub fn Header() -> impl IntoView {
                             </span>
                             // rel=external: a full page load, so the page's data is server-rendered.
                             <a href="/keys" rel="external" data-testid="keys-link">"API keys"</a>
+                            <a href="/usage" rel="external" data-testid="usage-link">"Usage"</a>
                             <form method="post" action="/logout" class="inline">
                                 <button type="submit" class="secondary">"Sign out"</button>
                             </form>

@@ -28,6 +28,12 @@ fn models_field(text: &str) -> Option<Vec<String>> {
 }
 
 #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+/// A number input's value; empty (or not a whole number): no limit.
+fn number_field(text: &str) -> Option<u64> {
+    text.trim().parse().ok()
+}
+
+#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
 /// A date input's `YYYY-MM-DD` as the end of that day, UTC.
 fn expiry_field(date: &str) -> Option<String> {
     let date = date.trim();
@@ -57,6 +63,8 @@ pub fn KeysPage() -> impl IntoView {
                 <label>"Name "<input name="name" required=true maxlength="100" data-testid="key-name"/></label>
                 <label>"Models "<input name="models" placeholder="all, or e.g. gpt-4o*, llama3" data-testid="key-models"/></label>
                 <label>"Expires "<input name="expires" type="date" data-testid="key-expires"/></label>
+                <label>"Requests/min "<input name="rpm" type="number" min="1" size="6" data-testid="key-rpm"/></label>
+                <label>"Tokens/min "<input name="tpm" type="number" min="1" size="8" data-testid="key-tpm"/></label>
                 <button type="submit" data-testid="key-create">"Make key"</button>
             </form>
             {move || ring.error.get().map(|e| view! { <p class="form-error" role="alert">{e.message}</p> })}
@@ -66,17 +74,22 @@ pub fn KeysPage() -> impl IntoView {
                 </p>
             })}
             <table data-testid="key-list">
-                <thead><tr><th>"name"</th><th>"key"</th><th>"models"</th><th>"expires"</th><th>"last used"</th><th></th></tr></thead>
+                <thead><tr><th>"name"</th><th>"key"</th><th>"models"</th><th>"expires"</th><th>"limits"</th><th>"last used"</th><th></th></tr></thead>
                 <tbody>
                     {move || ring.keys.get().into_iter().map(|key| {
                         let id = key.id.clone();
                         let name = key.name.clone();
+                        let limits = match key.limits.describe() {
+                            none if none.is_empty() => "owner's".to_string(),
+                            some => some,
+                        };
                         view! {
                             <tr data-name=name>
                                 <td>{key.name}</td>
                                 <td><code>{key.prefix}"…"</code></td>
                                 <td>{key.models.map_or("all".to_string(), |m| m.join(", "))}</td>
                                 <td>{key.expires_at.unwrap_or_else(|| "never".into())}</td>
+                                <td>{limits}</td>
                                 <td>{key.last_used_at.unwrap_or_else(|| "never".into())}</td>
                                 <td><button class="secondary" on:click=move |_| revoke(ring, id.clone())>"Revoke"</button></td>
                             </tr>
@@ -108,6 +121,9 @@ fn create(ev: SubmitEvent, ring: Keyring) {
         name: form.get("name").trim().to_string(),
         models: models_field(&form.get("models")),
         expires_at: expiry_field(&form.get("expires")),
+        rpm: number_field(&form.get("rpm")),
+        tpm: number_field(&form.get("tpm")),
+        ..Default::default()
     };
     ring.error.set(None);
     leptos::task::spawn_local(async move {

@@ -36,6 +36,7 @@ pub fn LoginPage() -> impl IntoView {
         let code = q.get("error")?;
         let message = login_error_message(&code)?;
         (which == form).then(|| ErrorDetail {
+            kind: None,
             code: code.clone(),
             message: message.to_string(),
             field: None,
@@ -300,6 +301,7 @@ fn submit_register(ev: SubmitEvent, error: RwSignal<Option<ErrorDetail>>, pendin
 #[cfg(feature = "hydrate")]
 fn field_error(field: &str, message: &str) -> ErrorDetail {
     ErrorDetail {
+        kind: None,
         code: "invalid_field".into(),
         message: message.into(),
         field: Some(field.into()),

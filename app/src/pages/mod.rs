@@ -8,12 +8,14 @@ mod header;
 mod invites;
 mod keys;
 mod login;
+mod usage;
 
 pub use chat::ChatPage;
 pub use dashboard::DashboardPage;
 pub use header::Header;
 pub use keys::KeysPage;
 pub use login::LoginPage;
+pub use usage::UsagePage;
 
 use leptos::prelude::*;
 

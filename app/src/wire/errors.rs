@@ -18,4 +18,8 @@ pub struct ErrorDetail {
     /// The request field the error is about, when there is one (for form field errors).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// On `/v1` only, OpenAI's error type (`invalid_request_error`,
+    /// `insufficient_quota`, `rate_limit_exceeded`, …), which OpenAI's SDKs read.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
 }

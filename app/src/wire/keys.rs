@@ -17,6 +17,18 @@ pub struct CreateKeyRequest {
     /// When the key stops working (RFC 3339, in the future); absent: never.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
+    /// Requests per minute this key may make (its owner's limit applies too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpm: Option<u64>,
+    /// Prompt + completion tokens per minute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<u64>,
+    /// Tokens this key may spend per `budgetPeriod`; at most its owner's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_tokens: Option<u64>,
+    /// `day`, `month` (UTC calendar) or `total`; given with `budgetTokens`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_period: Option<String>,
 }
 
 /// A key, without its secret.
@@ -36,9 +48,14 @@ pub struct KeyView {
     pub created_at: String,
     /// RFC 3339, UTC, to the minute; `null`: never used.
     pub last_used_at: Option<String>,
+    /// The key's own limits (`rpm`, `tpm`, `budgetTokens`, `budgetPeriod`);
+    /// `null` ones leave only the owner's.
+    #[serde(flatten)]
+    pub limits: super::LimitsView,
 }
 
-/// The answer to `POST /api/keys` (201): the only time `key` is shown.
+/// The answer to `POST /api/keys` (201): the only time `key` is shown, with
+/// the key as the list shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
@@ -47,12 +64,16 @@ pub struct CreatedKeyResponse {
     /// The secret: `Authorization: Bearer <key>` (or `x-api-key`), or an
     /// OpenAI SDK's `api_key`.
     pub key: String,
-    pub id: String,
-    pub name: String,
-    pub prefix: String,
-    pub models: Option<Vec<String>>,
-    pub expires_at: Option<String>,
-    pub created_at: String,
+    #[serde(flatten)]
+    pub view: KeyView,
+}
+
+impl std::ops::Deref for CreatedKeyResponse {
+    type Target = KeyView;
+
+    fn deref(&self) -> &KeyView {
+        &self.view
+    }
 }
 
 /// `GET /api/keys`: the caller's keys, newest first.

@@ -13,6 +13,7 @@ mod monitor;
 pub mod openai;
 pub mod stream;
 mod timing;
+mod usage;
 
 pub use accounts::*;
 pub use chat::*;
@@ -24,3 +25,4 @@ pub use monitor::*;
 pub use openai::*;
 pub use stream::*;
 pub use timing::*;
+pub use usage::*;

@@ -24,6 +24,23 @@ pub enum MonitorMessage {
     Metrics { samples: Vec<MetricsSample> },
     /// Every managed process, sent again whenever one changes.
     Process { processes: Vec<ProcessView> },
+    /// Today's (UTC) heaviest users by tokens, every few seconds.
+    Usage {
+        #[serde(rename = "topUsers")]
+        top_users: Vec<TopUser>,
+    },
+}
+
+/// One of the day's heaviest users.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct TopUser {
+    pub user_id: String,
+    /// `null` when the account is gone.
+    pub username: Option<String>,
+    pub requests: u64,
+    pub total_tokens: u64,
 }
 
 /// A health check's verdict.
@@ -157,6 +174,12 @@ pub struct MetricsSample {
     /// Hits / lookups; `null` when there were no lookups.
     pub cache_hit_rate: Option<f64>,
     pub by_model: Vec<ModelCount>,
+    /// Tokens spent at providers over the last 60 seconds.
+    #[serde(default)]
+    pub tokens_per_minute: u64,
+    /// Tokens spent at providers in this second.
+    #[serde(default)]
+    pub tokens: u64,
 }
 
 /// Where a managed process is in its life.
@@ -248,6 +271,8 @@ mod tests {
                 model: "sim".into(),
                 requests: 10,
             }],
+            tokens_per_minute: 480,
+            tokens: 8,
         }
     }
 
@@ -297,6 +322,14 @@ mod tests {
                     restart: RestartPolicy::OnFailure,
                 }],
             },
+            MonitorMessage::Usage {
+                top_users: vec![TopUser {
+                    user_id: "u-1".into(),
+                    username: Some("ada".into()),
+                    requests: 12,
+                    total_tokens: 960,
+                }],
+            },
         ]
     }
 
@@ -318,7 +351,11 @@ mod tests {
             .map(|m| serde_json::to_value(m).unwrap())
             .collect();
         let tags: Vec<&str> = json.iter().filter_map(|v| v["type"].as_str()).collect();
-        assert_eq!(tags, ["health", "log", "metrics", "process"]);
+        assert_eq!(tags, ["health", "log", "metrics", "process", "usage"]);
+        assert_eq!(
+            json[4]["topUsers"][0],
+            json!({"userId": "u-1", "username": "ada", "requests": 12, "totalTokens": 960})
+        );
 
         assert_eq!(
             json[0]["components"][0],
@@ -343,6 +380,7 @@ mod tests {
                 "latency": {"total": {"p50": 104.0, "p95": 108.5, "p99": 109.0}},
                 "activeStreams": 3, "queueDepth": 1, "cacheHitRate": null,
                 "byModel": [{"provider": "sim", "model": "sim", "requests": 10}],
+                "tokensPerMinute": 480, "tokens": 8,
             })
         );
         assert_eq!(

@@ -16,6 +16,7 @@ use crate::db::api_keys::{self, KeyRow, NewKey};
 use crate::db::users;
 use crate::db::Db;
 use crate::llm::router::glob_match;
+use crate::usage::limits::Limits;
 use app::wire::UserView;
 use chrono::{DateTime, Utc};
 use rand::distributions::{Alphanumeric, DistString};
@@ -67,6 +68,8 @@ pub enum KeyError {
     #[error("The API key has expired; make a new one.")]
     Expired,
     #[error(transparent)]
+    Limits(#[from] crate::usage::limits::LimitError),
+    #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
 
@@ -77,6 +80,8 @@ pub struct KeyGrant {
     pub user: UserView,
     /// `None`: every model.
     pub models: Option<Arc<[String]>>,
+    /// The key's own rate limits and budget (its owner's apply too).
+    pub limits: Limits,
 }
 
 /// A remembered key.
@@ -167,6 +172,7 @@ impl ApiKeys {
         name: &str,
         models: Option<&[String]>,
         expires_at: Option<&str>,
+        limits: Limits,
     ) -> Result<IssuedKey, KeyError> {
         let name = valid_name(name)?;
         let models = models.map(valid_models).transpose()?;
@@ -180,6 +186,9 @@ impl ApiKeys {
             }
             None => None,
         };
+        // A key narrows what its owner may do, never widens it.
+        let owner = crate::db::limits::for_user(&self.db, &user.user_id).await?;
+        crate::usage::limits::within_owner(&limits, &owner)?;
         if api_keys::count_for_user(&self.db, &user.user_id).await? >= MAX_KEYS_PER_USER {
             return Err(KeyError::TooMany);
         }
@@ -196,6 +205,7 @@ impl ApiKeys {
                 secret_hash: &secret_hash(&secret),
                 models: models.as_deref(),
                 expires_at,
+                limits,
             },
         )
         .await?;
@@ -266,6 +276,7 @@ impl ApiKeys {
                 key_id: row.key_id.clone(),
                 user: owner.view(),
                 models: models_of(&row).map(Arc::from),
+                limits: row.limits(),
             },
             expires_at: row.expires_at,
             touched: AtomicI64::new(row.last_used_at.map_or(0, |t| t.timestamp())),
@@ -306,6 +317,7 @@ mod tests {
                 role: app::wire::Role::User,
             },
             models: models.map(|m| m.iter().map(|s| s.to_string()).collect::<Vec<_>>().into()),
+            limits: Limits::default(),
         }
     }
 

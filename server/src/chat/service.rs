@@ -12,12 +12,16 @@ use crate::llm::router::ModelRouter;
 use crate::llm::types::{ChatParams, Usage};
 use crate::observability::metrics::Metrics;
 use crate::observability::timing::{ms, Breakdown, CacheStatus};
+use crate::usage::limits::Limits;
+use crate::usage::meter::Refusal;
+use crate::usage::record::{Tokens, UsageRecord};
+use crate::usage::{self as accounting, Caller};
 use futures::{Stream, StreamExt};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -41,6 +45,8 @@ pub struct ChatContext {
     /// The models that key may use (`None`: every model, and always without
     /// a key).
     pub key_models: Option<std::sync::Arc<[String]>>,
+    /// That key's own rate limits and budget (none without a key).
+    pub key_limits: Limits,
 }
 
 impl ChatContext {
@@ -62,6 +68,34 @@ pub enum ChatError {
     QueueFull { provider: String, full: QueueFull },
     #[error(transparent)]
     Provider(#[from] ProviderError),
+    /// A rate limit or budget of the key or the account has no room.
+    #[error(transparent)]
+    Limited(#[from] Refusal),
+}
+
+impl ChatError {
+    /// The HTTP status the client gets (for the ledger; the HTTP layer makes
+    /// the same choice when it frames the error).
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::RateLimited(_) | Self::TooManyInFlight(_) | Self::Limited(_) => 429,
+            Self::NoSuchProvider { .. } => 400,
+            Self::QueueFull { .. } => 503,
+            Self::Provider(e) => e.http_status(),
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::RateLimited(_) => "rate_limited",
+            Self::TooManyInFlight(_) => "too_many_inflight",
+            Self::NoSuchProvider { .. } => "unknown_provider",
+            Self::QueueFull { .. } => "queue_full",
+            Self::Provider(e) => e.code(),
+            Self::Limited(Refusal::Rate { .. }) => "rate_limited",
+            Self::Limited(Refusal::Budget { .. }) => "budget_exceeded",
+        }
+    }
 }
 
 /// A whole answer.
@@ -154,6 +188,7 @@ impl ChatService {
             recorder: Recorder {
                 metrics,
                 router: router.clone(),
+                usage: None,
             },
             router,
             cache,
@@ -163,6 +198,17 @@ impl ChatService {
             in_flight,
             wind_down: CancellationToken::new(),
         }
+    }
+
+    /// Counts every request against its limits and in the usage ledger.
+    pub fn with_usage(mut self, usage: accounting::Usage) -> Self {
+        self.recorder.usage = Some(usage);
+        self
+    }
+
+    /// The usage ledger and limits, when kept.
+    pub fn usage(&self) -> Option<&accounting::Usage> {
+        self.recorder.usage.as_ref()
     }
 
     /// Ends every open stream with a final `shutting_down` error event (and
@@ -176,9 +222,10 @@ impl ChatService {
         &self.router
     }
 
-    /// The rate limit, the in-flight cap (before any queueing: a user at the
-    /// cap must not take a place in a provider's queue either), then the route.
-    fn admit(
+    /// The rate limit, the key's and account's limits and budgets, the
+    /// in-flight cap (before any queueing: a user at the cap must not take a
+    /// place in a provider's queue either), then the route.
+    async fn admit(
         &self,
         ctx: &ChatContext,
         params: &ChatParams,
@@ -187,6 +234,13 @@ impl ChatService {
             return Err(ChatError::RateLimited(
                 not_until.wait_time_from(DefaultClock::default().now()),
             ));
+        }
+        if let Some(usage) = &self.recorder.usage {
+            let caller = Caller {
+                user_id: &ctx.user_id,
+                key: ctx.key_id.as_deref().map(|id| (id, ctx.key_limits)),
+            };
+            usage.admit(&caller).await?;
         }
         let in_flight = self.in_flight.enter(&ctx.user_id)?;
         let slot =
@@ -201,8 +255,9 @@ impl ChatService {
 
     /// Admits the request and starts its breakdown with what authentication
     /// cost: the provider's slot, the provider's name, the breakdown so far,
-    /// and the user's in-flight slot (held until the reply ends).
-    fn begin(
+    /// and the user's in-flight slot (held until the reply ends). A refusal
+    /// by a limit or budget is a ledger row too (the client was answered).
+    async fn begin(
         &self,
         ctx: &ChatContext,
         params: &ChatParams,
@@ -215,7 +270,23 @@ impl ChatService {
         ),
         ChatError,
     > {
-        let (slot, in_flight) = self.admit(ctx, params)?;
+        let (slot, in_flight) = match self.admit(ctx, params).await {
+            Ok(admitted) => admitted,
+            Err(refused) => {
+                if let (ChatError::Limited(_), Some(usage)) = (&refused, &self.recorder.usage) {
+                    usage.finish(ledger_row(
+                        ctx,
+                        &params.model,
+                        "",
+                        &Breakdown::default(),
+                        refused.status(),
+                        Some(refused.code()),
+                        Tokens::default(),
+                    ));
+                }
+                return Err(refused);
+            }
+        };
         let provider = slot.provider.name().to_string();
         let head = Breakdown {
             auth: ms(ctx.auth),
@@ -256,8 +327,13 @@ impl ChatService {
         let started = match relay::start(&slot.provider, params, self.limits).await {
             Ok(started) => started,
             Err(e) => {
+                let ending = Ending {
+                    outcome: e.code(),
+                    status: e.http_status(),
+                    tokens: Tokens::default(),
+                };
                 self.recorder
-                    .finish(ctx, &params.model, &provider, breakdown, e.code());
+                    .finish(ctx, &params.model, &provider, breakdown, ending);
                 return Err(e.into());
             }
         };
@@ -275,7 +351,7 @@ impl ChatService {
         ctx: &ChatContext,
         params: ChatParams,
     ) -> Result<Complete, ChatError> {
-        let (slot, provider, mut breakdown, _in_flight) = self.begin(ctx, &params)?;
+        let (slot, provider, mut breakdown, _in_flight) = self.begin(ctx, &params).await?;
         let key = ResponseCache::key(&ctx.user_id, &params);
         if self.cache.enabled() && ctx.fresh {
             breakdown.cache_status = CacheStatus::Bypass;
@@ -286,8 +362,10 @@ impl ChatService {
             breakdown.cache_status = CacheStatus::Miss;
             if let Some(hit) = hit {
                 breakdown.cache_status = CacheStatus::Hit;
+                // Served by calos: no provider spent a token on it.
+                let ending = Ending::ok(Tokens::default());
                 self.recorder
-                    .finish(ctx, &params.model, &hit.provider, &mut breakdown, "ok");
+                    .finish(ctx, &params.model, &hit.provider, &mut breakdown, ending);
                 return Ok(Complete {
                     text: hit.text.clone(),
                     usage: hit.usage,
@@ -306,8 +384,13 @@ impl ChatService {
                 RelayEvent::Delta(delta) => text.push_str(&delta),
                 RelayEvent::Finished(s) => summary = s,
                 RelayEvent::Failed(e) => {
+                    let ending = Ending {
+                        outcome: e.code(),
+                        status: e.http_status(),
+                        tokens: estimated(prompt_chars(&params), text.len()),
+                    };
                     self.recorder
-                        .finish(ctx, &params.model, &provider, &mut breakdown, e.code());
+                        .finish(ctx, &params.model, &provider, &mut breakdown, ending);
                     return Err(e.into());
                 }
             }
@@ -327,8 +410,15 @@ impl ChatService {
                 )
                 .await;
         }
-        self.recorder
-            .finish(ctx, &params.model, &provider, &mut breakdown, "ok");
+        let tokens =
+            Tokens::reported_or_estimated(summary.usage, prompt_chars(&params), text.len());
+        self.recorder.finish(
+            ctx,
+            &params.model,
+            &provider,
+            &mut breakdown,
+            Ending::ok(tokens),
+        );
         Ok(Complete {
             text,
             usage,
@@ -345,7 +435,7 @@ impl ChatService {
         ctx: &ChatContext,
         params: ChatParams,
     ) -> Result<Streaming, ChatError> {
-        let (slot, provider, mut head, in_flight) = self.begin(ctx, &params)?;
+        let (slot, provider, mut head, in_flight) = self.begin(ctx, &params).await?;
         let (events, deadline) = self.upstream(ctx, &slot, &params, &mut head).await?;
         let (ctx_end, head_end, model, prov) = (
             ctx.clone(),
@@ -363,6 +453,11 @@ impl ChatService {
         // to take the very last event is not counted a second time.
         let recorded = Arc::new(AtomicBool::new(false));
         let recorded_cut = recorded.clone();
+        // The text streamed so far, for an estimate of what a reply that
+        // ends early spent.
+        let prompt = prompt_chars(&params);
+        let streamed = Arc::new(AtomicUsize::new(0));
+        let (streamed_wd, streamed_cut) = (streamed.clone(), streamed.clone());
         let (ctx_cut, head_cut, model_cut, prov_cut, recorder_cut) = (
             ctx.clone(),
             head.clone(),
@@ -373,13 +468,21 @@ impl ChatService {
         let items = events.map(move |event| {
             let _held = &held;
             match event {
-                RelayEvent::Delta(text) => StreamItem::Delta(text),
+                RelayEvent::Delta(text) => {
+                    streamed.fetch_add(text.len(), Ordering::Relaxed);
+                    StreamItem::Delta(text)
+                }
                 RelayEvent::Finished(summary) => {
                     recorded.store(true, Ordering::Relaxed);
                     let mut breakdown = head_end.clone();
                     breakdown.llm = Some(ms(summary.llm));
                     breakdown.upstream = summary.upstream;
-                    recorder.finish(&ctx_end, &model, &prov, &mut breakdown, "ok");
+                    let tokens = Tokens::reported_or_estimated(
+                        summary.usage,
+                        prompt,
+                        streamed.load(Ordering::Relaxed),
+                    );
+                    recorder.finish(&ctx_end, &model, &prov, &mut breakdown, Ending::ok(tokens));
                     StreamItem::Done {
                         usage: summary.usage.unwrap_or_default(),
                         breakdown,
@@ -388,7 +491,12 @@ impl ChatService {
                 RelayEvent::Failed(e) => {
                     recorded.store(true, Ordering::Relaxed);
                     let mut breakdown = head_end.clone();
-                    recorder.finish(&ctx_end, &model, &prov, &mut breakdown, e.code());
+                    let ending = Ending {
+                        outcome: e.code(),
+                        status: 200,
+                        tokens: estimated(prompt, streamed.load(Ordering::Relaxed)),
+                    };
+                    recorder.finish(&ctx_end, &model, &prov, &mut breakdown, ending);
                     StreamItem::Failed(e)
                 }
             }
@@ -409,7 +517,11 @@ impl ChatService {
                     &model_wd,
                     &prov_wd,
                     &mut breakdown,
-                    "shutting_down",
+                    Ending {
+                        outcome: "shutting_down",
+                        status: 200,
+                        tokens: estimated(prompt, streamed_wd.load(Ordering::Relaxed)),
+                    },
                 );
             }
             StreamItem::ShuttingDown
@@ -432,7 +544,11 @@ impl ChatService {
                         &model_cut,
                         &prov_cut,
                         &mut breakdown,
-                        "client_too_slow",
+                        Ending {
+                            outcome: "client_too_slow",
+                            status: 200,
+                            tokens: estimated(prompt, streamed_cut.load(Ordering::Relaxed)),
+                        },
                     );
                 }
             },
@@ -472,31 +588,103 @@ where
     )
 }
 
-/// What recording a finished request needs: the metrics, and the router to
-/// tell a model it knows from a name a client made up.
+/// What recording a finished request needs: the metrics, the router to
+/// tell a model it knows from a name a client made up, and the usage ledger.
 #[derive(Clone)]
 struct Recorder {
     metrics: Metrics,
     router: Arc<ModelRouter>,
+    usage: Option<accounting::Usage>,
+}
+
+/// How a request ended, for the metrics, the log and the ledger.
+struct Ending {
+    outcome: &'static str,
+    /// The HTTP status the client got (200 once a stream has begun).
+    status: u16,
+    /// What the provider spent on it.
+    tokens: Tokens,
+}
+
+impl Ending {
+    fn ok(tokens: Tokens) -> Self {
+        Self {
+            outcome: "ok",
+            status: 200,
+            tokens,
+        }
+    }
 }
 
 impl Recorder {
-    /// Closes the breakdown (its total ends now), records it in the metrics and
+    /// Closes the breakdown (its total ends now), records it in the metrics,
     /// writes the one structured line per chat request (the original guide's
-    /// `[Performance]` log).
+    /// `[Performance]` log) and hands the ledger its row.
     fn finish(
         &self,
         ctx: &ChatContext,
         model: &str,
         provider: &str,
         b: &mut Breakdown,
-        outcome: &'static str,
+        ending: Ending,
     ) {
         b.total = ms(ctx.started.elapsed());
+        let known = self.router.knows(model);
         self.metrics
-            .record(provider, model, self.router.knows(model), b, outcome);
-        log_performance(ctx, model, provider, b, outcome);
+            .record(provider, model, known, b, ending.outcome);
+        self.metrics.record_tokens(provider, model, &ending.tokens);
+        log_performance(ctx, model, provider, b, ending.outcome);
+        if let Some(usage) = &self.usage {
+            let error = (ending.outcome != "ok").then_some(ending.outcome);
+            usage.finish(ledger_row(
+                ctx,
+                model,
+                provider,
+                b,
+                ending.status,
+                error,
+                ending.tokens,
+            ));
+        }
     }
+}
+
+/// A request's ledger row.
+fn ledger_row(
+    ctx: &ChatContext,
+    model: &str,
+    provider: &str,
+    b: &Breakdown,
+    status: u16,
+    error: Option<&'static str>,
+    tokens: Tokens,
+) -> UsageRecord {
+    UsageRecord {
+        at: chrono::Utc::now(),
+        request_id: ctx.request_id.clone(),
+        user_id: ctx.user_id.clone(),
+        key_id: ctx.key_id.clone(),
+        model: model.to_string(),
+        provider: provider.to_string(),
+        upstream_model: (!provider.is_empty()).then(|| model.to_string()),
+        status,
+        error_code: error.map(str::to_string),
+        tokens,
+        ttft_ms: b.ttft,
+        total_ms: b.total,
+        cache: b.cache_status.as_str(),
+    }
+}
+
+/// Characters of a request's messages (for a token estimate).
+fn prompt_chars(params: &ChatParams) -> usize {
+    params.messages.iter().map(|m| m.content.len()).sum()
+}
+
+/// What a reply that failed or was cut spent, as far as calos can tell: the
+/// prompt and the text that had arrived, estimated.
+fn estimated(prompt_chars: usize, completion_chars: usize) -> Tokens {
+    Tokens::reported_or_estimated(None, prompt_chars, completion_chars)
 }
 
 fn log_performance(

@@ -37,6 +37,8 @@ pub enum KeysAction {
         /// How long the key works, e.g. `30d`, `12h` (default: until revoked).
         #[arg(long, value_parser = humantime::parse_duration)]
         expires: Option<Duration>,
+        #[command(flatten)]
+        limits: crate::cli::users::LimitArgs,
     },
     /// List keys (without secrets): one account's, or everyone's.
     List {
@@ -64,8 +66,10 @@ async fn act(db: &Db, action: KeysAction, out: &mut impl Write) -> anyhow::Resul
             name,
             models,
             expires,
+            limits,
         } => {
             let owner = account(db, &user).await?;
+            let limits = limits.validate()?;
             let expires_at = expires
                 .map(|after| {
                     let after =
@@ -82,6 +86,7 @@ async fn act(db: &Db, action: KeysAction, out: &mut impl Write) -> anyhow::Resul
                     &name,
                     models.as_deref(),
                     expires_at.as_deref(),
+                    limits,
                 )
                 .await?;
             writeln!(out, "{}", issued.secret)?;
@@ -99,15 +104,16 @@ async fn act(db: &Db, action: KeysAction, out: &mut impl Write) -> anyhow::Resul
             };
             writeln!(
                 out,
-                "{:<36}  {:<16}  {:<12}  {:<20}  models",
-                "id", "account", "prefix", "name"
+                "{:<36}  {:<16}  {:<12}  {:<20}  {:<24}  limits",
+                "id", "account", "prefix", "name", "models"
             )?;
             for owner in owners {
                 for row in keys.list(&owner.user_id).await? {
                     let models = models_of(&row).map_or("all".into(), |m| m.join(","));
+                    let limits = crate::cli::users::describe_limits(&row.limits());
                     writeln!(
                         out,
-                        "{:<36}  {:<16}  {:<12}  {:<20}  {models}",
+                        "{:<36}  {:<16}  {:<12}  {:<20}  {models:<24}  {limits}",
                         row.key_id, owner.username, row.prefix, row.name
                     )?;
                 }

@@ -1,4 +1,4 @@
-//! `calos users list | create | delete | prune | invite`: account administration against
+//! `calos users list | create | delete | prune | invite | limits`: account administration against
 //! whatever store `DATABASE_URL` / `CALOS_DATA_DIR` point at (the same as `serve`).
 
 use crate::auth::password::Passwords;
@@ -72,6 +72,78 @@ pub enum UsersAction {
         #[arg(long, env = "CALOS_MAX_OPEN_INVITES", default_value_t = crate::auth::invites::DEFAULT_MAX_OPEN_INVITES)]
         max_open: u32,
     },
+    /// Show an account's rate limits and token budget, or replace them (a
+    /// limit not given is removed; `--clear` removes all).
+    Limits {
+        /// The account: username, email or user id.
+        user: String,
+        #[command(flatten)]
+        limits: LimitArgs,
+        /// Remove every limit.
+        #[arg(long, conflicts_with_all = ["rpm", "tpm", "budget_tokens", "budget_period"])]
+        clear: bool,
+    },
+}
+
+/// Limits as flags (`calos users limits`, `calos keys create`).
+#[derive(Debug, Args, Default)]
+pub struct LimitArgs {
+    /// Requests per minute.
+    #[arg(long)]
+    pub rpm: Option<u64>,
+    /// Prompt + completion tokens per minute.
+    #[arg(long)]
+    pub tpm: Option<u64>,
+    /// Tokens per --budget-period.
+    #[arg(long, requires = "budget_period")]
+    pub budget_tokens: Option<u64>,
+    /// day, month (UTC calendar) or total.
+    #[arg(long, requires = "budget_tokens")]
+    pub budget_period: Option<String>,
+}
+
+impl LimitArgs {
+    pub fn given(&self) -> bool {
+        self.rpm.is_some() || self.tpm.is_some() || self.budget_tokens.is_some()
+    }
+
+    pub fn validate(&self) -> anyhow::Result<crate::usage::limits::Limits> {
+        Ok(crate::usage::limits::validate(
+            self.rpm,
+            self.tpm,
+            self.budget_tokens,
+            self.budget_period.as_deref(),
+        )?)
+    }
+}
+
+/// Limits in words, as the CLI prints them.
+pub fn describe_limits(limits: &crate::usage::limits::Limits) -> String {
+    match app::wire::LimitsView::from(limits).describe() {
+        none if none.is_empty() => "no limits".into(),
+        some => some,
+    }
+}
+
+/// Prints, or replaces then prints, an account's limits. A running server
+/// sees a change within its session cache time (`--session-cache-ttl`).
+async fn limits(
+    db: &Db,
+    key: &str,
+    args: &LimitArgs,
+    clear: bool,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let Some(row) = users::find_by_any(db, key).await? else {
+        bail!("no account matches {key:?}")
+    };
+    if clear || args.given() {
+        let limits = args.validate()?;
+        crate::db::limits::set_for_user(db, &row.user_id, &limits).await?;
+    }
+    let now = crate::db::limits::for_user(db, &row.user_id).await?;
+    writeln!(out, "{}: {}", row.username, describe_limits(&now))?;
+    Ok(())
 }
 
 pub async fn run(args: UsersArgs, out: &mut impl Write) -> anyhow::Result<()> {
@@ -106,6 +178,11 @@ pub async fn run(args: UsersArgs, out: &mut impl Write) -> anyhow::Result<()> {
             url,
             max_open,
         } => invite(&db, hours, note.as_deref(), &url, max_open, out).await,
+        UsersAction::Limits {
+            user,
+            limits: args,
+            clear,
+        } => limits(&db, &user, &args, clear, out).await,
     };
     db.close().await;
     result

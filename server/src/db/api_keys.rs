@@ -3,6 +3,7 @@
 //! never reach another's keys.
 
 use super::{Db, Exec};
+use crate::usage::limits::Limits;
 use crate::with_exec;
 use chrono::{DateTime, Utc};
 
@@ -18,10 +19,28 @@ pub struct KeyRow {
     pub expires_at: Option<i64>,
     pub created_at: DateTime<Utc>,
     pub last_used_at: Option<DateTime<Utc>>,
+    pub rpm: Option<i64>,
+    pub tpm: Option<i64>,
+    pub budget_tokens: Option<i64>,
+    pub budget_period: Option<String>,
 }
 
+impl KeyRow {
+    pub fn limits(&self) -> Limits {
+        Limits::from_columns(
+            self.rpm,
+            self.tpm,
+            self.budget_tokens,
+            self.budget_period.as_deref(),
+        )
+    }
+}
+
+// The limits are read as bigint: PostgreSQL's `integer` is not an i64.
 const KEY_COLUMNS: &str =
-    "key_id, user_id, name, prefix, models, expires_at, created_at, last_used_at";
+    "key_id, user_id, name, prefix, models, expires_at, created_at, last_used_at, \
+     cast(rpm as bigint) as rpm, cast(tpm as bigint) as tpm, \
+     cast(budget_tokens as bigint) as budget_tokens, budget_period";
 
 /// A new key; the caller made the secret and hashed it.
 pub struct NewKey<'a> {
@@ -31,14 +50,17 @@ pub struct NewKey<'a> {
     pub secret_hash: &'a str,
     pub models: Option<&'a str>,
     pub expires_at: Option<i64>,
+    pub limits: Limits,
 }
 
 pub async fn insert(db: &Db, key: NewKey<'_>) -> Result<KeyRow, sqlx::Error> {
     let id = uuid::Uuid::new_v4().to_string();
     let now = Utc::now();
+    let (rpm, tpm, budget_tokens, budget_period) = super::limits::columns(&key.limits);
     with_exec!(Exec::from(db), exec => sqlx::query(
-        "insert into api_keys (key_id, user_id, name, prefix, secret_hash, models, expires_at, created_at) \
-         values ($1, $2, $3, $4, $5, $6, $7, $8)")
+        "insert into api_keys (key_id, user_id, name, prefix, secret_hash, models, expires_at, created_at, \
+         rpm, tpm, budget_tokens, budget_period) \
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)")
         .bind(&id)
         .bind(key.user_id)
         .bind(key.name)
@@ -47,6 +69,10 @@ pub async fn insert(db: &Db, key: NewKey<'_>) -> Result<KeyRow, sqlx::Error> {
         .bind(key.models)
         .bind(key.expires_at)
         .bind(now)
+        .bind(rpm)
+        .bind(tpm)
+        .bind(budget_tokens)
+        .bind(budget_period)
         .execute(exec)
         .await
         .map(|_| ()))?;
@@ -59,6 +85,10 @@ pub async fn insert(db: &Db, key: NewKey<'_>) -> Result<KeyRow, sqlx::Error> {
         expires_at: key.expires_at,
         created_at: now,
         last_used_at: None,
+        rpm,
+        tpm,
+        budget_tokens,
+        budget_period: budget_period.map(str::to_string),
     })
 }
 

@@ -15,6 +15,7 @@
 pub mod api_keys;
 pub mod identities;
 pub mod invites;
+pub mod limits;
 pub mod users;
 
 use anyhow::Context;

@@ -184,6 +184,50 @@ fn is_busy(e: &dyn sqlx::error::DatabaseError) -> bool {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        self.render(false)
+    }
+}
+
+/// An error from a `/v1` route: the same body, plus the `type` OpenAI's SDKs
+/// read, and OpenAI's own codes for a spent budget (`insufficient_quota`) and
+/// a rate limit (`rate_limit_exceeded`), so an SDK behaves as it does with
+/// OpenAI (which, for example, does not retry a spent quota).
+pub struct V1Error(pub ApiError);
+
+impl From<ApiError> for V1Error {
+    fn from(e: ApiError) -> Self {
+        Self(e)
+    }
+}
+
+impl IntoResponse for V1Error {
+    fn into_response(self) -> Response {
+        self.0.render(true)
+    }
+}
+
+impl ApiError {
+    /// OpenAI's `type` and `code` for this error.
+    fn openai_kind(&self) -> (&'static str, &'static str) {
+        let code = self.code();
+        let kind = match code {
+            "budget_exceeded" => return ("insufficient_quota", "insufficient_quota"),
+            "rate_limited" | "too_many_inflight" => {
+                return ("rate_limit_exceeded", "rate_limit_exceeded")
+            }
+            _ => match self.status().as_u16() {
+                401 => "authentication_error",
+                403 => "permission_error",
+                404 => "not_found_error",
+                429 => "rate_limit_exceeded",
+                400..=499 => "invalid_request_error",
+                _ => "api_error",
+            },
+        };
+        (kind, code)
+    }
+
+    fn render(self, openai: bool) -> Response {
         let status = self.status();
         // Logged once, by the access log, which knows the request id.
         let cause = match &self {
@@ -191,12 +235,20 @@ impl IntoResponse for ApiError {
             Self::Unavailable(cause) => Some(ErrorCause::Unavailable(cause.to_string())),
             _ => None,
         };
+        let (kind, code) = match openai {
+            true => {
+                let (kind, code) = self.openai_kind();
+                (Some(kind.to_string()), code)
+            }
+            false => (None, self.code()),
+        };
         let body = ErrorResponse {
             success: false,
             error: ErrorDetail {
-                code: self.code().to_string(),
+                code: code.to_string(),
                 message: self.client_message(),
                 field: self.field().map(str::to_string),
+                kind,
             },
         };
         let mut response = (status, Json(body)).into_response();
@@ -341,13 +393,7 @@ impl From<crate::auth::oauth::OAuthError> for ApiError {
 impl From<crate::llm::error::ProviderError> for ApiError {
     fn from(e: crate::llm::error::ProviderError) -> Self {
         use crate::llm::error::ProviderError as P;
-        let status = match &e {
-            P::Unreachable { .. } | P::NotConfigured { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            P::ModelNotFound { .. } => StatusCode::NOT_FOUND,
-            P::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            P::Status { status: 429, .. } => StatusCode::TOO_MANY_REQUESTS,
-            P::Status { .. } | P::Protocol { .. } => StatusCode::BAD_GATEWAY,
-        };
+        let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_GATEWAY);
         let retry_after = match &e {
             P::Status {
                 status: 429,
@@ -412,6 +458,14 @@ impl From<crate::chat::ChatError> for ApiError {
                 retry_after: Some(1),
             },
             C::Provider(p) => p.into(),
+            C::Limited(refusal) => ApiError::TooManyRequests {
+                code: match refusal {
+                    crate::usage::meter::Refusal::Rate { .. } => "rate_limited",
+                    crate::usage::meter::Refusal::Budget { .. } => "budget_exceeded",
+                },
+                retry_after_secs: refusal.retry_after_secs(),
+                message: refusal.to_string(),
+            },
         }
     }
 }

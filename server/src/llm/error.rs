@@ -110,6 +110,19 @@ impl ProviderError {
         }
     }
 
+    /// The HTTP status a client gets for this failure: 404 for a model the
+    /// provider does not have, 429 for the provider's rate limit, 503 when it
+    /// cannot be reached, 504 when it was too slow, 502 for anything else.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Self::Unreachable { .. } | Self::NotConfigured { .. } => 503,
+            Self::ModelNotFound { .. } => 404,
+            Self::Timeout { .. } => 504,
+            Self::Status { status: 429, .. } => 429,
+            Self::Status { .. } | Self::Protocol { .. } => 502,
+        }
+    }
+
     /// Short machine-readable code for the API error and the logs.
     pub fn code(&self) -> &'static str {
         match self {

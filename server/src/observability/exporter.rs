@@ -58,6 +58,16 @@ pub struct ProviderLabels {
     pub provider: String,
 }
 
+/// The OpenTelemetry GenAI attributes, as Prometheus spells them (dots become
+/// underscores).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GenAiLabels {
+    pub gen_ai_provider_name: String,
+    pub gen_ai_request_model: String,
+    /// `input` or `output`; empty for the time to first token.
+    pub gen_ai_token_type: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProcessLabels {
     pub process: String,
@@ -70,10 +80,28 @@ fn latency_buckets() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 2.0, 22))
 }
 
+/// The token-count buckets the GenAI conventions advise: powers of 4 from 1
+/// to 4^13.
+fn token_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(1.0, 4.0, 14))
+}
+
+/// The time-to-first-token buckets the GenAI conventions advise (seconds).
+fn ttft_buckets() -> Histogram {
+    Histogram::new([
+        0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+    ])
+}
+
 /// Every series calos exports. Cheap to clone (shared handles).
 #[derive(Clone)]
 pub struct Exporter {
     registry: Arc<Registry>,
+    /// The GenAI metrics, under the names the OpenTelemetry semantic
+    /// conventions give them (so without the `calos_` prefix).
+    genai: Arc<Registry>,
+    token_usage: Histograms<GenAiLabels>,
+    time_to_first_token: Histograms<GenAiLabels>,
     http_requests: Family<HttpLabels, Counter>,
     http_duration: Histograms<RouteLabels>,
     chat_requests: Family<ChatLabels, Counter>,
@@ -133,6 +161,10 @@ pub struct ChatSeries {
     model: Box<str>,
     phases: [Histogram; 8],
     requests: Family<ChatLabels, Counter>,
+    /// `gen_ai.client.token.usage` for input and output tokens.
+    tokens: [Histogram; 2],
+    /// `gen_ai.server.time_to_first_token`.
+    ttft: Histogram,
 }
 
 impl ChatSeries {
@@ -143,6 +175,19 @@ impl ChatSeries {
                 histogram.observe(ms / 1000.0);
             }
         }
+        if let Some(ms) = values[5] {
+            self.ttft.observe(ms / 1000.0);
+        }
+    }
+
+    /// A request's tokens (none are observed for a request that spent none,
+    /// such as a cache hit or a refusal).
+    pub fn observe_tokens(&self, input: u64, output: u64) {
+        if input + output == 0 {
+            return;
+        }
+        self.tokens[0].observe(input as f64);
+        self.tokens[1].observe(output as f64);
     }
 
     /// The request counter for one outcome of this series (kept by the caller).
@@ -246,8 +291,30 @@ impl Exporter {
             cache_counter("miss"),
             cache_counter("bypass"),
         );
+        // OpenTelemetry semantic conventions v1.37.0, GenAI client and server
+        // metrics (status: development). Token usage is a histogram in
+        // `{token}` by `gen_ai.token.type`; time to first token in seconds.
+        let mut genai = Registry::default();
+        let token_usage: Histograms<GenAiLabels> =
+            Family::new_with_constructor(token_buckets as fn() -> Histogram);
+        genai.register(
+            "gen_ai_client_token_usage",
+            "Tokens a chat request spent at its provider (gen_ai.client.token.usage, unit {token})",
+            token_usage.clone(),
+        );
+        let time_to_first_token: Histograms<GenAiLabels> =
+            Family::new_with_constructor(ttft_buckets as fn() -> Histogram);
+        genai.register_with_unit(
+            "gen_ai_server_time_to_first_token",
+            "Time from sending a chat request upstream to its first token (gen_ai.server.time_to_first_token)",
+            prometheus_client::registry::Unit::Seconds,
+            time_to_first_token.clone(),
+        );
         Self {
             registry: Arc::new(registry),
+            genai: Arc::new(genai),
+            token_usage,
+            time_to_first_token,
             http_requests,
             http_duration,
             chat_requests,
@@ -322,11 +389,25 @@ impl Exporter {
                 })
                 .clone()
         });
+        let genai = |family: &Histograms<GenAiLabels>, token_type: &str| {
+            family
+                .get_or_create(&GenAiLabels {
+                    gen_ai_provider_name: provider.to_string(),
+                    gen_ai_request_model: model.to_string(),
+                    gen_ai_token_type: token_type.to_string(),
+                })
+                .clone()
+        };
         ChatSeries {
             provider: provider.into(),
             model: model.into(),
             phases,
             requests: self.chat_requests.clone(),
+            tokens: [
+                genai(&self.token_usage, "input"),
+                genai(&self.token_usage, "output"),
+            ],
+            ttft: genai(&self.time_to_first_token, ""),
         }
     }
 
@@ -380,8 +461,11 @@ impl Exporter {
     /// The text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
         // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        let _ = encode_registry(&mut out, &self.registry);
+        let _ = encode_registry(&mut out, &self.genai);
+        let _ = encode_eof(&mut out);
         out
     }
 }

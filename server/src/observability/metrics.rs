@@ -134,6 +134,8 @@ impl Series {
 #[derive(Default)]
 pub struct Interval {
     pub outcomes: BTreeMap<&'static str, u64>,
+    /// Tokens spent at providers.
+    pub tokens: u64,
     pub by_model: BTreeMap<(Arc<str>, Arc<str>), u64>,
     pub cache_hits: u64,
     pub cache_lookups: u64,
@@ -184,6 +186,7 @@ impl Interval {
         }
         self.cache_hits += other.cache_hits;
         self.cache_lookups += other.cache_lookups;
+        self.tokens += other.tokens;
         for (phase, h) in other.phases {
             match self.phases.get_mut(phase) {
                 // Both auto-resize at the same precision, so adding succeeds.
@@ -275,6 +278,26 @@ impl Metrics {
     /// The Prometheus side, for `/metrics`, HTTP and process counters.
     pub fn exporter(&self) -> &Exporter {
         &self.inner.exporter
+    }
+
+    /// Records the tokens one chat request spent, in the same (bounded)
+    /// series as its timings.
+    pub fn record_tokens(
+        &self,
+        provider: &str,
+        model: &str,
+        tokens: &crate::usage::record::Tokens,
+    ) {
+        if tokens.total() == 0 {
+            return;
+        }
+        // A request that spent tokens was answered: it deserves a series.
+        let series = self.series_for(provider, model, true);
+        series
+            .exported
+            .observe_tokens(tokens.prompt, tokens.completion);
+        let stripe = STRIPE.with(|s| *s);
+        self.inner.intervals[stripe].lock().tokens += tokens.total();
     }
 
     /// Records one chat request. `known`: the router knows this model by name,

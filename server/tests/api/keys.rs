@@ -162,7 +162,10 @@ on_both_databases! {
             json!({ "name": "x", "models": ["has space"] }),
             json!({ "name": "x", "expiresAt": "2001-01-01T00:00:00Z" }),
             json!({ "name": "x", "expiresAt": "tomorrow" }),
-            json!({ "name": "x", "rpm": 5 }),
+            json!({ "name": "x", "rpm": 0 }),
+            json!({ "name": "x", "budgetTokens": 5 }),
+            json!({ "name": "x", "budgetTokens": 5, "budgetPeriod": "week" }),
+            json!({ "name": "x", "scope": "admin" }),
         ] {
             let (status, _) = error_code(create_key(&app, &owner.token, &bad).await).await;
             assert_eq!(status, 400, "{bad}");

@@ -20,3 +20,4 @@ mod registration;
 mod requests;
 mod sessions;
 mod toolbox;
+mod usage;

@@ -8,8 +8,12 @@ use std::collections::BTreeSet;
 fn model_labels(exposition: &str) -> BTreeSet<String> {
     exposition
         .lines()
-        .filter(|line| line.starts_with("calos_chat_"))
-        .filter_map(|line| line.split("model=\"").nth(1))
+        .filter(|line| line.starts_with("calos_chat_") || line.starts_with("gen_ai_"))
+        .filter_map(|line| {
+            line.split("model=\"")
+                .nth(1)
+                .or_else(|| line.split("gen_ai_request_model=\"").nth(1))
+        })
         .filter_map(|rest| rest.split('"').next())
         .map(str::to_string)
         .collect()

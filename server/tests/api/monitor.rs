@@ -310,7 +310,7 @@ async fn the_feed_is_for_admins_and_starts_with_a_snapshot_of_every_kind() {
     let origin = format!("http://{}", app.dashboard_addr);
     let mut socket = open_feed(&app, Some(&admin), Some(&origin)).await.unwrap();
     let mut kinds = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..5 {
         kinds.push(
             next_message(&mut socket).await.unwrap()["type"]
                 .as_str()
@@ -318,7 +318,7 @@ async fn the_feed_is_for_admins_and_starts_with_a_snapshot_of_every_kind() {
                 .to_string(),
         );
     }
-    assert_eq!(kinds, ["health", "log", "metrics", "process"]);
+    assert_eq!(kinds, ["health", "log", "metrics", "process", "usage"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -328,7 +328,7 @@ async fn an_oversized_message_from_the_page_closes_the_feed() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let admin = app.admin_token().await;
     let mut socket = open_feed(&app, Some(&admin), None).await.unwrap();
-    for _ in 0..4 {
+    for _ in 0..5 {
         next_message(&mut socket).await.unwrap();
     }
     // Small messages are read and ignored; the feed goes on.
@@ -357,7 +357,7 @@ async fn a_chat_request_shows_in_the_log_and_metrics_feed_within_two_seconds() {
     let app = TestApp::spawn_with(Backend::Sqlite, &["--ollama-url", &mock.url()]).await;
     let admin = app.admin_token().await;
     let mut socket = open_feed(&app, Some(&admin), None).await.unwrap();
-    for _ in 0..4 {
+    for _ in 0..5 {
         next_message(&mut socket).await.unwrap();
     }
     let user = app.new_user("chatter").await;
@@ -390,11 +390,53 @@ async fn a_chat_request_shows_in_the_log_and_metrics_feed_within_two_seconds() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_feed_counts_tokens_per_minute_and_ranks_the_days_top_users() {
+    let mock = mock(0, 0.0, 3).await;
+    let app = TestApp::spawn_with(Backend::Sqlite, &["--ollama-url", &mock.url()]).await;
+    let admin = app.admin_token().await;
+    let mut socket = open_feed(&app, Some(&admin), None).await.unwrap();
+    for _ in 0..5 {
+        next_message(&mut socket).await.unwrap();
+    }
+    let user = app.new_user("heavy").await;
+    for _ in 0..2 {
+        let chat = app
+            .chat_request("/api/llm/complete", &user.token, &ask("mock-llama", false))
+            .header("cache-control", "no-cache")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(chat.status(), 200);
+    }
+    // The mock spends 5 + 3 tokens a request.
+    let (mut per_minute, mut ranked) = (false, false);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !(per_minute && ranked) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "per minute {per_minute}, ranked {ranked}"
+        );
+        let message = next_message(&mut socket).await.unwrap();
+        match message["type"].as_str() {
+            Some("metrics") => per_minute |= message["samples"][0]["tokensPerMinute"] == 16,
+            Some("usage") => {
+                ranked |= message["topUsers"].as_array().unwrap().iter().any(|u| {
+                    u["username"] == user.username.as_str()
+                        && u["totalTokens"] == 16
+                        && u["requests"] == 2
+                });
+            }
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_demoted_or_signed_out_admin_loses_the_feed() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let boss = app.admin().await;
     let mut socket = open_feed(&app, Some(&boss.token), None).await.unwrap();
-    for _ in 0..4 {
+    for _ in 0..5 {
         next_message(&mut socket).await.unwrap();
     }
     app.set_role(&boss.username, "user").await;

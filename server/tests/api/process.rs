@@ -158,6 +158,16 @@ async fn trace_logs_never_contain_passwords_tokens_or_the_key_and_sigterm_stops_
         .send()
         .await
         .unwrap();
+    // A last chat just before SIGTERM: its ledger row is still queued.
+    let last = client
+        .post(format!("{url}/api/llm/complete"))
+        .header("x-api-key", &api_key)
+        .header("cache-control", "no-cache")
+        .json(&json!({"model": "sim", "messages": [{"role": "user", "content": "last words"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(last.status(), 200);
 
     terminate(&child);
     let status = wait_with_deadline(&mut child, Duration::from_secs(10));
@@ -189,6 +199,30 @@ async fn trace_logs_never_contain_passwords_tokens_or_the_key_and_sigterm_stops_
     assert!(
         !logs.lines().any(|l| l.starts_with("forged")),
         "no forged log lines"
+    );
+    // The ledger kept both chats through the shutdown, and no secret.
+    let ledger = server::db::Db::connect(
+        &server::db::DbTarget::SqliteFile(dir.path().join("calos-usage.db")),
+        1,
+    )
+    .await
+    .unwrap();
+    let rows: Vec<(String, Option<String>, i64)> =
+        server::with_pool!(&ledger, pool => sqlx::query_as(
+        "select model, key_id, completion_tokens from usage_events order by id")
+        .fetch_all(pool)
+        .await)
+        .unwrap();
+    ledger.close().await;
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows.iter().all(|(model, key, tokens)| model == "sim"
+        && key.as_deref() == made["id"].as_str()
+        && *tokens == 3));
+    let mut stored = std::fs::read(dir.path().join("calos-usage.db")).unwrap();
+    stored.extend(std::fs::read(dir.path().join("calos-usage.db-wal")).unwrap_or_default());
+    assert!(
+        !String::from_utf8_lossy(&stored).contains(&api_key[12..]),
+        "no secret in the ledger"
     );
 }
 

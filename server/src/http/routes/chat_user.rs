@@ -89,14 +89,11 @@ impl FromRequestParts<AppState> for ChatUser {
                     .keys
                     .authenticate(secret)
                     .await
-                    .map(|grant| {
-                        let took = checking.elapsed();
-                        (
-                            grant.user,
-                            Some((grant.key_id, grant.models)),
-                            took,
-                            Duration::ZERO,
-                        )
+                    .map(|grant| Authed {
+                        user: grant.user.clone(),
+                        auth: checking.elapsed(),
+                        db: Duration::ZERO,
+                        key: Some(grant),
                     })
                     .map_err(ApiError::from)
             }
@@ -108,14 +105,24 @@ impl FromRequestParts<AppState> for ChatUser {
                         .get::<AuthedUser>()
                         .map(|a| (a.verify_time, a.db_time))
                         .unwrap_or_default();
-                    (user, None, auth, db)
+                    Authed {
+                        user,
+                        key: None,
+                        auth,
+                        db,
+                    }
                 }),
         };
         match authed {
-            Ok((user, key, auth, db)) => {
-                let (key_id, key_models) = match key {
-                    Some((id, models)) => (Some(id), models),
-                    None => (None, None),
+            Ok(Authed {
+                user,
+                key,
+                auth,
+                db,
+            }) => {
+                let (key_id, key_models, key_limits) = match key {
+                    Some(grant) => (Some(grant.key_id), grant.models, grant.limits),
+                    None => (None, None, Default::default()),
                 };
                 Ok(ChatUser(ChatContext {
                     request_id: request.id,
@@ -127,6 +134,7 @@ impl FromRequestParts<AppState> for ChatUser {
                     provider_detail: user.role == app::wire::Role::Admin,
                     key_id,
                     key_models,
+                    key_limits,
                 }))
             }
             Err(ApiError::Unauthorized { code, message }) => {
@@ -158,6 +166,15 @@ impl FromRequestParts<AppState> for ChatUser {
             Err(other) => Err(other),
         }
     }
+}
+
+/// Who a chat request's credentials name, and what checking them cost.
+struct Authed {
+    user: app::wire::UserView,
+    /// Present when the credential was an API key.
+    key: Option<crate::auth::api_keys::KeyGrant>,
+    auth: Duration,
+    db: Duration,
 }
 
 /// An API key sent as `Authorization: Bearer calos_sk_…`, or as `x-api-key`
@@ -229,6 +246,10 @@ pub async fn require(
             parts.extensions.insert(ctx);
             next.run(axum::extract::Request::from_parts(parts, body))
                 .await
+        }
+        // `/v1` answers in OpenAI's error shape, which its SDKs read.
+        Err(refused) if parts.uri.path().starts_with("/v1/") => {
+            crate::http::error::V1Error(refused).into_response()
         }
         Err(refused) => refused.into_response(),
     }

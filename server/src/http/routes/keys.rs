@@ -40,6 +40,7 @@ fn view(row: KeyRow) -> KeyView {
         expires_at: expiry(&row),
         created_at: rfc3339(row.created_at),
         last_used_at: row.last_used_at.map(rfc3339),
+        limits: app::wire::LimitsView::from(&row.limits()),
         id: row.key_id,
         name: row.name,
         prefix: row.prefix,
@@ -69,6 +70,9 @@ impl From<KeyError> for ApiError {
                 code: "api_key_expired",
                 message: e.to_string(),
             },
+            KeyError::Limits(limit) => {
+                ApiError::invalid_field("invalid_field", limit.field(), limit.to_string())
+            }
             KeyError::Db(db) => ApiError::from(db),
         }
     }
@@ -79,7 +83,7 @@ impl From<KeyError> for ApiError {
     request_body = CreateKeyRequest,
     responses(
         (status = 201, description = "The key; its secret is shown this once", body = CreatedKeyResponse),
-        (status = 400, description = "The name, models or expiry is invalid", body = ErrorResponse),
+        (status = 400, description = "The name, models, expiry or a limit is invalid, or a limit exceeds the owner's", body = ErrorResponse),
         (status = 409, description = "The account has 100 keys already", body = ErrorResponse),
     ))]
 async fn create(
@@ -87,26 +91,28 @@ async fn create(
     State(keys): State<ApiKeys>,
     ApiJson(req): ApiJson<CreateKeyRequest>,
 ) -> ApiResult<(StatusCode, Json<CreatedKeyResponse>)> {
+    let limits = crate::usage::limits::validate(
+        req.rpm,
+        req.tpm,
+        req.budget_tokens,
+        req.budget_period.as_deref(),
+    )
+    .map_err(KeyError::from)?;
     let issued = keys
         .create(
             &user,
             &req.name,
             req.models.as_deref(),
             req.expires_at.as_deref(),
+            limits,
         )
         .await?;
-    let view = view(issued.row);
     Ok((
         StatusCode::CREATED,
         Json(CreatedKeyResponse {
             success: true,
             key: issued.secret,
-            id: view.id,
-            name: view.name,
-            prefix: view.prefix,
-            models: view.models,
-            expires_at: view.expires_at,
-            created_at: view.created_at,
+            view: view(issued.row),
         }),
     ))
 }

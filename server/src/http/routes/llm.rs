@@ -41,7 +41,7 @@ fn wants_detail(headers: &HeaderMap, flag: bool) -> bool {
         (status = 400, description = "The request is invalid (see `error.field`)", body = ErrorResponse),
         (status = 403, description = "The API key may not use this model (`model_not_allowed`)", body = ErrorResponse),
         (status = 404, description = "No provider serves that model", body = ErrorResponse),
-        (status = 429, description = "Rate limited, or too many chats in flight for this account", body = ErrorResponse),
+        (status = 429, description = "A rate limit (`rate_limited`) or token budget (`budget_exceeded`) of the key or account has no room, or too many chats in flight; see `Retry-After`", body = ErrorResponse),
         (status = 502, description = "The provider failed or answered something unusable", body = ErrorResponse),
         (status = 504, description = "The provider did not answer in time", body = ErrorResponse),
     ))]

@@ -19,6 +19,7 @@ mod oauth;
 mod openai_compat;
 pub mod openapi;
 mod pages;
+mod usage;
 
 pub use chat_user::BotGuard;
 pub use health::DatabaseProbe;
@@ -75,9 +76,15 @@ fn protected_routes(state: &AppState) -> Router<AppState> {
             chat_user::require,
         ));
     Router::new()
-        .merge(auth::protected())
-        .merge(keys::protected())
-        .route_layer(from_extractor_with_state::<AuthUser, _>(state.clone()))
+        .merge(usage::admin())
+        .route_layer(from_extractor_with_state::<AdminUser, _>(state.clone()))
+        .merge(
+            Router::new()
+                .merge(auth::protected())
+                .merge(keys::protected())
+                .merge(usage::protected())
+                .route_layer(from_extractor_with_state::<AuthUser, _>(state.clone())),
+        )
         .merge(chat)
 }
 
@@ -130,6 +137,7 @@ pub fn dashboard_router(state: AppState) -> Router {
     with_common_layers(
         monitor::admin()
             .merge(invites::admin())
+            .merge(usage::admin())
             .route_layer(from_extractor_with_state::<AdminUser, _>(state.clone()))
             .merge(
                 auth::protected()

@@ -6,7 +6,7 @@
 use super::chat_user::{ChatUser, KeyScope};
 use crate::chat::validation::validate;
 use crate::chat::{ChatService, StreamItem, Streaming};
-use crate::http::error::{ApiError, ApiResult};
+use crate::http::error::{ApiError, V1Error};
 use crate::http::json::ApiJson;
 use crate::http::sse;
 use crate::http::state::AppState;
@@ -71,7 +71,7 @@ fn unix_now() -> u64 {
         (status = 400, description = "The request is invalid (see `error.field`)", body = ErrorResponse),
         (status = 403, description = "The API key may not use this model (`model_not_allowed`)", body = ErrorResponse),
         (status = 404, description = "No provider serves that model", body = ErrorResponse),
-        (status = 429, description = "Rate limited, or too many chats in flight for this account", body = ErrorResponse),
+        (status = 429, description = "A rate limit (`type` `rate_limit_exceeded`) or a token budget (`insufficient_quota`) of the key or account has no room, or too many chats in flight; see `Retry-After`", body = ErrorResponse),
         (status = 502, description = "The provider failed or answered something unusable", body = ErrorResponse),
         (status = 504, description = "The provider did not answer in time", body = ErrorResponse),
     ))]
@@ -79,13 +79,11 @@ async fn chat_completions(
     State(chat): State<ChatService>,
     ChatUser(ctx): ChatUser,
     ApiJson(req): ApiJson<ChatCompletionRequest>,
-) -> ApiResult<Response> {
+) -> Result<Response, V1Error> {
     if req.n.is_some_and(|n| n != 1) {
-        return Err(ApiError::invalid_field(
-            "unsupported_n",
-            "n",
-            "only n = 1 is supported",
-        ));
+        return Err(
+            ApiError::invalid_field("unsupported_n", "n", "only n = 1 is supported").into(),
+        );
     }
     let messages = req
         .messages
@@ -102,7 +100,8 @@ async fn chat_completions(
         messages,
         req.temperature,
         req.max_completion_tokens.or(req.max_tokens),
-    )?;
+    )
+    .map_err(ApiError::from)?;
     ctx.check_model(&req.model)?;
     let id = format!("chatcmpl-{}", ctx.request_id.replace('-', ""));
     let created = unix_now();

@@ -9,7 +9,7 @@
 //! token) are added here, once, by [`EveryRouteAnswers`], rather than repeated
 //! on each handler; a test checks every declared route is in a document.
 
-use super::{auth, health, invites, keys, llm, monitor, oauth, openai_compat};
+use super::{auth, health, invites, keys, llm, monitor, oauth, openai_compat, usage};
 use crate::http::state::AppState;
 use app::wire::ErrorResponse;
 use axum::http::header;
@@ -34,6 +34,7 @@ use utoipa::{Modify, OpenApi, PartialSchema};
         auth::me, auth::update_me, auth::delete_me, auth::logout,
         oauth::providers, oauth::start, oauth::callback,
         keys::create, keys::list, keys::revoke,
+        usage::own, usage::everyone, usage::set_limits, usage::get_limits,
         llm::complete, openai_compat::chat_completions, openai_compat::models,
         health::health, contract,
     ),
@@ -42,6 +43,7 @@ use utoipa::{Modify, OpenApi, PartialSchema};
         (name = "accounts", description = "Registration, sign-in (password or Ed25519 key), the account itself"),
         (name = "oauth", description = "Sign in with Google, GitHub or Apple (browser redirects)"),
         (name = "keys", description = "API keys for scripts and SDKs (made and revoked with a session)"),
+        (name = "usage", description = "Tokens and requests per day, model, key or user; limits and budgets"),
         (name = "chat", description = "The chat endpoint with its timing breakdown"),
         (name = "openai", description = "The OpenAI-compatible API: point an OpenAI SDK at `/v1`"),
         (name = "health", description = "Liveness and the database's answer"),
@@ -61,6 +63,7 @@ struct MainApi;
         monitor::processes, monitor::order, monitor::logs, monitor::latency,
         monitor::socket, monitor::chart, monitor::profile, monitor::metrics,
         invites::create, invites::list, invites::revoke,
+        usage::everyone, usage::set_limits, usage::get_limits,
         auth::register, auth::login, auth::soulfra_challenge, auth::soulfra_verify,
         auth::me, auth::update_me, auth::delete_me, auth::logout,
         health::health, contract,
@@ -68,6 +71,7 @@ struct MainApi;
     modifiers(&EveryRouteAnswers),
     tags(
         (name = "monitor", description = "Processes, logs, latency, charts, profiles, the live feed, and invites"),
+        (name = "usage", description = "Everyone's usage, and accounts' limits and budgets"),
         (name = "accounts", description = "Sign-in, so the dashboard can be reached from a browser"),
         (name = "health", description = "Liveness and the database's answer"),
     ),

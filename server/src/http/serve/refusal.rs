@@ -82,6 +82,7 @@ fn response(refusal: Refusal) -> Vec<u8> {
     let body = serde_json::to_string(&ErrorResponse {
         success: false,
         error: ErrorDetail {
+            kind: None,
             code: CODE.into(),
             message: message.into(),
             field: None,

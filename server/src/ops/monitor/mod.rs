@@ -55,6 +55,8 @@ pub struct Sources {
     /// Extra health-check targets from the config file.
     pub targets: Arc<Vec<TargetSpec>>,
     pub started: Instant,
+    /// The usage ledger, for the top-users panel (absent: no panel data).
+    pub usage: Option<crate::usage::Usage>,
 }
 
 /// Shared by the tasks and the sockets. Cheap to clone.
@@ -63,6 +65,8 @@ pub struct Monitor {
     hub: broadcast::Sender<Arc<str>>,
     history: Arc<Mutex<History>>,
     board: Arc<Mutex<Board>>,
+    /// The latest top-users list, for new sockets.
+    top_users: Arc<Mutex<Vec<app::wire::TopUser>>>,
 }
 
 impl Default for Monitor {
@@ -71,6 +75,7 @@ impl Default for Monitor {
             hub: broadcast::channel(CLIENT_BACKLOG).0,
             history: Arc::default(),
             board: Arc::default(),
+            top_users: Arc::default(),
         }
     }
 }
@@ -102,6 +107,9 @@ impl Monitor {
             Message::Process {
                 processes: processes.list(),
             },
+            Message::Usage {
+                top_users: self.top_users.lock().clone(),
+            },
         ]
         .iter()
         .map(encode)
@@ -113,7 +121,32 @@ impl Monitor {
         tokio::spawn(self.clone().sample_metrics(state.clone(), shutdown.clone()));
         tokio::spawn(self.clone().check_health(state.clone(), shutdown.clone()));
         tokio::spawn(self.clone().forward_logs(state.clone(), shutdown.clone()));
+        tokio::spawn(self.clone().rank_users(state.clone(), shutdown.clone()));
         tokio::spawn(self.clone().watch_processes(state, shutdown));
+    }
+
+    /// Every [`TOP_USERS_EVERY`], today's heaviest users from the ledger's
+    /// rollup (one indexed query; rows for the day, not per request).
+    async fn rank_users(self, state: Sources, shutdown: CancellationToken) {
+        let Some(usage) = state.usage.clone() else {
+            return;
+        };
+        let mut tick = tokio::time::interval(TOP_USERS_EVERY);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.cancelled() => return,
+            }
+            match top_users(&usage, &state.db).await {
+                Ok(top) => {
+                    if *self.top_users.lock() != top {
+                        *self.top_users.lock() = top.clone();
+                        self.publish(&Message::Usage { top_users: top });
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "top users: ledger unavailable"),
+            }
+        }
     }
 
     async fn sample_metrics(self, state: Sources, shutdown: CancellationToken) {
@@ -130,13 +163,14 @@ impl Monitor {
                 .providers()
                 .map(|slot| slot.queue.waiting() as u64)
                 .sum();
-            let s = sample::sample(
+            let mut s = sample::sample(
                 metrics.take_interval(),
                 last.elapsed().as_secs_f64(),
                 metrics.exporter().active_streams(),
                 queue_depth,
             );
             last = Instant::now();
+            s.tokens_per_minute = s.tokens + self.history.lock().recent_tokens(59);
             self.history.lock().push(s.clone());
             self.publish(&Message::Metrics { samples: vec![s] });
         }
@@ -257,4 +291,41 @@ impl Monitor {
             }
         }
     }
+}
+
+/// How often the top-users panel is refreshed.
+const TOP_USERS_EVERY: Duration = Duration::from_secs(5);
+/// Users the panel shows.
+const TOP_USERS: usize = 5;
+
+/// Today's (UTC) heaviest users by tokens, with their names.
+async fn top_users(
+    usage: &crate::usage::Usage,
+    db: &Db,
+) -> Result<Vec<app::wire::TopUser>, sqlx::Error> {
+    let today = chrono::Utc::now().date_naive();
+    let mut sums = usage
+        .store()
+        .summary(&crate::usage::store::UsageQuery {
+            from: today,
+            to: today,
+            user_id: None,
+            group_by: crate::usage::store::GroupBy::User,
+        })
+        .await?;
+    sums.sort_by_key(|s| std::cmp::Reverse(s.prompt_tokens + s.completion_tokens));
+    sums.truncate(TOP_USERS);
+    let mut top = Vec::with_capacity(sums.len());
+    for sum in sums {
+        let username = crate::db::users::find_by_id(db, &sum.group)
+            .await?
+            .map(|u| u.username);
+        top.push(app::wire::TopUser {
+            username,
+            requests: sum.requests.max(0) as u64,
+            total_tokens: (sum.prompt_tokens + sum.completion_tokens).max(0) as u64,
+            user_id: sum.group,
+        });
+    }
+    Ok(top)
 }

@@ -63,6 +63,9 @@ pub fn sample(
                 requests,
             })
             .collect(),
+        tokens: interval.tokens,
+        // Filled in by the history, which knows the minute before.
+        tokens_per_minute: interval.tokens,
     }
 }
 
@@ -73,6 +76,16 @@ pub struct History {
 }
 
 impl History {
+    /// Tokens in the last `seconds` samples.
+    pub fn recent_tokens(&self, seconds: usize) -> u64 {
+        self.samples
+            .iter()
+            .rev()
+            .take(seconds)
+            .map(|s| s.tokens)
+            .sum()
+    }
+
     pub fn push(&mut self, sample: MetricsSample) {
         if self.samples.len() == HISTORY {
             self.samples.pop_front();
