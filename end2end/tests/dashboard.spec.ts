@@ -48,6 +48,11 @@ test("an admin watches health live and sees a chat request in the log feed and l
   for (const text of await lines.allTextContents()) expect(text).toContain(requestId);
   await page.getByTestId("pause-logs").click();
   await expect(page.getByTestId("pause-logs")).toHaveText("Resume");
+
+  // Its tokens reach the tokens/min figure, and its user the day's top users
+  // (ranked every 5 s from the usage ledger).
+  await expect(page.getByTestId("tokens-per-minute")).not.toHaveText(/^(0|–)$/);
+  await expect(page.getByTestId("top-users")).toContainText(username, { timeout: 10_000 });
   await other.close();
 });
 
