@@ -209,6 +209,7 @@ impl Application {
         tokio::spawn(crate::auth::sessions::follow_account_changes(
             state.db.clone(),
             state.auth.accounts().clone(),
+            change_listeners(&state),
             shutdown.clone(),
         ));
         let throttle = state.auth.throttle().clone();
@@ -274,4 +275,33 @@ impl Application {
         db.close().await;
         Ok(())
     }
+}
+
+/// The caches besides accounts' that PostgreSQL's change announcements reach:
+/// API keys (a revocation by the CLI or another replica holds at once) and
+/// accounts' limits.
+fn change_listeners(state: &AppState) -> Vec<crate::auth::sessions::ChangeListener> {
+    let keys = state.keys.clone();
+    let mut listeners: Vec<crate::auth::sessions::ChangeListener> =
+        vec![std::sync::Arc::new(move |heard: Option<&str>| {
+            // Keys are remembered by their secret's hash, which the
+            // announcement does not carry: forget them all (they are read
+            // again, one query each, on their next use).
+            if heard.is_none_or(|payload| payload.starts_with("key:")) {
+                keys.forget_all();
+            }
+        })];
+    if let Some(usage) = state.chat.usage().cloned() {
+        listeners.push(std::sync::Arc::new(
+            move |heard: Option<&str>| match heard {
+                Some(payload) => {
+                    if let Some(user_id) = payload.strip_prefix("limits:") {
+                        usage.forget_user(user_id);
+                    }
+                }
+                None => usage.forget_all_limits(),
+            },
+        ));
+    }
+    listeners
 }

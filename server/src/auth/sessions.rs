@@ -151,11 +151,26 @@ fn stamp(file: &std::path::Path) -> Stamp {
         .map(|m| (m.modified().ok(), m.len()))
 }
 
+/// Another cache that follows the same channel: it hears each announcement's
+/// payload (a user id, `key:<user id>` for an API key, `limits:<user id>` for
+/// an account's limits), or `None` when announcements may have been missed and
+/// everything must be forgotten.
+pub type ChangeListener = Arc<dyn Fn(Option<&str>) + Send + Sync>;
+
 /// On PostgreSQL, forgets every account the database announces as changed,
-/// until `shutdown`. Reconnects after a lost connection and then forgets
-/// everything, since announcements made meanwhile are lost. Nothing to follow
-/// on SQLite.
-pub async fn follow_account_changes(db: Db, cache: AccountCache, shutdown: CancellationToken) {
+/// and tells `listeners`, until `shutdown`. Reconnects after a lost connection
+/// and then forgets everything, since announcements made meanwhile are lost.
+/// Nothing to follow on SQLite.
+pub async fn follow_account_changes(
+    db: Db,
+    cache: AccountCache,
+    listeners: Vec<ChangeListener>,
+    shutdown: CancellationToken,
+) {
+    let forget_all = || {
+        cache.forget_all();
+        listeners.iter().for_each(|heard| heard(None));
+    };
     let Db::Postgres(requests_pool) = db else {
         return;
     };
@@ -184,19 +199,24 @@ pub async fn follow_account_changes(db: Db, cache: AccountCache, shutdown: Cance
         match &mut listener {
             Ok(listener) => {
                 // Whatever changed before the LISTEN took effect is unknown.
-                cache.forget_all();
+                forget_all();
                 loop {
                     let notification = tokio::select! {
                         n = listener.try_recv() => n,
                         _ = shutdown.cancelled() => return,
                     };
                     match notification {
-                        Ok(Some(changed)) => cache.forget(changed.payload()),
+                        Ok(Some(changed)) => {
+                            cache.forget(changed.payload());
+                            listeners
+                                .iter()
+                                .for_each(|heard| heard(Some(changed.payload())));
+                        }
                         // The connection was lost and is being re-established.
-                        Ok(None) => cache.forget_all(),
+                        Ok(None) => forget_all(),
                         Err(e) => {
                             tracing::warn!(error = %e, "account change notifications lost; reconnecting");
-                            cache.forget_all();
+                            forget_all();
                             break;
                         }
                     }

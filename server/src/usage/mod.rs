@@ -119,11 +119,24 @@ impl Usage {
         limits: &Limits,
     ) -> Result<bool, sqlx::Error> {
         let set = crate::db::limits::set_for_user(&self.inner.accounts, user_id, limits).await?;
+        self.forget_user(user_id);
+        Ok(set)
+    }
+
+    /// Forgets what is remembered of a user's limits and spend (changed
+    /// elsewhere: another replica, the CLI).
+    pub fn forget_user(&self, user_id: &str) {
         if let Some(cache) = &self.inner.user_limits {
             cache.invalidate(user_id);
         }
         self.inner.meter.forget(Subject::User(user_id));
-        Ok(set)
+    }
+
+    /// Forgets every remembered limit (announcements may have been missed).
+    pub fn forget_all_limits(&self) {
+        if let Some(cache) = &self.inner.user_limits {
+            cache.invalidate_all();
+        }
     }
 
     /// Admits a request when every limit that applies to it has room.

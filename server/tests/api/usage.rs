@@ -315,3 +315,80 @@ async fn calos_users_limits_shows_and_sets_an_accounts_limits() {
     let (ok, out, _) = calos(&[&user.username, "--clear"]);
     assert!(ok && out.contains("no limits"), "{out}");
 }
+
+/// On PostgreSQL a key revoked, or a limit set, by another process (the CLI
+/// here; another replica alike) holds at once: the change is announced and
+/// the server forgets its copy. The cache lives 300 s here, so only the
+/// announcement can explain a change seen within seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_revocation_or_limit_made_elsewhere_holds_at_once() {
+    const BIN: &str = env!("CARGO_BIN_EXE_calos");
+    let mock = mock(0, 0.0, 3).await;
+    let (app, user) = app_with(Backend::Postgres, &mock, &["--session-cache-ttl", "300"]).await;
+    let key = make_key(&app, &user.token, &json!({ "name": "leaked" })).await;
+    assert_eq!(
+        fresh_chat(
+            &app,
+            "/api/llm/complete",
+            &key.key,
+            &ask("mock-llama", false)
+        )
+        .await
+        .status(),
+        200
+    );
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(BIN)
+            .args(args)
+            .env("DATABASE_URL", app.database_url.as_deref().unwrap())
+            .env("CALOS_DATA_DIR", &app.data_dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    cli(&["keys", "revoke", &key.id]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let status = fresh_chat(
+            &app,
+            "/api/llm/complete",
+            &key.key,
+            &ask("mock-llama", false),
+        )
+        .await
+        .status();
+        if status == 401 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the revoked key still works: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    cli(&["users", "limits", &user.username, "--rpm", "1"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let status = fresh_chat(
+            &app,
+            "/api/llm/complete",
+            &user.token,
+            &ask("mock-llama", false),
+        )
+        .await
+        .status();
+        if status == 429 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new limit is not applied: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
