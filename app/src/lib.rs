@@ -10,6 +10,7 @@
 mod browser;
 #[cfg(feature = "hydrate")]
 mod browser_key;
+pub mod history;
 pub mod markdown;
 pub mod pages;
 pub mod session;
@@ -20,7 +21,7 @@ use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::{
     components::{Route, Router, Routes},
-    StaticSegment,
+    ParamSegment, StaticSegment,
 };
 
 /// The HTML document around the app, rendered on the server only.
@@ -54,6 +55,7 @@ pub fn App() -> impl IntoView {
         <Router>
             <Routes fallback=|| view! { <pages::NotFound/> }>
                 <Route path=StaticSegment("") view=pages::ChatPage/>
+                <Route path=(StaticSegment("c"), ParamSegment("id")) view=pages::ChatPage/>
                 <Route path=StaticSegment("login") view=pages::LoginPage/>
                 <Route path=StaticSegment("keys") view=pages::KeysPage/>
                 <Route path=StaticSegment("usage") view=pages::UsagePage/>

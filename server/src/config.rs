@@ -102,6 +102,20 @@ pub struct ServeArgs {
     /// long) rows are dropped and counted rather than held without end.
     #[arg(long, env = "CALOS_USAGE_QUEUE", default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub usage_queue: u64,
+    /// Conversations one account may keep.
+    #[arg(long, env = "CALOS_CONVERSATIONS_PER_USER", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub conversations_per_user: u64,
+    /// Messages one conversation may hold (each reply counts as one).
+    #[arg(long, env = "CALOS_CONVERSATION_MESSAGES", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(2..))]
+    pub conversation_messages: u64,
+    /// Bytes of message text one account's conversations may hold in all.
+    #[arg(long, env = "CALOS_CONVERSATION_BYTES_PER_USER", default_value_t = 50 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub conversation_bytes_per_user: u64,
+    /// Characters of a conversation's stored history sent to the model at
+    /// most: the oldest messages beyond it are left out (the system prompt
+    /// stays). Set it to the smallest context window among your models.
+    #[arg(long, env = "CALOS_CONVERSATION_CONTEXT_CHARS", default_value_t = 128 * 1024, value_parser = clap::value_parser!(u64).range(1..=262_144))]
+    pub conversation_context_chars: u64,
     /// Seconds to let in-flight requests finish after SIGTERM/SIGINT (0: none).
     #[arg(long = "shutdown-grace-secs", env = "CALOS_SHUTDOWN_GRACE_SECS", default_value = "10", value_parser = duration(Unit::Secs, Zero::Allowed))]
     pub shutdown_grace: Duration,

@@ -17,6 +17,7 @@ pub mod charts;
 pub mod chat;
 pub mod cli;
 pub mod config;
+pub mod conversations;
 pub mod db;
 pub mod emulators;
 pub mod http;

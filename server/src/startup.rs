@@ -131,6 +131,34 @@ impl Application {
             tracing::warn!("usage ledger off: no usage rows, rate limits or budgets");
             chat
         };
+        let conversations = crate::conversations::Conversations::new(
+            crate::conversations::store::ConversationStore::open(
+                &target,
+                &db,
+                args.store.db_max_connections,
+            )
+            .await?,
+            crate::conversations::ConversationLimits {
+                per_user: args.conversations_per_user,
+                messages_per_conversation: args.conversation_messages,
+                bytes_per_user: args.conversation_bytes_per_user,
+                window: crate::conversations::context::Window {
+                    max_chars: usize::try_from(args.conversation_context_chars)
+                        .unwrap_or(usize::MAX),
+                    max_messages: app::wire::MAX_MESSAGES,
+                },
+            },
+        );
+        match conversations.sweep_orphans(&db).await {
+            Ok(0) => {}
+            Ok(gone) => tracing::info!(
+                gone,
+                "deleted the conversations of accounts that no longer exist"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not sweep the conversations of deleted accounts")
+            }
+        }
         let state = Services {
             leptos,
             database_probe: crate::http::routes::DatabaseProbe::new(db.clone()),
@@ -139,6 +167,7 @@ impl Application {
             keys,
             oauth,
             chat,
+            conversations,
             metrics,
             trusted_proxies,
             metrics_token: crate::http::operator::MetricsToken::new(args.metrics_token.as_deref()),

@@ -207,6 +207,8 @@ fn send(
         temperature: None,
         max_tokens: None,
         include_timings: true,
+        conversation_id: None,
+        regenerate: false,
     };
     leptos::task::spawn_local(async move {
         let started = now_ms();

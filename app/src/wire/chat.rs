@@ -22,7 +22,9 @@ pub struct ChatMessageIn {
 pub struct CompleteRequest {
     /// 1-128 letters, digits and `. _ : / - @` (surrounding spaces are trimmed).
     pub model: String,
-    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 256))]
+    /// 1-256 messages. With a `conversationId`, only the new ones (the stored
+    /// history is sent for you); none with `regenerate`.
+    #[cfg_attr(feature = "openapi", schema(max_items = 256))]
     pub messages: Vec<ChatMessageIn>,
     #[serde(default)]
     pub stream: bool,
@@ -34,6 +36,19 @@ pub struct CompleteRequest {
     pub max_tokens: Option<u32>,
     #[serde(default, rename = "includeTimings")]
     pub include_timings: bool,
+    /// One of the caller's conversations: the messages are added to it, its
+    /// stored history goes to the model before them, and the reply is stored.
+    /// Absent: stateless, as always.
+    #[serde(
+        default,
+        rename = "conversationId",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub conversation_id: Option<String>,
+    /// With `conversationId` and no messages: answer the conversation's last
+    /// user message again, replacing the reply after it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub regenerate: bool,
 }
 
 /// Chat request limits, checked before any upstream call (documented in the README).

@@ -5,6 +5,7 @@
 
 mod accounts;
 mod chat;
+mod conversations;
 mod errors;
 mod health;
 mod invites;
@@ -17,6 +18,7 @@ mod usage;
 
 pub use accounts::*;
 pub use chat::*;
+pub use conversations::*;
 pub use errors::*;
 pub use health::*;
 pub use invites::*;

@@ -30,6 +30,13 @@ fn sorted_some<T: Serialize, S: Serializer>(value: &Option<T>, s: S) -> Result<S
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CompleteResponse {
+    /// Where the exchange was stored (only with a `conversationId`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "sorted_some"
+    )]
+    pub conversation: Option<super::ConversationTurn>,
     pub model: String,
     pub provider: String,
     pub success: bool,
@@ -61,6 +68,13 @@ pub enum CompleteEvent {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StreamDone {
+    /// Where the exchange was stored (only with a `conversationId`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "sorted_some"
+    )]
+    pub conversation: Option<super::ConversationTurn>,
     /// Always `true` (tells this event from a delta in untyped clients).
     pub done: bool,
     pub model: String,
@@ -86,6 +100,7 @@ impl CompleteEvent {
 
     pub fn done(model: String, provider: String, usage: Usage, timings: Breakdown) -> Self {
         Self::Done(Box::new(StreamDone {
+            conversation: None,
             done: true,
             model,
             provider,
@@ -155,6 +170,7 @@ mod tests {
             json!({ "error": { "code": "model_not_found", "message": "no" } }).to_string()
         );
         let mut whole = CompleteResponse {
+            conversation: None,
             model: "m".into(),
             provider: "p".into(),
             success: true,

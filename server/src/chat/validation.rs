@@ -34,6 +34,19 @@ pub fn validate(
     temperature: Option<f32>,
     max_tokens: Option<u32>,
 ) -> Result<ChatParams, InvalidRequest> {
+    let model = validate_model_name(model)?;
+    validate_messages(&messages)?;
+    validate_sampling(temperature, max_tokens)?;
+    Ok(ChatParams {
+        model: model.to_string(),
+        messages,
+        temperature,
+        max_tokens,
+    })
+}
+
+/// A model name: 1-128 letters, digits and `. _ : / - @`, surrounding spaces trimmed.
+pub fn validate_model_name(model: &str) -> Result<&str, InvalidRequest> {
     let model = model.trim();
     let model_ok = !model.is_empty()
         && model.len() <= MAX_MODEL_NAME
@@ -49,6 +62,11 @@ pub fn validate(
             ),
         ));
     }
+    Ok(model)
+}
+
+/// 1-256 messages with known roles, within the size limits.
+pub fn validate_messages(messages: &[ChatMessage]) -> Result<(), InvalidRequest> {
     if messages.is_empty() {
         return Err(InvalidRequest::new(
             "invalid_messages",
@@ -89,6 +107,14 @@ pub fn validate(
             format!("the messages hold {total} characters; the limit is {MAX_TOTAL_CHARS}"),
         ));
     }
+    Ok(())
+}
+
+/// `temperature` and `max_tokens`, when given.
+pub fn validate_sampling(
+    temperature: Option<f32>,
+    max_tokens: Option<u32>,
+) -> Result<(), InvalidRequest> {
     if let Some(t) = temperature {
         if !(0.0..=2.0).contains(&t) || t.is_nan() {
             return Err(InvalidRequest::new(
@@ -107,12 +133,7 @@ pub fn validate(
             ));
         }
     }
-    Ok(ChatParams {
-        model: model.to_string(),
-        messages,
-        temperature,
-        max_tokens,
-    })
+    Ok(())
 }
 
 #[cfg(test)]

@@ -170,8 +170,20 @@ pub async fn run(args: UsersArgs, out: &mut impl Write) -> anyhow::Result<()> {
             )
             .await
         }
-        UsersAction::Delete { user } => delete(&db, &user, out).await,
-        UsersAction::Prune { prefix } => prune(&db, &prefix, out).await,
+        UsersAction::Delete { user } => {
+            let deleted = delete(&db, &user, out).await;
+            if deleted.is_ok() {
+                forget_conversations(&args.store.target(), &db).await?;
+            }
+            deleted
+        }
+        UsersAction::Prune { prefix } => {
+            let pruned = prune(&db, &prefix, out).await;
+            if pruned.is_ok() {
+                forget_conversations(&args.store.target(), &db).await?;
+            }
+            pruned
+        }
         UsersAction::Invite {
             hours,
             note,
@@ -332,6 +344,15 @@ async fn delete(db: &Db, key: &str, out: &mut impl Write) -> anyhow::Result<()> 
     };
     users::delete(db, &row.user_id).await?;
     writeln!(out, "deleted {} ({})", row.username, row.user_id)?;
+    Ok(())
+}
+
+/// Deletes the conversations of accounts that are gone. On PostgreSQL the
+/// foreign key already did; on SQLite they are in a file of their own.
+async fn forget_conversations(target: &crate::db::DbTarget, db: &Db) -> anyhow::Result<()> {
+    let store = crate::conversations::store::ConversationStore::open(target, db, 2).await?;
+    let conversations = crate::conversations::Conversations::new(store, Default::default());
+    conversations.sweep_orphans(db).await?;
     Ok(())
 }
 

@@ -13,6 +13,7 @@
 //! ([`is_unique_violation`]) and reported as [`InsertError::Taken`].
 
 pub mod api_keys;
+pub mod companion;
 pub mod identities;
 pub mod invites;
 pub mod limits;

@@ -50,6 +50,7 @@ pieces! {
     keys: crate::auth::api_keys::ApiKeys,
     oauth: crate::auth::oauth::OAuthService,
     chat: crate::chat::ChatService,
+    conversations: crate::conversations::Conversations,
     metrics: crate::observability::metrics::Metrics,
     trusted_proxies: crate::http::client_ip::TrustedProxies,
     metrics_token: crate::http::operator::MetricsToken,
@@ -77,6 +78,8 @@ pub struct Services {
     pub oauth: crate::auth::oauth::OAuthService,
     /// Chat: routing, cache, queues, upstream calls.
     pub chat: crate::chat::ChatService,
+    /// Stored conversations (chat history), owner-only.
+    pub conversations: crate::conversations::Conversations,
     /// Chat and HTTP metrics: HDR histograms and the Prometheus exporter.
     pub metrics: crate::observability::metrics::Metrics,
     /// Proxies whose `X-Forwarded-For` names the client (`ClientIp`).

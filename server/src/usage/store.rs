@@ -6,11 +6,10 @@
 //! sign-ups, and the sign-in cache, which treats any write to the accounts
 //! file as a possible account change, is not emptied by every batch.
 
-use crate::db::{Db, DbTarget, Exec};
+use crate::db::{companion, Db, DbTarget, Exec};
 use crate::usage::meter::Subject;
 use crate::usage::record::UsageRecord;
 use crate::{with_exec, with_pool};
-use anyhow::Context;
 use chrono::NaiveDate;
 use std::collections::HashMap;
 
@@ -100,48 +99,14 @@ impl UsageStore {
     /// The ledger for a calos whose accounts are in `main` (reached at
     /// `target`), its tables made or brought up to date.
     pub async fn open(target: &DbTarget, main: &Db, max_connections: u32) -> anyhow::Result<Self> {
-        let db = match (target, main) {
-            (_, Db::Postgres(_)) => main.clone(),
-            (DbTarget::SqliteFile(file), Db::Sqlite(_)) => {
-                let usage = file.with_file_name(sibling_name(file));
-                Db::connect(&DbTarget::SqliteFile(usage), max_connections).await?
-            }
-            (DbTarget::Url(url), Db::Sqlite(_)) => {
-                let options =
-                    <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(url)
-                        .context("parsing the SQLite DATABASE_URL")?;
-                let file = options.get_filename();
-                if file.as_os_str().is_empty() || file.to_string_lossy().contains(":memory:") {
-                    return Self::in_memory().await;
-                }
-                let usage = file.with_file_name(sibling_name(file));
-                Db::connect(&DbTarget::SqliteFile(usage), max_connections).await?
-            }
-        };
-        if let Db::Sqlite(pool) = &db {
-            sqlx::migrate!("../migrations/sqlite-usage")
-                .run(pool)
-                .await
-                .context("running the usage ledger's migrations")?;
-        }
+        let db = companion::open(target, main, "usage", max_connections, migrate).await?;
         Ok(Self { db })
     }
 
     /// A ledger in memory (tests, and a calos whose accounts are in memory).
     pub async fn in_memory() -> anyhow::Result<Self> {
-        // One connection that never closes: each in-memory connection is a
-        // database of its own, gone when it closes.
-        let pool = sqlx::sqlite::SqlitePoolOptions::new()
-            .max_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect("sqlite::memory:")
-            .await?;
-        sqlx::migrate!("../migrations/sqlite-usage")
-            .run(&pool)
-            .await?;
         Ok(Self {
-            db: Db::Sqlite(pool),
+            db: companion::in_memory("usage", migrate).await?,
         })
     }
 
@@ -306,11 +271,11 @@ impl UsageStore {
 pub const MAX_GROUPS: usize = 1000;
 
 /// `calos.db` → `calos-usage.db`.
-fn sibling_name(file: &std::path::Path) -> std::ffi::OsString {
-    let stem = file
-        .file_stem()
-        .map_or_else(|| "calos".into(), |s| s.to_string_lossy().into_owned());
-    format!("{stem}-usage.db").into()
+/// The ledger's own tables on SQLite.
+async fn migrate(pool: sqlx::SqlitePool) -> Result<(), sqlx::migrate::MigrateError> {
+    sqlx::migrate!("../migrations/sqlite-usage")
+        .run(&pool)
+        .await
 }
 
 #[cfg(test)]
@@ -439,14 +404,6 @@ mod tests {
         assert_eq!(
             store.spent_since(&Subject::User("u"), None).await.unwrap(),
             4
-        );
-    }
-
-    #[test]
-    fn the_ledger_file_sits_beside_the_accounts_file() {
-        assert_eq!(
-            sibling_name(std::path::Path::new("/d/calos.db")),
-            "calos-usage.db"
         );
     }
 }

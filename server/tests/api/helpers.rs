@@ -463,6 +463,8 @@ pub fn ask(model: &str, stream: bool) -> CompleteRequest {
         temperature: None,
         max_tokens: None,
         include_timings: false,
+        conversation_id: None,
+        regenerate: false,
     }
 }
 

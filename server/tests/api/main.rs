@@ -6,6 +6,7 @@ mod chat;
 mod chat_bounds;
 mod connections;
 mod contract;
+mod conversations;
 mod error_bodies;
 mod helpers;
 mod identity;

@@ -157,6 +157,8 @@ impl ChatApi {
                 temperature: None,
                 max_tokens: None,
                 include_timings: true,
+                conversation_id: None,
+                regenerate: false,
             }),
             Self::Openai => {
                 let message = RequestMessage::text("user", prompt);

@@ -8,7 +8,8 @@
 //! (429 with `Retry-After: 2`), `stall-after:N`, `drop-after:N`,
 //! `malformed-after:N`, `fail-first:N` (HTTP 500 for the first N requests),
 //! `html` (a 200 HTML page), `invalid-utf8` and `redirect` (a 302).
-//! `GET /_mock/stats` reports requests, open streams and cancelled streams.
+//! `GET /_mock/stats` reports requests, open streams and cancelled streams;
+//! `GET /_mock/last-request` the last chat request's model and messages.
 
 mod faults;
 mod wire;
@@ -84,6 +85,8 @@ pub struct MockState {
     pub open_streams: AtomicU64,
     pub cancelled_streams: AtomicU64,
     pub completed_streams: AtomicU64,
+    /// The last chat request's model and messages (`/_mock/last-request`).
+    pub last_request: Mutex<Option<serde_json::Value>>,
 }
 
 impl MockState {
@@ -128,6 +131,7 @@ pub fn router(state: Arc<MockState>) -> Router {
         .route("/v1/models", get(wire::openai_models))
         .route("/_mock/fault", post(wire::set_fault))
         .route("/_mock/stats", get(wire::stats))
+        .route("/_mock/last-request", get(wire::last_request))
         .with_state(state)
 }
 
@@ -155,6 +159,7 @@ pub async fn spawn(args: &MockArgs) -> anyhow::Result<MockServer> {
         open_streams: AtomicU64::new(0),
         cancelled_streams: AtomicU64::new(0),
         completed_streams: AtomicU64::new(0),
+        last_request: Mutex::new(None),
     });
     let shutdown = CancellationToken::new();
     tokio::spawn(faults::serve(

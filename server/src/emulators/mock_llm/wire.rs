@@ -26,6 +26,12 @@ pub struct ChatBody {
     options: Option<Value>,
     #[serde(default)]
     stream_options: Option<Value>,
+    /// Kept as sent, for `GET /_mock/last-request`.
+    #[serde(default)]
+    messages: Option<Value>,
+    /// Ollama's `/api/generate` prompt.
+    #[serde(default)]
+    prompt: Option<Value>,
 }
 
 impl ChatBody {
@@ -279,7 +285,12 @@ fn whole_text(count: u32, token_bytes: usize) -> String {
     (0..count).map(|i| token(i, token_bytes)).collect()
 }
 
-async fn answer(state: Arc<MockState>, body: ChatBody, format: Format) -> Response {
+async fn answer(state: Arc<MockState>, mut body: ChatBody, format: Format) -> Response {
+    *state.last_request.lock() = Some(json!({
+        "model": body.model,
+        "messages": body.messages.take(),
+        "prompt": body.prompt.take(),
+    }));
     if let Some(r) = refuse_with(&state) {
         return r;
     }
@@ -393,6 +404,12 @@ pub async fn set_fault(
         }
         Err(e) => (StatusCode::BAD_REQUEST, Json(json!({ "error": e }))).into_response(),
     }
+}
+
+/// `GET /_mock/last-request`: the model and messages of the last chat
+/// request, as received (`null` before the first): what calos sent upstream.
+pub async fn last_request(State(state): State<Arc<MockState>>) -> Json<Value> {
+    Json(state.last_request.lock().clone().unwrap_or(Value::Null))
 }
 
 pub async fn stats(State(state): State<Arc<MockState>>) -> Json<Value> {

@@ -207,12 +207,19 @@ async fn logout(
 async fn delete_me(
     State(auth): State<AuthService>,
     State(keys): State<crate::auth::api_keys::ApiKeys>,
+    State(conversations): State<crate::conversations::Conversations>,
     State(runtime): State<Runtime>,
     ClientIp(ip): ClientIp,
     AuthUser(user): AuthUser,
     ApiJson(req): ApiJson<DeleteAccountRequest>,
 ) -> ApiResult<Response> {
     auth.delete_account(&user, req.password, ip).await?;
+    // On PostgreSQL the foreign key took them with the account; on SQLite
+    // they are in their own file. A failure here leaves them for the sweep
+    // at the next start, not a half-closed account.
+    if let Err(e) = conversations.forget_user(&user.user_id).await {
+        tracing::warn!(user_id = %user.user_id, error = %e, "the conversations of a deleted account are left for the next sweep");
+    }
     // Its keys went with the account; none may linger in the cache.
     keys.forget_all();
     let body = SuccessResponse::OK;

@@ -9,6 +9,7 @@
 
 mod auth;
 mod chat_user;
+mod conversations;
 mod cookies;
 mod health;
 mod invites;
@@ -82,6 +83,7 @@ fn protected_routes(state: &AppState) -> Router<AppState> {
             Router::new()
                 .merge(auth::protected())
                 .merge(keys::protected())
+                .merge(conversations::protected())
                 .merge(usage::protected())
                 .route_layer(from_extractor_with_state::<AuthUser, _>(state.clone())),
         )
@@ -100,6 +102,10 @@ pub fn app_router(state: AppState) -> Router {
         // The login page's "continue with" buttons (only on this listener: the
         // OAuth routes and their redirect URIs live here) and sign-up policy.
         .layer(axum::Extension(sign_in_options(&state, true)))
+        // The chat page's server-rendered history (one `Arc` per request).
+        .layer(axum::Extension(app::history::HistorySource(
+            std::sync::Arc::new(state.conversations.clone()),
+        )))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             pages::page_session,

@@ -9,7 +9,9 @@
 //! token) are added here, once, by [`EveryRouteAnswers`], rather than repeated
 //! on each handler; a test checks every declared route is in a document.
 
-use super::{auth, health, invites, keys, llm, monitor, oauth, openai_compat, usage};
+use super::{
+    auth, conversations, health, invites, keys, llm, monitor, oauth, openai_compat, usage,
+};
 use crate::http::state::AppState;
 use app::wire::ErrorResponse;
 use axum::http::header;
@@ -34,6 +36,8 @@ use utoipa::{Modify, OpenApi, PartialSchema};
         auth::me, auth::update_me, auth::delete_me, auth::logout,
         oauth::providers, oauth::start, oauth::callback,
         keys::create, keys::list, keys::revoke,
+        conversations::list, conversations::create, conversations::open,
+        conversations::rename, conversations::remove, conversations::export_file,
         usage::own, usage::everyone, usage::set_limits, usage::get_limits,
         llm::complete, openai_compat::chat_completions, openai_compat::models,
         health::health, contract,
@@ -44,6 +48,7 @@ use utoipa::{Modify, OpenApi, PartialSchema};
         (name = "oauth", description = "Sign in with Google, GitHub or Apple (browser redirects)"),
         (name = "keys", description = "API keys for scripts and SDKs (made and revoked with a session)"),
         (name = "usage", description = "Tokens and requests per day, model, key or user; limits and budgets"),
+        (name = "conversations", description = "Chats kept by the server: list, open, rename, delete, export; continue one with `conversationId` on `/api/llm/complete`"),
         (name = "chat", description = "The chat endpoint with its timing breakdown"),
         (name = "openai", description = "The OpenAI-compatible API: point an OpenAI SDK at `/v1`"),
         (name = "health", description = "Liveness and the database's answer"),

@@ -99,7 +99,8 @@ pub async fn page_session(State(state): State<AppState>, mut req: Request, next:
         }
     }
     let signed_in = req.extensions().get::<SessionUser>().is_some();
-    let needs_session = matches!(path.as_str(), "/" | "/keys" | "/usage");
+    let needs_session =
+        matches!(path.as_str(), "/" | "/keys" | "/usage") || path.starts_with("/c/");
     let mut response = if req.method() == Method::GET && needs_session && !signed_in {
         Redirect::to("/login").into_response()
     } else if req.method() == Method::GET && path == "/login" && signed_in {
