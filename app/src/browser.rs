@@ -61,17 +61,27 @@ pub async fn post_json_for<T: serde::Serialize, R: serde::de::DeserializeOwned>(
         .map_err(network_error)
 }
 
+/// PATCHes `body` as JSON and reads the answer as `R`.
+pub async fn patch_json_for<T: serde::Serialize, R: serde::de::DeserializeOwned>(
+    url: &str,
+    body: &T,
+) -> Result<R, ErrorDetail> {
+    let response = gloo_net::http::Request::patch(url)
+        .json(body)
+        .map_err(network_error)?
+        .send()
+        .await
+        .map_err(network_error)?;
+    read(response).await
+}
+
 /// Reads a GET answer as `R`; a non-2xx answer becomes the API's error.
 pub async fn get_json_for<R: serde::de::DeserializeOwned>(url: &str) -> Result<R, ErrorDetail> {
     let response = gloo_net::http::Request::get(url)
         .send()
         .await
         .map_err(network_error)?;
-    answer(response)
-        .await?
-        .json::<R>()
-        .await
-        .map_err(network_error)
+    read(response).await
 }
 
 /// Sends a DELETE; a non-2xx answer becomes the API's error.
@@ -81,6 +91,17 @@ pub async fn delete(url: &str) -> Result<(), ErrorDetail> {
         .await
         .map_err(network_error)?;
     answer(response).await.map(|_| ())
+}
+
+/// A success's body as `R`, else the API's error.
+async fn read<R: serde::de::DeserializeOwned>(
+    response: gloo_net::http::Response,
+) -> Result<R, ErrorDetail> {
+    answer(response)
+        .await?
+        .json::<R>()
+        .await
+        .map_err(network_error)
 }
 
 /// The response when it is a success, else the API's error from its body.

@@ -51,6 +51,17 @@ pub fn to_safe_html(markdown: &str) -> String {
         Event::End(TagEnd::Image) => Event::End(TagEnd::Link),
         other => other,
     });
+    // A copy button before each code block: calos's own markup, never the
+    // model's (the model's HTML became text above). The page's one click
+    // listener copies the block after the button.
+    let events = events.flat_map(|event| {
+        let button = matches!(event, Event::Start(Tag::CodeBlock(_))).then(|| {
+            Event::Html(CowStr::Borrowed(
+                "<button type=\"button\" class=\"link copy-code\" title=\"Copy this code\">Copy code</button>",
+            ))
+        });
+        button.into_iter().chain(std::iter::once(event))
+    });
     let mut html = String::with_capacity(markdown.len() * 3 / 2);
     pulldown_cmark::html::push_html(&mut html, events);
     html
@@ -59,6 +70,19 @@ pub fn to_safe_html(markdown: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_code_block_keeps_its_language_and_gets_a_copy_button() {
+        let html = to_safe_html("```rust\nfn main() {}\n```");
+        assert!(html.contains("<code class=\"language-rust\">"), "{html}");
+        assert!(
+            html.starts_with("<button type=\"button\" class=\"link copy-code\""),
+            "{html}"
+        );
+        // The model's own button is text, not a button.
+        let sneaky = to_safe_html("<button class=\"copy-code\">x</button>");
+        assert!(!sneaky.contains("<button"), "{sneaky}");
+    }
 
     #[test]
     fn markdown_renders() {

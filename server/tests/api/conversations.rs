@@ -306,7 +306,9 @@ on_both_databases! {
         // The page too: the messages are rendered for the owner only.
         let page = app.get_with_cookie(&format!("/c/{}", c.id), &alice.token).await.text().await.unwrap();
         assert!(page.contains("secret"), "the owner's page is server-rendered with its messages");
-        let other = app.get_with_cookie(&format!("/c/{}", c.id), &bob.token).await.text().await.unwrap();
+        let other = app.get_with_cookie(&format!("/c/{}", c.id), &bob.token).await;
+        assert_eq!(other.status(), 404, "another account's conversation is a 404 page");
+        let other = other.text().await.unwrap();
         assert!(!other.contains("secret") && !other.contains("private"));
         let signed_out = app.get(&format!("/c/{}", c.id), None).await;
         assert_eq!(location(&signed_out), "/login");

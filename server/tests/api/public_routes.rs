@@ -12,7 +12,11 @@ pub fn declared_routes() -> Vec<(String, String)> {
     let mut routes = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let source = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-        for declaration in source.split(".route(\"").skip(1) {
+        // rustfmt may put the path on the line after `.route(`.
+        for declaration in source.split(".route(").skip(1) {
+            let Some(declaration) = declaration.trim_start().strip_prefix('"') else {
+                continue;
+            };
             let Some((path, rest)) = declaration.split_once('"') else {
                 continue;
             };
