@@ -307,14 +307,10 @@ impl Conversations {
         }
         let history: Vec<ChatMessage> = self
             .store
-            .messages(id)
+            .history(id)
             .await?
             .into_iter()
-            .filter(|m| m.status != "failed" && !m.content.is_empty())
-            .map(|m| ChatMessage {
-                role: m.role,
-                content: m.content,
-            })
+            .map(|(role, content)| ChatMessage { role, content })
             .collect();
         if !history.iter().any(|m| m.role == "user") {
             return Err(ConversationError::Invalid {

@@ -226,6 +226,24 @@ impl ConversationStore {
             .await)
     }
 
+    /// What goes to the model, oldest first: the role and text of every
+    /// message but failed or empty ones. Only the two columns, as this runs
+    /// on every turn and a long conversation's other columns (the timing
+    /// breakdowns above all) cost more to read than the text.
+    pub async fn history(
+        &self,
+        conversation_id: &str,
+    ) -> Result<Vec<(String, String)>, sqlx::Error> {
+        with_pool!(&self.db, pool => sqlx::query_as::<_, (String, String)>(
+            "select role, content from conversation_messages \
+             where conversation_id = $1 and status <> $2 and content <> $3 order by seq")
+            .bind(conversation_id)
+            .bind("failed")
+            .bind("")
+            .fetch_all(pool)
+            .await)
+    }
+
     /// Renames the user's conversation; `None` when it is not theirs.
     pub async fn rename(
         &self,
