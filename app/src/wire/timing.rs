@@ -17,6 +17,9 @@ pub enum CacheStatus {
     /// Streaming requests are never served from cache.
     #[default]
     Bypass,
+    /// Not in the cache, but the same user's identical request was already
+    /// on its way upstream: this one waited for that answer and shared it.
+    Shared,
 }
 
 impl CacheStatus {
@@ -25,6 +28,7 @@ impl CacheStatus {
             Self::Hit => "hit",
             Self::Miss => "miss",
             Self::Bypass => "bypass",
+            Self::Shared => "shared",
         }
     }
 }

@@ -27,7 +27,9 @@ const ENTRY_OVERHEAD_BYTES: u64 = 256;
 /// A reply over `capacity / LARGEST_SHARE` bytes is not cached.
 const LARGEST_SHARE: u64 = 16;
 
-type Key = [u8; 32];
+/// A request's cache key: SHA-256 of its user and everything that shapes the answer.
+pub type CacheKey = [u8; 32];
+type Key = CacheKey;
 
 #[derive(Debug, Clone)]
 pub struct CachedReply {

@@ -2,6 +2,7 @@
 //! provider, time each phase), and how it is built from configuration.
 
 pub mod cache;
+mod coalesce;
 mod delivery;
 pub mod inflight;
 mod service;

@@ -2,7 +2,8 @@
 //! the timing breakdown with its `[Performance]` log line. The HTTP routes
 //! (`/api/llm/complete`, `/v1/chat/completions`) only frame what this returns.
 
-use crate::chat::cache::{CachedReply, ResponseCache};
+use crate::chat::cache::{CacheKey, CachedReply, ResponseCache};
+use crate::chat::coalesce::{Flights, Role};
 use crate::chat::delivery::{self, Abandoned, DeliveryLimits};
 use crate::chat::inflight::{InFlight, InFlightLimiter, TooManyInFlight};
 use crate::llm::error::ProviderError;
@@ -16,7 +17,7 @@ use crate::usage::limits::Limits;
 use crate::usage::meter::Refusal;
 use crate::usage::record::{Tokens, UsageRecord};
 use crate::usage::{self as accounting, Caller};
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::num::{NonZeroU32, NonZeroUsize};
@@ -56,7 +57,7 @@ impl ChatContext {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ChatError {
     #[error("too many chat requests; retry in {0:?}")]
     RateLimited(Duration),
@@ -157,7 +158,32 @@ pub struct ChatService {
     /// Cancelled shortly before the shutdown grace period ends: open streams
     /// then end with [`StreamItem::ShuttingDown`].
     wind_down: CancellationToken,
+    /// Whole answers being fetched, by cache key: the same user's identical
+    /// request arriving meanwhile waits for that answer instead of asking again.
+    flights: Flights<CacheKey, Fetched>,
 }
+
+/// A whole answer fetched from upstream, as every request that waited for
+/// it receives it.
+#[derive(Debug, Clone)]
+struct Whole {
+    text: String,
+    summary: Summary,
+    /// The upstream phases: queue, connect, TTFT, LLM, attempts.
+    phases: Breakdown,
+}
+
+/// A failed fetch: the error, the phases that ran, and, when the upstream
+/// had begun answering, how much text had arrived (for the token estimate;
+/// a request refused before that spent nothing).
+#[derive(Debug, Clone)]
+struct FetchFailed {
+    error: ChatError,
+    phases: Breakdown,
+    partial_chars: Option<usize>,
+}
+
+type Fetched = Result<Whole, FetchFailed>;
 
 /// What one user may ask of the service.
 #[derive(Debug, Clone, Copy)]
@@ -197,6 +223,7 @@ impl ChatService {
             per_user,
             in_flight,
             wind_down: CancellationToken::new(),
+            flights: Flights::default(),
         }
     }
 
@@ -299,11 +326,11 @@ impl ChatService {
 
     /// Waits for a slot at the provider, opens the upstream and waits for its
     /// first token, filling in the queue, connect, TTFT and attempt figures. A
-    /// failure here is logged and returned (before any byte reached the client).
-    /// Also returns when the whole reply is due (the total limit's deadline).
+    /// failure here is returned (before any byte reached the client) for the
+    /// caller to record. Also returns when the whole reply is due (the total
+    /// limit's deadline).
     async fn upstream(
         &self,
-        ctx: &ChatContext,
         slot: &crate::llm::router::ProviderSlot,
         params: &ChatParams,
         breakdown: &mut Breakdown,
@@ -314,29 +341,16 @@ impl ChatService {
         ),
         ChatError,
     > {
-        let provider = slot.provider.name().to_string();
         let (permit, waited) = slot
             .queue
             .acquire()
             .await
             .map_err(|full| ChatError::QueueFull {
-                provider: provider.clone(),
+                provider: slot.provider.name().to_string(),
                 full,
             })?;
         breakdown.queue = ms(waited);
-        let started = match relay::start(&slot.provider, params, self.limits).await {
-            Ok(started) => started,
-            Err(e) => {
-                let ending = Ending {
-                    outcome: e.code(),
-                    status: e.http_status(),
-                    tokens: Tokens::default(),
-                };
-                self.recorder
-                    .finish(ctx, &params.model, &provider, breakdown, ending);
-                return Err(e.into());
-            }
-        };
+        let started = relay::start(&slot.provider, params, self.limits).await?;
         breakdown.upstream_connect = Some(ms(started.connect));
         breakdown.ttft = started.ttft.map(ms);
         breakdown.attempts = started.attempts;
@@ -375,41 +389,70 @@ impl ChatService {
                 });
             }
         }
-        let (events, _deadline) = self.upstream(ctx, &slot, &params, &mut breakdown).await?;
-        let mut events = Box::pin(events);
-        let mut text = String::new();
-        let mut summary = Summary::default();
-        while let Some(event) = events.next().await {
-            match event {
-                RelayEvent::Delta(delta) => text.push_str(&delta),
-                RelayEvent::Finished(s) => summary = s,
-                RelayEvent::Failed(e) => {
+        // Shared with the fetch, which may outlive this request (others wait on it).
+        let params = Arc::new(params);
+        let fetch = {
+            let (service, slot, fetched_params) = (self.clone(), slot.clone(), params.clone());
+            move || async move { service.fetch_whole(&slot, &fetched_params, key).await }.boxed()
+        };
+        // A client asking for a fresh answer gets its own upstream call.
+        let waited = Instant::now();
+        let (fetched, role) = if ctx.fresh {
+            (fetch().await, Role::Started)
+        } else {
+            self.flights.run(key, fetch).await
+        };
+        let (text, summary) = match (fetched, role) {
+            (Ok(whole), Role::Started) => {
+                copy_upstream_phases(&whole.phases, &mut breakdown);
+                (whole.text, whole.summary)
+            }
+            (Ok(whole), Role::Joined) => {
+                // Served by another request's upstream call: no provider
+                // spent a token on this one, and its wait was a queue.
+                breakdown.cache_status = CacheStatus::Shared;
+                breakdown.queue = ms(waited.elapsed());
+                let usage = whole.summary.usage.unwrap_or_default();
+                self.recorder.finish(
+                    ctx,
+                    &params.model,
+                    &provider,
+                    &mut breakdown,
+                    Ending::ok(Tokens::default()),
+                );
+                return Ok(Complete {
+                    text: whole.text,
+                    usage,
+                    provider,
+                    model: params.model.clone(),
+                    breakdown,
+                });
+            }
+            (Err(failed), role) => {
+                let tokens = if role == Role::Started {
+                    copy_upstream_phases(&failed.phases, &mut breakdown);
+                    failed
+                        .partial_chars
+                        .map(|chars| estimated(prompt_chars(&params), chars))
+                        .unwrap_or_default()
+                } else {
+                    breakdown.cache_status = CacheStatus::Shared;
+                    breakdown.queue = ms(waited.elapsed());
+                    Tokens::default()
+                };
+                if let ChatError::Provider(e) = &failed.error {
                     let ending = Ending {
                         outcome: e.code(),
                         status: e.http_status(),
-                        tokens: estimated(prompt_chars(&params), text.len()),
+                        tokens,
                     };
                     self.recorder
                         .finish(ctx, &params.model, &provider, &mut breakdown, ending);
-                    return Err(e.into());
                 }
+                return Err(failed.error);
             }
-        }
+        };
         let usage = summary.usage.unwrap_or_default();
-        breakdown.llm = Some(ms(summary.llm));
-        breakdown.upstream = summary.upstream;
-        if self.cache.enabled() {
-            self.cache
-                .put(
-                    key,
-                    CachedReply {
-                        text: text.clone(),
-                        usage,
-                        provider: provider.clone(),
-                    },
-                )
-                .await;
-        }
         let tokens =
             Tokens::reported_or_estimated(summary.usage, prompt_chars(&params), text.len());
         self.recorder.finish(
@@ -423,8 +466,58 @@ impl ChatService {
             text,
             usage,
             provider,
-            model: params.model,
+            model: params.model.clone(),
             breakdown,
+        })
+    }
+
+    /// Fetches a whole answer from upstream and caches it: the part of a
+    /// whole request that identical concurrent requests share.
+    async fn fetch_whole(
+        &self,
+        slot: &crate::llm::router::ProviderSlot,
+        params: &ChatParams,
+        key: CacheKey,
+    ) -> Fetched {
+        let mut phases = Breakdown::default();
+        let failed =
+            |error: ChatError, phases: Breakdown, partial_chars: Option<usize>| FetchFailed {
+                error,
+                phases,
+                partial_chars,
+            };
+        let events = match self.upstream(slot, params, &mut phases).await {
+            Ok((events, _deadline)) => events,
+            Err(error) => return Err(failed(error, phases, None)),
+        };
+        let mut events = Box::pin(events);
+        let mut text = String::new();
+        let mut summary = Summary::default();
+        while let Some(event) = events.next().await {
+            match event {
+                RelayEvent::Delta(delta) => text.push_str(&delta),
+                RelayEvent::Finished(s) => summary = s,
+                RelayEvent::Failed(e) => return Err(failed(e.into(), phases, Some(text.len()))),
+            }
+        }
+        phases.llm = Some(ms(summary.llm));
+        phases.upstream = summary.upstream;
+        if self.cache.enabled() {
+            self.cache
+                .put(
+                    key,
+                    CachedReply {
+                        text: text.clone(),
+                        usage: summary.usage.unwrap_or_default(),
+                        provider: slot.provider.name().to_string(),
+                    },
+                )
+                .await;
+        }
+        Ok(Whole {
+            text,
+            summary,
+            phases,
         })
     }
 
@@ -436,7 +529,21 @@ impl ChatService {
         params: ChatParams,
     ) -> Result<Streaming, ChatError> {
         let (slot, provider, mut head, in_flight) = self.begin(ctx, &params).await?;
-        let (events, deadline) = self.upstream(ctx, &slot, &params, &mut head).await?;
+        let (events, deadline) = match self.upstream(&slot, &params, &mut head).await {
+            Ok(opened) => opened,
+            Err(error) => {
+                if let ChatError::Provider(e) = &error {
+                    let ending = Ending {
+                        outcome: e.code(),
+                        status: e.http_status(),
+                        tokens: Tokens::default(),
+                    };
+                    self.recorder
+                        .finish(ctx, &params.model, &provider, &mut head, ending);
+                }
+                return Err(error);
+            }
+        };
         let (ctx_end, head_end, model, prov) = (
             ctx.clone(),
             head.clone(),
@@ -647,6 +754,16 @@ impl Recorder {
             ));
         }
     }
+}
+
+/// What the upstream call took, into the breakdown of the request that made it.
+fn copy_upstream_phases(phases: &Breakdown, breakdown: &mut Breakdown) {
+    breakdown.queue = phases.queue;
+    breakdown.upstream_connect = phases.upstream_connect;
+    breakdown.ttft = phases.ttft;
+    breakdown.attempts = phases.attempts;
+    breakdown.llm = phases.llm;
+    breakdown.upstream = phases.upstream;
 }
 
 /// A request's ledger row.

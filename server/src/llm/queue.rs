@@ -16,7 +16,7 @@ pub struct ProviderQueue {
     pub max_concurrency: usize,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("the queue is full ({waiting} waiting, {running} running)")]
 pub struct QueueFull {
     pub waiting: usize,

@@ -115,6 +115,7 @@ pub struct Exporter {
     cache_hit: Counter,
     cache_miss: Counter,
     cache_bypass: Counter,
+    cache_shared: Counter,
     /// The response cache's size: bytes charged and entries held.
     cache_bytes: Gauge,
     cache_entries: Gauge,
@@ -286,10 +287,11 @@ impl Exporter {
                 })
                 .clone()
         };
-        let (cache_hit, cache_miss, cache_bypass) = (
+        let (cache_hit, cache_miss, cache_bypass, cache_shared) = (
             cache_counter("hit"),
             cache_counter("miss"),
             cache_counter("bypass"),
+            cache_counter("shared"),
         );
         // OpenTelemetry semantic conventions v1.37.0, GenAI client and server
         // metrics (status: development). Token usage is a histogram in
@@ -325,6 +327,7 @@ impl Exporter {
             process_restarts,
             http_handles: Arc::default(),
             cache_hit,
+            cache_shared,
             cache_miss,
             cache_bypass,
             cache_bytes,
@@ -416,6 +419,7 @@ impl Exporter {
             CacheStatus::Hit => &self.cache_hit,
             CacheStatus::Miss => &self.cache_miss,
             CacheStatus::Bypass => &self.cache_bypass,
+            CacheStatus::Shared => &self.cache_shared,
         }
         .inc();
     }

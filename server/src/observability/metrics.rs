@@ -166,7 +166,8 @@ impl Interval {
                 self.cache_hits += 1;
                 self.cache_lookups += 1;
             }
-            CacheStatus::Miss => self.cache_lookups += 1,
+            // A shared answer was a miss that cost no upstream call.
+            CacheStatus::Miss | CacheStatus::Shared => self.cache_lookups += 1,
             CacheStatus::Bypass => {}
         }
         for (phase, value) in PHASES.iter().zip(values) {

@@ -347,6 +347,65 @@ on_both_databases! {
         assert_eq!(mock_stats(&mock).await["requests"], 3);
     }
 
+    async fn identical_concurrent_whole_requests_share_one_upstream_call(backend: Backend) {
+        let mock = mock(300, 1000.0, 3).await;
+        let (app, alice) = app_with(backend, &mock, &["--upstream-retries", "0"]).await;
+        let bob = app.new_user("bob").await;
+        let body = ask_timed("mock-llama");
+        let all_at_once = |token: &str, body: &CompleteRequest, n: usize, fresh: bool| {
+            let requests = (0..n).map(|_| {
+                let request = app.chat_request("/api/llm/complete", token, body);
+                let request = if fresh { request.header("cache-control", "no-cache") } else { request };
+                async move { request.send().await.unwrap() }
+            });
+            futures::future::join_all(requests)
+        };
+        // What `ab -n 10 -c 10` does: ten identical chats at once.
+        let mut texts = Vec::new();
+        let mut statuses = Vec::new();
+        for response in all_at_once(&alice.token, &body, 10, false).await {
+            let reply: app::wire::CompleteResponse = ok_json(response).await;
+            let timings = reply.timings.unwrap();
+            if timings.cache_status == CacheStatus::Shared {
+                assert_eq!(timings.attempts, 0, "a shared answer made no upstream attempt: {timings:?}");
+                assert!(timings.ttft.is_none(), "{timings:?}");
+            }
+            texts.push(reply.text);
+            statuses.push(timings.cache_status);
+        }
+        assert_eq!(mock_stats(&mock).await["requests"], 1, "one upstream call for ten requests");
+        assert!(texts.iter().all(|t| *t == texts[0] && !t.is_empty()), "{texts:?}");
+        let shared = statuses.iter().filter(|s| **s == CacheStatus::Shared).count();
+        assert_eq!((shared, statuses.len() - shared), (9, 1), "{statuses:?}");
+
+        // Never shared: streams, requests for a fresh answer, another user's.
+        for response in all_at_once(&alice.token, &ask("mock-llama", true), 3, false).await {
+            assert_eq!(response.status(), 200);
+            events(response).await;
+        }
+        assert_eq!(mock_stats(&mock).await["requests"], 4, "each stream has its own upstream call");
+        for response in all_at_once(&alice.token, &body, 3, true).await {
+            let reply: app::wire::CompleteResponse = ok_json(response).await;
+            assert_eq!(reply.timings.unwrap().cache_status, CacheStatus::Bypass);
+        }
+        assert_eq!(mock_stats(&mock).await["requests"], 7, "a fresh answer is asked for each");
+        let for_bob = app.chat(&bob.token, &body).await;
+        assert_eq!(for_bob.timings.unwrap().cache_status, CacheStatus::Miss);
+        assert_eq!(mock_stats(&mock).await["requests"], 8);
+
+        // A failure is shared as well: one upstream call, every waiter told
+        // (the upstream fails after its first token, so the call lasts).
+        mock.state.set_fault(Fault::DropAfter(1));
+        let mut failing = body.clone();
+        failing.messages[0].content = "this one fails".into();
+        let mut errors = Vec::new();
+        for response in all_at_once(&alice.token, &failing, 5, false).await {
+            errors.push(error_code(response).await);
+        }
+        assert!(errors.iter().all(|e| *e == errors[0] && e.0 >= 500), "{errors:?}");
+        assert_eq!(mock_stats(&mock).await["requests"], 9);
+    }
+
     async fn a_full_provider_queue_answers_503_with_retry_after_and_waiting_is_timed(backend: Backend) {
         let mock = mock(400, 1000.0, 2).await;
         let (app, user) = app_with(backend, &mock, &["--ollama-concurrency", "1", "--queue-size", "1"]).await;
