@@ -631,3 +631,57 @@ async fn internals_are_for_local_clients_administrators_and_the_metrics_token() 
         .unwrap();
     assert!(with_token["components"].is_object(), "{with_token}");
 }
+
+/// A server that accepts connections and never answers: each one stays open
+/// until its client gives up. Returns its address and the most connections
+/// it ever held open at once.
+async fn silent_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let (open, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let most_seen = most.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let now = open.fetch_add(1, Ordering::SeqCst) + 1;
+            most.fetch_max(now, Ordering::SeqCst);
+            let open = open.clone();
+            tokio::spawn(async move {
+                let mut sink = [0u8; 1024];
+                while matches!(socket.read(&mut sink).await, Ok(n) if n > 0) {}
+                open.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    });
+    (address, most_seen)
+}
+
+#[tokio::test]
+async fn health_checks_run_at_once_so_dead_targets_do_not_add_up() {
+    let (address, most_open) = silent_server().await;
+    let targets: String = (0..4)
+        .map(|i| {
+            format!("[[target]]\nname = \"silent-{i}\"\nurl = \"http://{address}/health\"\n\n")
+        })
+        .collect();
+    let (app, _admin, _dir) = with_process(&targets).await;
+    // Each check waits its full time limit on this server; run one after
+    // another, no two would ever be open together.
+    for _ in 0..100 {
+        if most_open.load(std::sync::atomic::Ordering::SeqCst) >= 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        most_open.load(std::sync::atomic::Ordering::SeqCst),
+        4,
+        "all four checks were in flight together"
+    );
+    drop(app);
+}

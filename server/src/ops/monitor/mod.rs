@@ -184,48 +184,7 @@ impl Monitor {
                 _ = tick.tick() => {}
                 _ = shutdown.cancelled() => return,
             }
-            let mut checks: Vec<(String, ComponentKind, Check)> = vec![(
-                "server".into(),
-                ComponentKind::Server,
-                Check {
-                    status: HealthStatus::Up,
-                    latency: Duration::ZERO,
-                    message: format!("up {} s", state.started.elapsed().as_secs()),
-                },
-            )];
-            let backend = state.db.backend();
-            checks.push((
-                "database".into(),
-                ComponentKind::Database,
-                health::timed(state.db.ping(), |_| backend.into()).await,
-            ));
-            for slot in state.router.providers() {
-                let provider = &slot.provider;
-                if matches!(provider, crate::llm::Provider::Unconfigured { .. }) {
-                    continue;
-                }
-                let check = health::timed(provider.models(), |models| {
-                    format!("{} models", models.len())
-                })
-                .await;
-                checks.push((provider.name().to_string(), ComponentKind::Provider, check));
-            }
-            for process in state.processes.list() {
-                if let Some(url) = &process.health {
-                    checks.push((
-                        process.name.clone(),
-                        ComponentKind::Process,
-                        health::http(&client, url).await,
-                    ));
-                }
-            }
-            for target in state.targets.iter() {
-                let check = match target.url.strip_prefix("tcp://") {
-                    Some(address) => health::tcp(address).await,
-                    None => health::http(&client, &target.url).await,
-                };
-                checks.push((target.name.clone(), ComponentKind::Target, check));
-            }
+            let checks = probe_all(&state, &client).await;
             let now = chrono::Utc::now().timestamp();
             let components = {
                 let mut board = self.board.lock();
@@ -299,6 +258,63 @@ const TOP_USERS_EVERY: Duration = Duration::from_secs(5);
 const TOP_USERS: usize = 5;
 
 /// Today's (UTC) heaviest users by tokens, with their names.
+/// Checks every component at once: each check has its own time limit, so a
+/// round takes as long as the slowest check, not the sum of them (ten dead
+/// targets would otherwise hold the board back twenty seconds).
+async fn probe_all(
+    state: &Sources,
+    client: &reqwest::Client,
+) -> Vec<(String, ComponentKind, Check)> {
+    type Probe<'a> = futures::future::BoxFuture<'a, (String, ComponentKind, Check)>;
+    let server = Check {
+        status: HealthStatus::Up,
+        latency: Duration::ZERO,
+        message: format!("up {} s", state.started.elapsed().as_secs()),
+    };
+    let backend = state.db.backend();
+    let mut probes: Vec<Probe<'_>> = vec![
+        Box::pin(async move { ("server".to_string(), ComponentKind::Server, server) }),
+        Box::pin(async move {
+            let check = health::timed(state.db.ping(), |_| backend.into()).await;
+            ("database".to_string(), ComponentKind::Database, check)
+        }),
+    ];
+    for slot in state.router.providers() {
+        let provider = &slot.provider;
+        if matches!(provider, crate::llm::Provider::Unconfigured { .. }) {
+            continue;
+        }
+        probes.push(Box::pin(async move {
+            let check = health::timed(provider.models(), |models| {
+                format!("{} models", models.len())
+            })
+            .await;
+            (provider.name().to_string(), ComponentKind::Provider, check)
+        }));
+    }
+    for process in state.processes.list() {
+        if let Some(url) = process.health.clone() {
+            probes.push(Box::pin(async move {
+                (
+                    process.name.clone(),
+                    ComponentKind::Process,
+                    health::http(client, &url).await,
+                )
+            }));
+        }
+    }
+    for target in state.targets.iter() {
+        probes.push(Box::pin(async move {
+            let check = match target.url.strip_prefix("tcp://") {
+                Some(address) => health::tcp(address).await,
+                None => health::http(client, &target.url).await,
+            };
+            (target.name.clone(), ComponentKind::Target, check)
+        }));
+    }
+    futures::future::join_all(probes).await
+}
+
 async fn top_users(
     usage: &crate::usage::Usage,
     db: &Db,
