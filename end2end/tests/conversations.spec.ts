@@ -100,6 +100,20 @@ test("conversations are listed, searched, switched, renamed, exported and delete
   expect((await page.request.get(first)).status()).toBe(404);
 });
 
+test("a message the server refuses leaves the page showing what is stored", async ({ page }) => {
+  await signIn(page);
+  await say(page, "Plan a trip to Lisbon");
+  const box = page.getByRole("textbox", { name: "Message" });
+  await box.fill("x".repeat(40_000));
+  await box.press("Enter");
+  await expect(page.getByRole("alert").filter({ hasText: "characters" })).toBeVisible();
+  // The refused message was never stored, so it is not shown, and the last
+  // reply (the one Regenerate would answer again) is the stored one.
+  await expect(page.locator("article[data-role='user']")).toHaveCount(1);
+  await expect(page.locator("article[data-role='assistant']")).toHaveCount(1);
+  await expect(page.locator("article[data-role='assistant']")).toContainText("t11");
+});
+
 test("a reply copies to the clipboard", async ({ page, context }) => {
   await context.grantPermissions(["clipboard-read", "clipboard-write"]);
   await signIn(page);

@@ -6,6 +6,7 @@
 //! bounded by what one chat request may carry (messages and characters).
 
 use crate::llm::types::ChatMessage;
+use app::wire::MAX_MESSAGE_CHARS;
 
 /// What may go to the model.
 #[derive(Debug, Clone, Copy)]
@@ -23,8 +24,15 @@ pub struct Fitted {
 
 /// Keeps the leading system messages, then as many of the newest others as fit.
 /// The newest message always goes, even alone (the request's own limits
-/// then judge it).
-pub fn fit(history: Vec<ChatMessage>, window: Window) -> Fitted {
+/// then judge it). A stored message longer than one chat message may be (a
+/// long reply: replies have no such limit) goes cut to that length, or every
+/// later turn of the conversation would be refused.
+pub fn fit(mut history: Vec<ChatMessage>, window: Window) -> Fitted {
+    for message in &mut history {
+        if let Some((cut, _)) = message.content.char_indices().nth(MAX_MESSAGE_CHARS) {
+            message.content.truncate(cut);
+        }
+    }
     let system_end = history
         .iter()
         .position(|m| m.role != "system")
@@ -153,5 +161,28 @@ mod tests {
         );
         assert_eq!(fitted.messages.len(), 1);
         assert_eq!(fitted.dropped, 1);
+    }
+
+    #[test]
+    fn a_stored_reply_longer_than_a_message_may_be_goes_cut_to_that_length() {
+        let long = "é".repeat(MAX_MESSAGE_CHARS + 10);
+        let history = vec![
+            m("user", "write a lot"),
+            m("assistant", &long),
+            m("user", "more"),
+        ];
+        let fitted = fit(
+            history,
+            Window {
+                max_chars: 4 * MAX_MESSAGE_CHARS,
+                max_messages: 10,
+            },
+        );
+        assert_eq!(fitted.messages.len(), 3);
+        assert_eq!(
+            fitted.messages[1].content.chars().count(),
+            MAX_MESSAGE_CHARS
+        );
+        assert!(crate::chat::validation::validate("m", fitted.messages, None, None).is_ok());
     }
 }

@@ -19,7 +19,8 @@ mod views;
 
 use crate::llm::types::ChatMessage;
 use app::wire::{
-    ConversationDetail, ConversationList, ConversationTurn, ConversationView, MAX_PAGE,
+    ConversationDetail, ConversationList, ConversationTurn, ConversationView, MessageStatus,
+    MAX_PAGE,
 };
 use context::Window;
 use std::sync::Arc;
@@ -273,6 +274,18 @@ impl Conversations {
             .get(user_id, id)
             .await?
             .ok_or(ConversationError::NotFound)?;
+        // The reply's row is reserved now, empty, so that it keeps its place
+        // whenever it is written: a reply stopped by its client is stored
+        // as the request ends, which may be after the next turn began.
+        let reply_id = new_id();
+        let reserved = NewMessage {
+            message_id: reply_id.clone(),
+            role: "assistant".into(),
+            status: MessageStatus::Stopped.as_str(),
+            model: Some(model.to_string()),
+            ..Default::default()
+        };
+        let mut reply_reserved = false;
         if regenerate {
             if !new.is_empty() {
                 return Err(ConversationError::Invalid {
@@ -291,7 +304,7 @@ impl Conversations {
                 .then(|| new.iter().find(|m| m.role == "user"))
                 .flatten()
                 .map(|m| title::from_first_message(&m.content));
-            let stored: Vec<NewMessage> = new
+            let mut stored: Vec<NewMessage> = new
                 .iter()
                 .map(|m| NewMessage {
                     message_id: new_id(),
@@ -301,6 +314,12 @@ impl Conversations {
                     ..Default::default()
                 })
                 .collect();
+            // With a user message among them there is something to answer:
+            // the reply's row goes in the same transaction.
+            if new.iter().any(|m| m.role == "user") {
+                stored.push(reserved.clone());
+                reply_reserved = true;
+            }
             self.store
                 .append(id, &stored, title.as_deref(), Some(model))
                 .await?;
@@ -319,10 +338,15 @@ impl Conversations {
                 message: "The conversation has no user message to answer yet.".into(),
             });
         }
+        if !reply_reserved {
+            self.store
+                .append(id, std::slice::from_ref(&reserved), None, None)
+                .await?;
+        }
         let fitted = context::fit(history, self.limits.window);
         Ok(Turn {
             conversation_id: id.to_string(),
-            reply_id: new_id(),
+            reply_id,
             history: fitted.messages,
             dropped: fitted.dropped,
             database: started.elapsed(),

@@ -5,6 +5,9 @@
 //! had arrived. A streamed reply whose client went away (the Stop button
 //! aborts the request) never reaches either: the recorder is dropped with the
 //! response body, and then stores what the client was sent as `stopped`.
+//! Each fills the row reserved for the reply when its turn began (empty and
+//! `stopped` until then), so a late write lands in its place, or nowhere when
+//! the reply was regenerated meanwhile.
 
 use super::store::NewMessage;
 use super::{Conversations, Turn};
@@ -67,11 +70,17 @@ impl ReplyRecorder {
     }
 
     /// Stores the reply. A failure to store is logged, not the client's
-    /// problem: the reply itself was delivered.
+    /// problem: the reply itself was delivered. The write runs as a task of
+    /// its own, so a request cancelled meanwhile (its client hung up) cannot
+    /// abort it halfway and lose the reply.
     pub async fn finish(mut self, ending: Ending<'_>) {
         self.stored = true;
         let message = self.message(ending);
-        store(&self.conversations, &self.conversation_id, message).await;
+        let conversations = self.conversations.clone();
+        let conversation_id = self.conversation_id.clone();
+        let write =
+            tokio::spawn(async move { store(&conversations, &conversation_id, message).await });
+        let _ = write.await;
     }
 
     fn message(&mut self, ending: Ending<'_>) -> NewMessage {
@@ -92,14 +101,22 @@ impl ReplyRecorder {
     }
 }
 
+/// Fills the row reserved for the reply when its turn began.
 async fn store(conversations: &Conversations, conversation_id: &str, message: NewMessage) {
-    let stored = conversations
+    match conversations
         .store()
-        .append(conversation_id, std::slice::from_ref(&message), None, None)
-        .await;
-    if let Err(e) = stored {
-        // The conversation was deleted while it answered, or the database failed.
-        tracing::warn!(conversation_id, request_id = ?message.request_id, error = %e, "a reply could not be stored in its conversation");
+        .fill_reply(conversation_id, &message)
+        .await
+    {
+        Ok(true) => {}
+        // Regenerated or deleted while it answered: the row is gone, and
+        // with it any reason to keep this reply.
+        Ok(false) => {
+            tracing::debug!(conversation_id, request_id = ?message.request_id, "a reply's place was gone when it ended; not stored")
+        }
+        Err(e) => {
+            tracing::warn!(conversation_id, request_id = ?message.request_id, error = %e, "a reply could not be stored in its conversation")
+        }
     }
 }
 

@@ -364,6 +364,54 @@ impl ConversationStore {
         tx.commit().await
     }
 
+    /// Writes a reply into the row reserved for it when its turn began;
+    /// false when that row is gone (the reply was regenerated or the
+    /// conversation deleted meanwhile), and then nothing changes.
+    pub async fn fill_reply(
+        &self,
+        conversation_id: &str,
+        reply: &NewMessage,
+    ) -> Result<bool, sqlx::Error> {
+        let bytes = as_i64(reply.content.len());
+        let mut tx = self.db.begin().await?;
+        let mut ex = Exec::from(&mut tx);
+        // The conversation's row first, in the order every writer takes them.
+        with_exec!(ex.reborrow(), exec => sqlx::query(
+            "update conversations set bytes = bytes + $1, updated_at_ms = $2 where conversation_id = $3")
+            .bind(bytes)
+            .bind(now_ms())
+            .bind(conversation_id)
+            .execute(exec)
+            .await
+            .map(|done| done.rows_affected()))?;
+        let filled = with_exec!(ex.reborrow(), exec => sqlx::query(
+            "update conversation_messages set content = $1, bytes = $2, status = $3, error_code = $4, \
+             model = $5, provider = $6, prompt_tokens = $7, completion_tokens = $8, timings = $9, \
+             request_id = $10 where message_id = $11 and conversation_id = $12")
+            .bind(&reply.content)
+            .bind(bytes)
+            .bind(reply.status)
+            .bind(&reply.error_code)
+            .bind(&reply.model)
+            .bind(&reply.provider)
+            .bind(reply.prompt_tokens)
+            .bind(reply.completion_tokens)
+            .bind(&reply.timings)
+            .bind(&reply.request_id)
+            .bind(&reply.message_id)
+            .bind(conversation_id)
+            .execute(exec)
+            .await
+            .map(|done| done.rows_affected()))?;
+        if filled == 0 {
+            // Dropped uncommitted: rolled back, the size unchanged.
+            drop(tx);
+            return Ok(false);
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
     /// Deletes the messages after the conversation's last user message (the
     /// reply being regenerated), with its count and size.
     pub async fn drop_after_last_user_message(
@@ -372,9 +420,20 @@ impl ConversationStore {
     ) -> Result<(), sqlx::Error> {
         let mut tx = self.db.begin().await?;
         let mut ex = Exec::from(&mut tx);
+        // The conversation's row first, as every writer takes it: on
+        // PostgreSQL this waits for an append in flight, so the recount
+        // below sees its rows.
+        with_exec!(ex.reborrow(), exec => sqlx::query(
+            "update conversations set updated_at_ms = $1 where conversation_id = $2")
+            .bind(now_ms())
+            .bind(conversation_id)
+            .execute(exec)
+            .await
+            .map(|done| done.rows_affected()))?;
+        // No user message: `seq > null` deletes nothing.
         with_exec!(ex.reborrow(), exec => sqlx::query(
             "delete from conversation_messages where conversation_id = $1 and seq > \
-             (select coalesce(max(seq), 0) from conversation_messages where conversation_id = $1 and role = 'user')")
+             (select max(seq) from conversation_messages where conversation_id = $1 and role = 'user')")
             .bind(conversation_id)
             .execute(exec)
             .await

@@ -29,7 +29,8 @@ pub fn from_first_message(text: &str) -> String {
     let cut: String = words.chars().take(AUTO_TITLE_CHARS).collect();
     // Back to the last whole word, unless that leaves too little.
     let at_word = match cut.rfind(' ') {
-        Some(space) if space >= AUTO_TITLE_CHARS / 2 => &cut[..space],
+        // `space` is a byte index; the floor is in characters.
+        Some(space) if cut[..space].chars().count() >= AUTO_TITLE_CHARS / 2 => &cut[..space],
         _ => cut.as_str(),
     };
     format!("{}…", at_word.trim_end_matches([',', '.', ';', ':', ' ']))
@@ -71,6 +72,13 @@ mod tests {
         assert!(title.chars().count() <= AUTO_TITLE_CHARS + 1);
         assert!(long.starts_with(title.trim_end_matches('…')));
         assert!(!title.trim_end_matches('…').ends_with(' '));
+        // Cyrillic, two bytes a letter: a space 20 letters in is too early
+        // to cut at, though it is 40 bytes in.
+        let cyrillic = format!("{} {}", "я".repeat(20), "б".repeat(50));
+        assert_eq!(
+            from_first_message(&cyrillic),
+            format!("{} {}…", "я".repeat(20), "б".repeat(39))
+        );
         let unbroken = "x".repeat(200);
         assert_eq!(
             from_first_message(&unbroken).chars().count(),

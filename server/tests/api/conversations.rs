@@ -64,12 +64,26 @@ async fn upstream_saw(mock: &server::emulators::mock_llm::MockServer) -> Vec<Str
         .collect()
 }
 
+/// Upstream calls the mock has answered so far.
+async fn upstream_calls(mock: &server::emulators::mock_llm::MockServer) -> u64 {
+    let stats: Value = reqwest::get(format!("{}/_mock/stats", mock.url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    stats["requests"].as_u64().unwrap()
+}
+
 /// Waits (a bounded while) until the conversation's last message is a
-/// reply that is no longer being written.
+/// reply that is no longer being written (until then its reserved row is
+/// empty and reads as stopped).
 async fn settled_reply(app: &TestApp, token: &str, id: &str) -> app::wire::MessageView {
     for _ in 0..100 {
         let d = detail(app, token, id).await;
-        if let Some(last) = d.messages.last().filter(|m| m.role == "assistant") {
+        if let Some(last) = d.messages.last().filter(|m| {
+            m.role == "assistant" && !(m.status == MessageStatus::Stopped && m.content.is_empty())
+        }) {
             return last.clone();
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -184,8 +198,10 @@ on_both_databases! {
             ["system: Be brief.".to_string(), "user: one".into(), format!("assistant: {a1}"), "user: two".into()]
         );
         let before = detail(&app, &user.token, &c.id).await;
+        let calls = upstream_calls(&mock).await;
         let regenerate = CompleteRequest { messages: vec![], regenerate: true, ..say(&c.id, "", false) };
         let again = app.chat(&user.token, &regenerate).await;
+        assert_eq!(upstream_calls(&mock).await, calls + 1, "a regenerated reply is asked for, never cached");
         assert_eq!(upstream_saw(&mock).await.len(), 4, "the old reply is not sent");
         let after = detail(&app, &user.token, &c.id).await;
         assert_eq!(after.messages.len(), before.messages.len());
@@ -244,6 +260,103 @@ on_both_databases! {
         assert_eq!(reply.status, MessageStatus::Stopped);
         assert!(reply.content.starts_with(&seen), "{:?} starts with {seen:?}", reply.content);
         assert!(reply.content.len() < 400, "far from whole: {}", reply.content.len());
+    }
+
+    async fn a_reply_that_ends_late_keeps_its_place_or_gives_way_to_its_regeneration(backend: Backend) {
+        // 100 tokens a second, 300 in all: a reply takes 3 s.
+        let mock = mock(0, 100.0, 300).await;
+        let (app, user) = app_with(backend, &mock, &[]).await;
+        let c = create(&app, &user.token, &json!({})).await;
+        let stop_after_two_deltas = |content: &'static str| {
+            let (app, token, id) = (&app, &user.token, &c.id);
+            async move {
+                let response = app.post_chat("/api/llm/complete", token, &say(id, content, true)).await;
+                assert_eq!(response.status(), 200);
+                let mut decoded = Box::pin(app::sse::decode(response.bytes_stream()));
+                for _ in 0..2 {
+                    futures::StreamExt::next(&mut decoded).await.unwrap().unwrap();
+                }
+            }
+        };
+        // Stopped, then a new question at once: the stopped reply stays
+        // before it, however late it is written.
+        stop_after_two_deltas("first").await;
+        app.chat(&user.token, &say(&c.id, "second", false)).await;
+        settled_reply(&app, &user.token, &c.id).await;
+        let mut messages = detail(&app, &user.token, &c.id).await.messages;
+        for _ in 0..100 {
+            if !messages[1].content.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            messages = detail(&app, &user.token, &c.id).await.messages;
+        }
+        let shape: Vec<_> = messages.iter().map(|m| (m.role.as_str(), m.status)).collect();
+        assert_eq!(shape, [
+            ("user", MessageStatus::Complete),
+            ("assistant", MessageStatus::Stopped),
+            ("user", MessageStatus::Complete),
+            ("assistant", MessageStatus::Complete),
+        ]);
+        assert!(!messages[1].content.is_empty(), "the stopped reply keeps what arrived");
+
+        // Stopped, then regenerated at once: only the regenerated reply stays.
+        stop_after_two_deltas("third").await;
+        let regenerate = CompleteRequest { messages: vec![], regenerate: true, ..say(&c.id, "", false) };
+        let again = app.chat(&user.token, &regenerate).await;
+        // Time for the stopped reply's late write, which must find no place.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let messages = detail(&app, &user.token, &c.id).await.messages;
+        assert_eq!(messages.len(), 6, "{messages:?}");
+        assert_eq!(messages[4].content, "third");
+        assert_eq!(messages[5].id, again.conversation.unwrap().message_id);
+        assert_eq!((messages[5].status, messages[5].content.as_str()), (MessageStatus::Complete, again.text.as_str()));
+    }
+
+    async fn a_long_reply_is_cut_in_the_history_and_the_conversation_goes_on(backend: Backend) {
+        // 40 tokens of 1000 bytes: a 40,000-character reply, over the 32 KiB a
+        // message sent upstream may have.
+        let mock = server::emulators::mock_llm::spawn(&server::emulators::mock_llm::MockArgs {
+            ttft_ms: 0,
+            tokens_per_sec: 0.0,
+            tokens: 40,
+            token_bytes: 1000,
+            ..server::emulators::mock_llm::MockArgs::default()
+        })
+        .await
+        .unwrap();
+        let (app, user) = app_with(backend, &mock, &[]).await;
+        let c = create(&app, &user.token, &json!({})).await;
+        let long = app.chat(&user.token, &say(&c.id, "write a lot", false)).await;
+        assert!(long.text.chars().count() > app::wire::MAX_MESSAGE_CHARS, "{}", long.text.len());
+        let next = app.post_chat("/api/llm/complete", &user.token, &say(&c.id, "and now?", false)).await;
+        assert_eq!(next.status(), 200, "the conversation goes on");
+        let saw = upstream_saw(&mock).await;
+        assert_eq!(saw.len(), 3);
+        assert_eq!(saw[1].chars().count(), "assistant: ".len() + app::wire::MAX_MESSAGE_CHARS);
+        // Stored whole all the same.
+        let stored = detail(&app, &user.token, &c.id).await;
+        assert_eq!(stored.messages[1].content, long.text);
+    }
+
+    async fn regenerating_with_nothing_to_answer_deletes_nothing(backend: Backend) {
+        let mock = mock(0, 0.0, 2).await;
+        let (app, user) = app_with(backend, &mock, &[]).await;
+        let c = create(&app, &user.token, &json!({})).await;
+        let system_only = CompleteRequest {
+            messages: vec![ChatMessageIn { role: "system".into(), content: "Be brief.".into() }],
+            ..say(&c.id, "", false)
+        };
+        let refused = app.post_chat("/api/llm/complete", &user.token, &system_only).await;
+        assert_eq!(error_code(refused).await, (400, "nothing_to_answer".into()));
+        let regenerate = CompleteRequest { messages: vec![], regenerate: true, ..say(&c.id, "", false) };
+        let refused = app.post_chat("/api/llm/complete", &user.token, &regenerate).await;
+        assert_eq!(error_code(refused).await, (400, "nothing_to_answer".into()));
+        let stored = detail(&app, &user.token, &c.id).await;
+        let kept: Vec<_> = stored.messages.iter().map(|m| m.content.as_str()).collect();
+        assert_eq!(kept, ["Be brief."], "the system prompt stays, and no reply was reserved");
+        assert_eq!(stored.conversation.message_count, 1);
+        assert_eq!(upstream_calls(&mock).await, 0);
     }
 
     async fn a_failed_upstream_is_stored_with_its_error_code(backend: Backend) {

@@ -195,19 +195,53 @@ mod browser {
                 }
                 Err(e) => Err(e),
             };
+            let failed = result.is_err() && !signal.aborted();
             if let Err(e) = result {
                 let message = if signal.aborted() {
                     "Stopped.".to_string()
                 } else {
                     e.message
                 };
-                reply.error.set(Some(message));
+                reply.error.set(Some(message.clone()));
+                if failed {
+                    state.notice.set(Some(message));
+                }
             }
             reply.streaming.set(false);
             state.busy.set(false);
             state.controls.abort.set_value(None);
+            if failed {
+                resync(state).await;
+            }
             refresh_list(state).await;
         });
+    }
+
+    /// After a failure, shows what the server kept: a request refused
+    /// before its turn was stored left nothing, one that failed upstream left
+    /// the question and a failed reply. Regenerate then answers what is
+    /// really there.
+    async fn resync(state: ChatState) {
+        let Some(id) = state.current.get_untracked() else {
+            state.turns.set(Vec::new());
+            return;
+        };
+        let url = format!("/api/conversations/{id}");
+        if let Ok(stored) = get_json_for::<crate::wire::ConversationDetail>(&url).await {
+            // Fresh ids: the list is keyed by id, and a reused one would keep
+            // showing the turn it was first given.
+            let base = state
+                .turns
+                .with_untracked(|t| t.last().map_or(0, |t| t.id + 1));
+            state.turns.set(
+                stored
+                    .messages
+                    .iter()
+                    .enumerate()
+                    .map(|(i, m)| Turn::stored(base + i, m))
+                    .collect(),
+            );
+        }
     }
 
     pub fn rename(state: ChatState) {

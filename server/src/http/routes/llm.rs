@@ -102,13 +102,29 @@ async fn complete(
         .await?;
     // Reading and writing the conversation is this request's database time too.
     ctx.db += turn.database;
-    let params = validate(
+    // A regenerated reply is a new answer, never the cached or shared one.
+    ctx.fresh |= req.regenerate;
+    let recorder = ReplyRecorder::new(&conversations, &turn, &ctx.request_id, &model, "");
+    // The history was fitted to these limits; should it still fail them, the
+    // reserved reply says why.
+    let params = match validate(
         &model,
         turn.history.clone(),
         req.temperature,
         req.max_tokens,
-    )?;
-    let recorder = ReplyRecorder::new(&conversations, &turn, &ctx.request_id, &model, "");
+    ) {
+        Ok(params) => params,
+        Err(invalid) => {
+            let ending = Ending {
+                status: MessageStatus::Failed,
+                error_code: Some(invalid.code),
+                usage: None,
+                timings: None,
+            };
+            recorder.finish(ending).await;
+            return Err(invalid.into());
+        }
+    };
     answer(
         &chat,
         &ctx,
