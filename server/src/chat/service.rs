@@ -391,15 +391,16 @@ impl ChatService {
         }
         // Shared with the fetch, which may outlive this request (others wait on it).
         let params = Arc::new(params);
-        let fetch = {
-            let (service, slot, fetched_params) = (self.clone(), slot.clone(), params.clone());
-            move || async move { service.fetch_whole(&slot, &fetched_params, key).await }.boxed()
-        };
-        // A client asking for a fresh answer gets its own upstream call.
         let waited = Instant::now();
+        // A client asking for a fresh answer gets its own upstream call, made
+        // in place; only a fetch others may join is boxed and owns its parts.
         let (fetched, role) = if ctx.fresh {
-            (fetch().await, Role::Started)
+            (self.fetch_whole(&slot, &params, key).await, Role::Started)
         } else {
+            let (service, slot, shared_params) = (self.clone(), slot.clone(), params.clone());
+            let fetch = move || {
+                async move { service.fetch_whole(&slot, &shared_params, key).await }.boxed()
+            };
             self.flights.run(key, fetch).await
         };
         let (text, summary) = match (fetched, role) {
