@@ -119,9 +119,13 @@ pub struct ServeArgs {
     /// Seconds to let in-flight requests finish after SIGTERM/SIGINT (0: none).
     #[arg(long = "shutdown-grace-secs", env = "CALOS_SHUTDOWN_GRACE_SECS", default_value = "10", value_parser = duration(Unit::Secs, Zero::Allowed))]
     pub shutdown_grace: Duration,
-    /// A TOML file declaring `[[process]]`es for calos to run and watch.
+    /// A TOML file declaring `[[process]]`es for calos to run and watch, and
+    /// the `[[deployment]]`s and `[[fallback]]`s models are routed to.
     #[arg(long, env = "CALOS_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Check the config file, print the routing table, and exit.
+    #[arg(long)]
+    pub check_config: bool,
     /// Comma-separated proxy IPs whose X-Forwarded-For is believed.
     #[arg(long, env = "CALOS_TRUSTED_PROXIES", default_value = "", value_delimiter = ',', value_parser = list_item::<IpAddr>)]
     pub trusted_proxies: Vec<Option<IpAddr>>,
@@ -313,12 +317,47 @@ pub struct LlmArgs {
     /// count holds too; a reply over 1/16 of this is not cached.
     #[arg(long, env = "CALOS_CACHE_MAX_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub cache_max_bytes: u64,
+    /// Failures in a row that open a deployment's circuit breaker.
+    #[arg(long, env = "CALOS_BREAKER_FAILURES", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub breaker_failures: u32,
+    /// The share of failed requests (0.01-1) in the window that opens it.
+    #[arg(long, env = "CALOS_BREAKER_FAILURE_RATE", default_value_t = 0.5, value_parser = failure_rate)]
+    pub breaker_failure_rate: f64,
+    /// Requests the window must hold before the failure rate counts.
+    #[arg(long, env = "CALOS_BREAKER_MIN_REQUESTS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub breaker_min_requests: u32,
+    /// How far back the failure rate looks.
+    #[arg(long = "breaker-window-secs", env = "CALOS_BREAKER_WINDOW_SECS", default_value = "30", value_parser = duration(Unit::Secs, Zero::Refused))]
+    pub breaker_window: Duration,
+    /// How long an open breaker waits before letting one probe request through.
+    #[arg(long = "breaker-cooldown-secs", env = "CALOS_BREAKER_COOLDOWN_SECS", default_value = "5", value_parser = duration(Unit::Secs, Zero::Refused))]
+    pub breaker_cooldown: Duration,
+    /// How often every deployment (and every other component) is health-checked.
+    #[arg(long = "probe-interval-secs", env = "CALOS_PROBE_INTERVAL_SECS", default_value = "5", value_parser = duration(Unit::Secs, Zero::Refused))]
+    pub probe_interval: Duration,
+}
+
+fn failure_rate(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(rate) if (0.01..=1.0).contains(&rate) => Ok(rate),
+        _ => Err(format!("{text:?} is not a share between 0.01 and 1")),
+    }
 }
 
 impl LlmArgs {
     /// `--model-routes` without its empty items, in order.
     pub fn model_routes(&self) -> Vec<Rule> {
         self.model_routes.iter().flatten().cloned().collect()
+    }
+
+    pub fn breaker(&self) -> crate::llm::breaker::BreakerSettings {
+        crate::llm::breaker::BreakerSettings {
+            consecutive: self.breaker_failures,
+            failure_rate: self.breaker_failure_rate,
+            min_requests: self.breaker_min_requests,
+            window: self.breaker_window,
+            cooldown: self.breaker_cooldown,
+        }
     }
 }
 

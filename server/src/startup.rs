@@ -51,7 +51,11 @@ impl Application {
             args.metrics_max_series,
             crate::observability::exporter::Exporter::new(),
         );
-        let chat = crate::chat::setup::build_chat(&args.llm, metrics.clone()).await?;
+        // Read now so a bad file stops startup; the processes start in `run`.
+        let config = crate::ops::processes::config::load_or_default(args.config.as_deref())?;
+        let routing = crate::chat::setup::Routing::from(&config);
+        let processes = config.processes;
+        let chat = crate::chat::setup::build_chat(&args.llm, &routing, metrics.clone()).await?;
         let trusted = std::sync::Arc::new(args.trusted_proxies());
         let limits = ConnectionLimits {
             admission: serve::admission::Admission::new(serve::admission::Caps {
@@ -68,12 +72,6 @@ impl Application {
         };
         let bots = crate::http::routes::BotGuard::new();
         let trusted_proxies = crate::http::client_ip::TrustedProxies(trusted);
-        // Read now so a bad file stops startup; the processes start in `run`.
-        let config = match &args.config {
-            Some(path) => crate::ops::processes::config::load(path)?,
-            None => crate::ops::processes::config::ConfigFile::default(),
-        };
-        let processes = config.processes;
 
         let mut leptos = leptos::config::get_configuration(None)
             .context("reading the Leptos site configuration (LEPTOS_* variables)")?

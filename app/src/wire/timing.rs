@@ -78,6 +78,31 @@ pub struct Breakdown {
     pub attempts: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<UpstreamTimings>,
+    /// The deployment that answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<String>,
+    /// The fallback model that answered, when the one asked for could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
+    /// Every upstream attempt, in order (the last one answered, unless the
+    /// request failed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tried: Vec<Attempt>,
+}
+
+/// One upstream attempt of a request.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct Attempt {
+    pub deployment: String,
+    /// The model asked of it (the fallback's, when it stood in).
+    pub model: String,
+    /// `ok`, or the error code it failed with (`queue_full` when its queue
+    /// had no room).
+    pub outcome: String,
+    /// From sending to the first token, or to the failure.
+    pub ms: f64,
 }
 
 /// A duration as milliseconds rounded to the microsecond.
@@ -112,8 +137,39 @@ impl Breakdown {
             }
             let _ = write!(out, ", total;dur={:.3}", self.total);
         }
+        if let Some(d) = &self.deployment {
+            let _ = write!(out, ", deployment;desc=\"{}\"", quoted(d));
+        }
+        if let Some(f) = &self.fallback {
+            let _ = write!(out, ", fallback;desc=\"{}\"", quoted(f));
+        }
+        // One attempt is the common case, already named by `deployment`.
+        if self.tried.len() > 1 {
+            for (i, a) in self.tried.iter().enumerate() {
+                let _ = write!(
+                    out,
+                    ", try{};dur={:.3};desc=\"{} {}\"",
+                    i + 1,
+                    a.ms,
+                    quoted(&a.deployment),
+                    quoted(&a.outcome)
+                );
+            }
+        }
         out
     }
+}
+
+/// A name made safe inside a quoted Server-Timing `desc`: quotes, backslashes
+/// and anything that is not printable ASCII become `_`.
+fn quoted(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '"' | '\\' => '_',
+            c if c.is_ascii_graphic() || c == ' ' => c,
+            _ => '_',
+        })
+        .collect()
 }
 
 #[cfg(test)]

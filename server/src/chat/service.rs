@@ -7,9 +7,10 @@ use crate::chat::coalesce::{Flights, Role};
 use crate::chat::delivery::{self, Abandoned, DeliveryLimits};
 use crate::chat::inflight::{InFlight, InFlightLimiter, TooManyInFlight};
 use crate::llm::error::ProviderError;
+use crate::llm::failover::{self, Unavailable, Unopened};
 use crate::llm::queue::QueueFull;
 use crate::llm::relay::{self, RelayEvent, StreamLimits, Summary};
-use crate::llm::router::ModelRouter;
+use crate::llm::router::{ModelRouter, Plan};
 use crate::llm::types::{ChatParams, Usage};
 use crate::observability::metrics::Metrics;
 use crate::observability::timing::{ms, Breakdown, CacheStatus};
@@ -69,6 +70,9 @@ pub enum ChatError {
     QueueFull { provider: String, full: QueueFull },
     #[error(transparent)]
     Provider(#[from] ProviderError),
+    /// Several deployments or fallbacks were planned and none could answer.
+    #[error(transparent)]
+    Unavailable(Unavailable),
     /// A rate limit or budget of the key or the account has no room.
     #[error(transparent)]
     Limited(#[from] Refusal),
@@ -81,7 +85,7 @@ impl ChatError {
         match self {
             Self::RateLimited(_) | Self::TooManyInFlight(_) | Self::Limited(_) => 429,
             Self::NoSuchProvider { .. } => 400,
-            Self::QueueFull { .. } => 503,
+            Self::QueueFull { .. } | Self::Unavailable(_) => 503,
             Self::Provider(e) => e.http_status(),
         }
     }
@@ -92,9 +96,20 @@ impl ChatError {
             Self::TooManyInFlight(_) => "too_many_inflight",
             Self::NoSuchProvider { .. } => "unknown_provider",
             Self::QueueFull { .. } => "queue_full",
+            Self::Unavailable(_) => "no_deployment_available",
             Self::Provider(e) => e.code(),
             Self::Limited(Refusal::Rate { .. }) => "rate_limited",
             Self::Limited(Refusal::Budget { .. }) => "budget_exceeded",
+        }
+    }
+}
+
+impl From<Unopened> for ChatError {
+    fn from(error: Unopened) -> Self {
+        match error {
+            Unopened::Provider(e) => Self::Provider(e),
+            Unopened::QueueFull { provider, full } => Self::QueueFull { provider, full },
+            Unopened::Unavailable(u) => Self::Unavailable(u),
         }
     }
 }
@@ -171,6 +186,8 @@ struct Whole {
     summary: Summary,
     /// The upstream phases: queue, connect, TTFT, LLM, attempts.
     phases: Breakdown,
+    /// The provider that answered.
+    provider: String,
 }
 
 /// A failed fetch: the error, the phases that ran, and, when the upstream
@@ -181,6 +198,8 @@ struct FetchFailed {
     error: ChatError,
     phases: Breakdown,
     partial_chars: Option<usize>,
+    /// The provider that failed last.
+    provider: String,
 }
 
 type Fetched = Result<Whole, FetchFailed>;
@@ -256,7 +275,7 @@ impl ChatService {
         &self,
         ctx: &ChatContext,
         params: &ChatParams,
-    ) -> Result<(Arc<crate::llm::router::ProviderSlot>, InFlight), ChatError> {
+    ) -> Result<(Plan, InFlight), ChatError> {
         if let Err(not_until) = self.per_user.check_key(&ctx.user_id) {
             return Err(ChatError::RateLimited(
                 not_until.wait_time_from(DefaultClock::default().now()),
@@ -270,34 +289,26 @@ impl ChatService {
             usage.admit(&caller).await?;
         }
         let in_flight = self.in_flight.enter(&ctx.user_id)?;
-        let slot =
+        let plan =
             self.router
                 .route(&params.model)
                 .map_err(|provider| ChatError::NoSuchProvider {
                     model: params.model.clone(),
                     provider,
                 })?;
-        Ok((slot, in_flight))
+        Ok((plan, in_flight))
     }
 
     /// Admits the request and starts its breakdown with what authentication
-    /// cost: the provider's slot, the provider's name, the breakdown so far,
-    /// and the user's in-flight slot (held until the reply ends). A refusal
-    /// by a limit or budget is a ledger row too (the client was answered).
+    /// cost: where it may go, the breakdown so far, and the user's in-flight
+    /// slot (held until the reply ends). A refusal by a limit or budget is a
+    /// ledger row too (the client was answered).
     async fn begin(
         &self,
         ctx: &ChatContext,
         params: &ChatParams,
-    ) -> Result<
-        (
-            Arc<crate::llm::router::ProviderSlot>,
-            String,
-            Breakdown,
-            InFlight,
-        ),
-        ChatError,
-    > {
-        let (slot, in_flight) = match self.admit(ctx, params).await {
+    ) -> Result<(Plan, Breakdown, InFlight), ChatError> {
+        let (plan, in_flight) = match self.admit(ctx, params).await {
             Ok(admitted) => admitted,
             Err(refused) => {
                 if let (ChatError::Limited(_), Some(usage)) = (&refused, &self.recorder.usage) {
@@ -314,48 +325,61 @@ impl ChatService {
                 return Err(refused);
             }
         };
-        let provider = slot.provider.name().to_string();
         let head = Breakdown {
             auth: ms(ctx.auth),
             database: ms(ctx.db),
             attempts: 0,
             ..Default::default()
         };
-        Ok((slot, provider, head, in_flight))
+        Ok((plan, head, in_flight))
     }
 
-    /// Waits for a slot at the provider, opens the upstream and waits for its
-    /// first token, filling in the queue, connect, TTFT and attempt figures. A
-    /// failure here is returned (before any byte reached the client) for the
-    /// caller to record. Also returns when the whole reply is due (the total
-    /// limit's deadline).
+    /// Finds a deployment that answers (`failover`: queues, attempts,
+    /// fallbacks) and waits for its first token, filling in the queue,
+    /// connect, TTFT and attempt figures and naming the deployment. A failure
+    /// here is returned (before any byte reached the client) for the caller
+    /// to record. Also returns when the whole reply is due (the total limit's
+    /// deadline) and which provider answered (or failed last).
     async fn upstream(
         &self,
-        slot: &crate::llm::router::ProviderSlot,
+        plan: &Plan,
         params: &ChatParams,
         breakdown: &mut Breakdown,
     ) -> Result<
         (
             impl Stream<Item = RelayEvent> + Send + use<>,
             tokio::time::Instant,
+            String,
         ),
-        ChatError,
+        (ChatError, String),
     > {
-        let (permit, waited) = slot
-            .queue
-            .acquire()
-            .await
-            .map_err(|full| ChatError::QueueFull {
-                provider: slot.provider.name().to_string(),
-                full,
-            })?;
-        breakdown.queue = ms(waited);
-        let started = relay::start(&slot.provider, params, self.limits).await?;
-        breakdown.upstream_connect = Some(ms(started.connect));
-        breakdown.ttft = started.ttft.map(ms);
-        breakdown.attempts = started.attempts;
-        let deadline = tokio::time::Instant::from_std(started.sent_at) + self.limits.total;
-        Ok((relay::relay(started, self.limits, Some(permit)), deadline))
+        match failover::open(plan, params, self.limits).await {
+            Ok(opened) => {
+                let started = opened.started;
+                breakdown.queue = ms(opened.queue);
+                breakdown.upstream_connect = Some(ms(started.connect));
+                breakdown.ttft = started.ttft.map(ms);
+                breakdown.attempts = started.attempts;
+                let deployment = opened.lease.ticket.deployment();
+                breakdown.deployment = Some(deployment.name.clone());
+                breakdown.fallback = opened.fallback.as_deref().map(str::to_string);
+                breakdown.tried = opened.tried;
+                let provider = deployment.provider.name().to_string();
+                let deadline = tokio::time::Instant::from_std(started.sent_at) + self.limits.total;
+                let events = relay::relay(started, self.limits, Some(opened.lease));
+                Ok((events, deadline, provider))
+            }
+            Err(failed) => {
+                breakdown.queue = ms(failed.queue);
+                breakdown.attempts = failed
+                    .tried
+                    .iter()
+                    .filter(|a| a.outcome != "queue_full")
+                    .count() as u32;
+                breakdown.tried = failed.tried;
+                Err((failed.error.into(), failed.provider))
+            }
+        }
     }
 
     /// A whole answer (`stream: false`): served from the cache when the same user
@@ -365,7 +389,7 @@ impl ChatService {
         ctx: &ChatContext,
         params: ChatParams,
     ) -> Result<Complete, ChatError> {
-        let (slot, provider, mut breakdown, _in_flight) = self.begin(ctx, &params).await?;
+        let (plan, mut breakdown, _in_flight) = self.begin(ctx, &params).await?;
         let key = ResponseCache::key(&ctx.user_id, &params);
         if self.cache.enabled() && ctx.fresh {
             breakdown.cache_status = CacheStatus::Bypass;
@@ -395,25 +419,28 @@ impl ChatService {
         // A client asking for a fresh answer gets its own upstream call, made
         // in place; only a fetch others may join is boxed and owns its parts.
         let (fetched, role) = if ctx.fresh {
-            (self.fetch_whole(&slot, &params, key).await, Role::Started)
+            (self.fetch_whole(&plan, &params, key).await, Role::Started)
         } else {
-            let (service, slot, shared_params) = (self.clone(), slot.clone(), params.clone());
+            let (service, shared_params) = (self.clone(), params.clone());
             let fetch = move || {
-                async move { service.fetch_whole(&slot, &shared_params, key).await }.boxed()
+                async move { service.fetch_whole(&plan, &shared_params, key).await }.boxed()
             };
             self.flights.run(key, fetch).await
         };
-        let (text, summary) = match (fetched, role) {
+        let (text, summary, provider) = match (fetched, role) {
             (Ok(whole), Role::Started) => {
                 copy_upstream_phases(&whole.phases, &mut breakdown);
-                (whole.text, whole.summary)
+                (whole.text, whole.summary, whole.provider)
             }
             (Ok(whole), Role::Joined) => {
                 // Served by another request's upstream call: no provider
                 // spent a token on this one, and its wait was a queue.
                 breakdown.cache_status = CacheStatus::Shared;
                 breakdown.queue = ms(waited.elapsed());
+                breakdown.deployment = whole.phases.deployment;
+                breakdown.fallback = whole.phases.fallback;
                 let usage = whole.summary.usage.unwrap_or_default();
+                let provider = whole.provider;
                 self.recorder.finish(
                     ctx,
                     &params.model,
@@ -441,14 +468,14 @@ impl ChatService {
                     breakdown.queue = ms(waited.elapsed());
                     Tokens::default()
                 };
-                if let ChatError::Provider(e) = &failed.error {
-                    let ending = Ending {
-                        outcome: e.code(),
-                        status: e.http_status(),
-                        tokens,
-                    };
-                    self.recorder
-                        .finish(ctx, &params.model, &provider, &mut breakdown, ending);
+                if let Some(ending) = Ending::failed(&failed.error, tokens) {
+                    self.recorder.finish(
+                        ctx,
+                        &params.model,
+                        &failed.provider,
+                        &mut breakdown,
+                        ending,
+                    );
                 }
                 return Err(failed.error);
             }
@@ -474,22 +501,18 @@ impl ChatService {
 
     /// Fetches a whole answer from upstream and caches it: the part of a
     /// whole request that identical concurrent requests share.
-    async fn fetch_whole(
-        &self,
-        slot: &crate::llm::router::ProviderSlot,
-        params: &ChatParams,
-        key: CacheKey,
-    ) -> Fetched {
+    async fn fetch_whole(&self, plan: &Plan, params: &ChatParams, key: CacheKey) -> Fetched {
         let mut phases = Breakdown::default();
-        let failed =
-            |error: ChatError, phases: Breakdown, partial_chars: Option<usize>| FetchFailed {
-                error,
-                phases,
-                partial_chars,
-            };
-        let events = match self.upstream(slot, params, &mut phases).await {
-            Ok((events, _deadline)) => events,
-            Err(error) => return Err(failed(error, phases, None)),
+        let (events, provider) = match self.upstream(plan, params, &mut phases).await {
+            Ok((events, _deadline, provider)) => (events, provider),
+            Err((error, provider)) => {
+                return Err(FetchFailed {
+                    error,
+                    phases,
+                    partial_chars: None,
+                    provider,
+                })
+            }
         };
         let mut events = Box::pin(events);
         let mut text = String::new();
@@ -498,7 +521,14 @@ impl ChatService {
             match event {
                 RelayEvent::Delta(delta) => text.push_str(&delta),
                 RelayEvent::Finished(s) => summary = s,
-                RelayEvent::Failed(e) => return Err(failed(e.into(), phases, Some(text.len()))),
+                RelayEvent::Failed(e) => {
+                    return Err(FetchFailed {
+                        error: e.into(),
+                        phases,
+                        partial_chars: Some(text.len()),
+                        provider,
+                    })
+                }
             }
         }
         phases.llm = Some(ms(summary.llm));
@@ -510,7 +540,7 @@ impl ChatService {
                     CachedReply {
                         text: text.clone(),
                         usage: summary.usage.unwrap_or_default(),
-                        provider: slot.provider.name().to_string(),
+                        provider: provider.clone(),
                     },
                 )
                 .await;
@@ -519,6 +549,7 @@ impl ChatService {
             text,
             summary,
             phases,
+            provider,
         })
     }
 
@@ -529,16 +560,11 @@ impl ChatService {
         ctx: &ChatContext,
         params: ChatParams,
     ) -> Result<Streaming, ChatError> {
-        let (slot, provider, mut head, in_flight) = self.begin(ctx, &params).await?;
-        let (events, deadline) = match self.upstream(&slot, &params, &mut head).await {
+        let (plan, mut head, in_flight) = self.begin(ctx, &params).await?;
+        let (events, deadline, provider) = match self.upstream(&plan, &params, &mut head).await {
             Ok(opened) => opened,
-            Err(error) => {
-                if let ChatError::Provider(e) = &error {
-                    let ending = Ending {
-                        outcome: e.code(),
-                        status: e.http_status(),
-                        tokens: Tokens::default(),
-                    };
+            Err((error, provider)) => {
+                if let Some(ending) = Ending::failed(&error, Tokens::default()) {
                     self.recorder
                         .finish(ctx, &params.model, &provider, &mut head, ending);
                 }
@@ -722,6 +748,16 @@ impl Ending {
             tokens,
         }
     }
+
+    /// How a request that no upstream answered ended, when that is the
+    /// upstreams' doing (a full queue is recorded by its own metric).
+    fn failed(error: &ChatError, tokens: Tokens) -> Option<Self> {
+        matches!(error, ChatError::Provider(_) | ChatError::Unavailable(_)).then(|| Self {
+            outcome: error.code(),
+            status: error.status(),
+            tokens,
+        })
+    }
 }
 
 impl Recorder {
@@ -765,6 +801,9 @@ fn copy_upstream_phases(phases: &Breakdown, breakdown: &mut Breakdown) {
     breakdown.attempts = phases.attempts;
     breakdown.llm = phases.llm;
     breakdown.upstream = phases.upstream;
+    breakdown.deployment.clone_from(&phases.deployment);
+    breakdown.fallback.clone_from(&phases.fallback);
+    breakdown.tried.clone_from(&phases.tried);
 }
 
 /// A request's ledger row.
@@ -784,7 +823,8 @@ fn ledger_row(
         key_id: ctx.key_id.clone(),
         model: model.to_string(),
         provider: provider.to_string(),
-        upstream_model: (!provider.is_empty()).then(|| model.to_string()),
+        upstream_model: (!provider.is_empty())
+            .then(|| b.fallback.as_deref().unwrap_or(model).to_string()),
         status,
         error_code: error.map(str::to_string),
         tokens,
@@ -829,6 +869,23 @@ fn log_performance(
         llm_ms = b.llm,
         total_ms = b.total,
         attempts = b.attempts,
+        deployment = b.deployment.as_deref(),
+        fallback = b.fallback.as_deref(),
+        tried = tried_summary(&b.tried).as_deref(),
         "[Performance]"
     );
+}
+
+/// The attempts of a request that needed more than one, as
+/// `deployment:outcome:ms` items (one attempt is `deployment` alone).
+fn tried_summary(tried: &[crate::observability::timing::Attempt]) -> Option<String> {
+    use std::fmt::Write;
+    (tried.len() > 1).then(|| {
+        let mut out = String::new();
+        for (i, a) in tried.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            let _ = write!(out, "{sep}{}:{}:{:.1}ms", a.deployment, a.outcome, a.ms);
+        }
+        out
+    })
 }

@@ -4,10 +4,13 @@
 use crate::chat::cache::{CacheBounds, ResponseCache};
 use crate::chat::{ChatService, UserLimits};
 use crate::config::LlmArgs;
+use crate::llm::breaker::Breaker;
+use crate::llm::config::{DeploymentSpec, FallbackSpec};
+use crate::llm::deployment::Deployment;
 use crate::llm::http::{ApiKey, PoolSettings, Upstream};
 use crate::llm::queue::ProviderQueue;
 use crate::llm::relay::StreamLimits;
-use crate::llm::router::{ModelRouter, ProviderSlot};
+use crate::llm::router::ModelRouter;
 use crate::llm::sim::SimModel;
 use crate::llm::Provider;
 use crate::observability::metrics::Metrics;
@@ -43,9 +46,32 @@ fn openai_like(
     Ok(Provider::OpenAi(upstream))
 }
 
+/// The `[[deployment]]` and `[[fallback]]` tables of the config file.
+#[derive(Debug, Clone, Default)]
+pub struct Routing {
+    pub deployments: Vec<DeploymentSpec>,
+    pub fallbacks: Vec<FallbackSpec>,
+}
+
+impl From<&crate::ops::processes::config::ConfigFile> for Routing {
+    fn from(config: &crate::ops::processes::config::ConfigFile) -> Self {
+        Self {
+            deployments: config.deployments.clone(),
+            fallbacks: config.fallbacks.clone(),
+        }
+    }
+}
+
 /// `metrics` records every request the service handles.
-pub async fn build_chat(args: &LlmArgs, metrics: Metrics) -> anyhow::Result<ChatService> {
-    let router = build_router(args)?;
+pub async fn build_chat(
+    args: &LlmArgs,
+    routing: &Routing,
+    metrics: Metrics,
+) -> anyhow::Result<ChatService> {
+    let router = build_router(args, routing)?;
+    for deployment in router.deployments() {
+        deployment.count_in(metrics.exporter().attempt_counters(&deployment.name));
+    }
     announce(&router).await;
     let cache = ResponseCache::new(CacheBounds {
         max_bytes: args.cache_max_bytes,
@@ -78,13 +104,26 @@ pub fn stream_limits(args: &LlmArgs) -> StreamLimits {
     }
 }
 
-/// Every provider with its queue, behind the routing rules. `calos diag llm`
-/// uses this too, to call a provider the way the gateway would, minus the gateway.
-pub fn build_router(args: &LlmArgs) -> anyhow::Result<ModelRouter> {
+/// Every deployment with its queue and breaker: one per provider configured
+/// by environment, behind the routing rules, and the config file's
+/// `[[deployment]]`s and `[[fallback]]`s. `calos diag llm` uses this too, to
+/// call a deployment the way the gateway would, minus the gateway.
+pub fn build_router(args: &LlmArgs, routing: &Routing) -> anyhow::Result<ModelRouter> {
     let pool = PoolSettings {
         connect_timeout: args.connect_timeout,
         idle_timeout: args.upstream_pool_idle,
         max_idle_per_host: args.upstream_pool_max_idle,
+    };
+    let implicit_one = |provider: Provider, concurrency: NonZeroUsize| {
+        Deployment::new(
+            provider.name().to_string(),
+            None,
+            None,
+            provider,
+            ProviderQueue::new(concurrency, args.queue_size),
+            1,
+            Breaker::new(args.breaker()),
+        )
     };
     let ollama = Upstream::new("ollama", &args.ollama_url, None, pool)
         .context("building the Ollama client")?
@@ -95,65 +134,162 @@ pub fn build_router(args: &LlmArgs) -> anyhow::Result<ModelRouter> {
             ),
             "Pull it with `ollama pull {model}`.",
         );
-    let mut slots = vec![
-        ProviderSlot {
-            provider: Provider::Ollama(ollama),
-            queue: ProviderQueue::new(args.ollama_concurrency, args.queue_size),
-        },
-        ProviderSlot {
-            provider: openai_like(
+    let mut implicit = vec![
+        implicit_one(Provider::Ollama(ollama), args.ollama_concurrency),
+        implicit_one(
+            openai_like(
                 "openai",
                 &args.openai_base_url,
                 args.openai_api_key.clone(),
                 "OPENAI_API_KEY",
                 pool,
             )?,
-            queue: ProviderQueue::new(args.provider_concurrency, args.queue_size),
-        },
-        ProviderSlot {
-            provider: openai_like(
+            args.provider_concurrency,
+        ),
+        implicit_one(
+            openai_like(
                 "deepseek",
                 &args.deepseek_base_url,
                 args.deepseek_api_key.clone(),
                 "DEEPSEEK_API_KEY",
                 pool,
             )?,
-            queue: ProviderQueue::new(args.provider_concurrency, args.queue_size),
-        },
-        ProviderSlot {
-            provider: Provider::Sim(SimModel {
-                ttft: args.sim_ttft,
-                tokens_per_sec: args.sim_tokens_per_sec,
-                tokens: args.sim_tokens,
-            }),
-            queue: ProviderQueue::new(
-                args.provider_concurrency.max(SIM_MIN_CONCURRENCY),
-                args.queue_size,
-            ),
-        },
+            args.provider_concurrency,
+        ),
+        implicit_one(
+            Provider::Sim(sim_model(args)),
+            args.provider_concurrency.max(SIM_MIN_CONCURRENCY),
+        ),
     ];
     if let Some(url) = args.compat_url.as_deref().filter(|u| !u.trim().is_empty()) {
         let key = args.compat_api_key.clone().and_then(ApiKey::new);
-        let upstream = Upstream::new("compat", url, key, pool)
-            .context("building the compat client")?
-            .with_hints(
-                format!(
-                    "check that the server at {} is running",
-                    crate::llm::http::without_credentials(url)
-                ),
-                "the compat server has no model {model}",
-            );
-        slots.push(ProviderSlot {
-            provider: Provider::OpenAi(upstream),
-            queue: ProviderQueue::new(args.provider_concurrency, args.queue_size),
-        });
+        implicit.push(implicit_one(
+            Provider::OpenAi(compat(url, key, pool)?),
+            args.provider_concurrency,
+        ));
     }
-    Ok(ModelRouter::new(args.model_routes(), slots))
+    crate::llm::config::check(&routing.deployments, &routing.fallbacks)?;
+    let names = crate::llm::config::names(&routing.deployments);
+    let mut configured = Vec::new();
+    for (spec, name) in routing.deployments.iter().zip(names) {
+        let provider = configured_provider(args, spec, &name, pool)
+            .with_context(|| format!("deployment {name:?}"))?;
+        let default_concurrency = match spec.provider.as_str() {
+            "ollama" => args.ollama_concurrency,
+            "sim" => args.provider_concurrency.max(SIM_MIN_CONCURRENCY),
+            _ => args.provider_concurrency,
+        };
+        configured.push(Deployment::new(
+            name,
+            Some(spec.model.clone()),
+            spec.upstream_model.clone(),
+            provider,
+            ProviderQueue::new(
+                spec.max_concurrency.unwrap_or(default_concurrency),
+                args.queue_size,
+            ),
+            spec.weight,
+            Breaker::new(args.breaker()),
+        ));
+    }
+    let fallbacks: Vec<(String, Vec<String>)> = routing
+        .fallbacks
+        .iter()
+        .map(|f| (f.model.clone(), f.to.clone()))
+        .collect();
+    let router = ModelRouter::new(args.model_routes(), implicit, configured, fallbacks);
+    for f in &routing.fallbacks {
+        for to in &f.to {
+            anyhow::ensure!(
+                router.declares(to),
+                "fallback {:?} → {to:?}: no [[deployment]] serves {to:?} and no routing rule names it; declare a deployment for it",
+                f.model
+            );
+        }
+    }
+    Ok(router)
+}
+
+fn sim_model(args: &LlmArgs) -> SimModel {
+    SimModel {
+        ttft: args.sim_ttft,
+        tokens_per_sec: args.sim_tokens_per_sec,
+        tokens: args.sim_tokens,
+    }
+}
+
+fn compat(url: &str, key: Option<ApiKey>, pool: PoolSettings) -> anyhow::Result<Upstream> {
+    Ok(Upstream::new("compat", url, key, pool)
+        .context("building the compat client")?
+        .with_hints(
+            format!(
+                "check that the server at {} is running",
+                crate::llm::http::without_credentials(url)
+            ),
+            "the compat server has no model {model}",
+        ))
+}
+
+/// The provider of one `[[deployment]]`: its own address, and the key from
+/// its `api_key_env` or the provider's usual variable.
+fn configured_provider(
+    args: &LlmArgs,
+    spec: &DeploymentSpec,
+    name: &str,
+    pool: PoolSettings,
+) -> anyhow::Result<Provider> {
+    let key_from = |var: &str| std::env::var(var).ok().filter(|k| !k.trim().is_empty());
+    let key = match (&spec.api_key_env, spec.provider.as_str()) {
+        (Some(var), _) => {
+            let key = key_from(var);
+            anyhow::ensure!(key.is_some(), "api_key_env names {var}, which is not set");
+            key
+        }
+        (None, "openai") => args.openai_api_key.clone(),
+        (None, "deepseek") => args.deepseek_api_key.clone(),
+        (None, "compat") => args.compat_api_key.clone(),
+        (None, _) => None,
+    };
+    let url = spec.url.as_deref();
+    Ok(match spec.provider.as_str() {
+        "ollama" => {
+            let url = url.unwrap_or(&args.ollama_url);
+            let upstream = Upstream::new("ollama", url, key.and_then(ApiKey::new), pool)?
+                .with_hints(
+                    format!(
+                        "check that Ollama at {} (deployment {name}) is running",
+                        crate::llm::http::without_credentials(url)
+                    ),
+                    "Pull it there with `ollama pull {model}`.",
+                );
+            Provider::Ollama(upstream)
+        }
+        "openai" => openai_like(
+            "openai",
+            url.unwrap_or(&args.openai_base_url),
+            key,
+            spec.api_key_env.as_deref().unwrap_or("OPENAI_API_KEY"),
+            pool,
+        )?,
+        "deepseek" => openai_like(
+            "deepseek",
+            url.unwrap_or(&args.deepseek_base_url),
+            key,
+            spec.api_key_env.as_deref().unwrap_or("DEEPSEEK_API_KEY"),
+            pool,
+        )?,
+        "compat" => Provider::OpenAi(compat(
+            url.unwrap_or_default(),
+            key.and_then(ApiKey::new),
+            pool,
+        )?),
+        _ => Provider::Sim(sim_model(args)),
+    })
 }
 
 async fn announce(router: &ModelRouter) {
-    for slot in router.providers() {
-        let provider = &slot.provider;
+    for deployment in router.deployments() {
+        let provider = &deployment.provider;
         match provider {
             Provider::Unconfigured { name, hint } => {
                 tracing::info!(provider = %name, "provider not configured: {hint}")

@@ -109,6 +109,10 @@ fn tool(result: Result<u8, toolbox::ToolError>) -> std::process::ExitCode {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    if args.check_config {
+        print!("{}", check_config(&args)?);
+        return Ok(());
+    }
     let app = crate::startup::Application::build(&args).await?;
     let (api, dashboard) = (app.api_addr(), app.dashboard_addr());
     tracing::info!(%api, %dashboard, "calos listening");
@@ -117,6 +121,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let shutdown = tokio_util::sync::CancellationToken::new();
     crate::shutdown::cancel_on_signals(shutdown.clone());
     app.run(shutdown).await
+}
+
+/// `calos serve --check-config`: reads the config file as `serve` would and
+/// returns the routing table it makes (an error says what is wrong).
+fn check_config(args: &ServeArgs) -> anyhow::Result<String> {
+    let config = crate::ops::processes::config::load_or_default(args.config.as_deref())?;
+    let router = crate::chat::setup::build_router(&args.llm, &(&config).into())?;
+    let source = args
+        .config
+        .as_ref()
+        .map_or("no config file".to_string(), |p| p.display().to_string());
+    Ok(format!(
+        "config ok ({source}): {} processes, {} targets\n{}",
+        config.processes.len(),
+        config.targets.len(),
+        router.table()
+    ))
 }
 
 #[cfg(test)]

@@ -458,6 +458,14 @@ impl From<crate::chat::ChatError> for ApiError {
                 retry_after: Some(1),
             },
             C::Provider(p) => p.into(),
+            // Names deployments and error codes only, never an address, so
+            // every caller may read it.
+            C::Unavailable(u) => ApiError::Upstream {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "no_deployment_available",
+                message: u.to_string(),
+                retry_after: Some(u.retry_after.map_or(1, |d| d.as_secs().max(1))),
+            },
             C::Limited(refusal) => ApiError::TooManyRequests {
                 code: match refusal {
                     crate::usage::meter::Refusal::Rate { .. } => "rate_limited",

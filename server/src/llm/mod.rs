@@ -2,8 +2,13 @@
 //! routing a model name to one, queueing, caching, and relaying streams with
 //! their timings.
 
+pub mod balance;
+pub mod breaker;
+pub mod config;
+pub mod deployment;
 pub mod error;
 pub mod error_body;
+pub mod failover;
 pub mod http;
 pub mod lines;
 pub mod ollama;
@@ -52,10 +57,15 @@ impl Provider {
         }
     }
 
-    pub async fn open(&self, params: &ChatParams) -> Result<ChunkStream, ProviderError> {
+    /// Opens a streamed answer; `model` is the name sent upstream.
+    pub async fn open(
+        &self,
+        params: &ChatParams,
+        model: &str,
+    ) -> Result<ChunkStream, ProviderError> {
         match self {
-            Self::Ollama(u) => ollama::open(u, params).await,
-            Self::OpenAi(u) => openai::open(u, params).await,
+            Self::Ollama(u) => ollama::open(u, params, model).await,
+            Self::OpenAi(u) => openai::open(u, params, model).await,
             Self::Sim(sim) => Ok(sim.stream(params)),
             Self::Unconfigured { name, hint } => Err(ProviderError::NotConfigured {
                 provider: name.clone(),

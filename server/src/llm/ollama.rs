@@ -74,7 +74,12 @@ pub fn parse_line(line: &str) -> Result<Vec<Chunk>, String> {
     Ok(chunks)
 }
 
-pub async fn open(upstream: &Upstream, params: &ChatParams) -> Result<ChunkStream, ProviderError> {
+/// `model` is the name sent upstream (a deployment may rename the one asked for).
+pub async fn open(
+    upstream: &Upstream,
+    params: &ChatParams,
+    model: &str,
+) -> Result<ChunkStream, ProviderError> {
     let mut options = serde_json::Map::new();
     if let Some(t) = params.temperature {
         options.insert("temperature".into(), json!(t));
@@ -82,9 +87,10 @@ pub async fn open(upstream: &Upstream, params: &ChatParams) -> Result<ChunkStrea
     if let Some(n) = params.max_tokens {
         options.insert("num_predict".into(), json!(n));
     }
-    let body = json!({ "model": params.model, "messages": params.messages, "stream": true, "options": options });
+    let body =
+        json!({ "model": model, "messages": params.messages, "stream": true, "options": options });
     let request = upstream.client.post(upstream.url("/api/chat")).json(&body);
-    let response = send(upstream, request, &params.model).await?;
+    let response = send(upstream, request, model).await?;
     let (provider, address) = (upstream.name.clone(), upstream.shown.clone());
     let stream = lines(response.bytes_stream()).flat_map(move |line| {
         let result: Vec<Result<Chunk, ProviderError>> = match line {

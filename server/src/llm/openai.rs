@@ -38,13 +38,18 @@ pub fn chunks_of(data: &str) -> Option<Result<Vec<Chunk>, String>> {
     Some(Ok(chunks))
 }
 
-pub async fn open(upstream: &Upstream, params: &ChatParams) -> Result<ChunkStream, ProviderError> {
+/// `model` is the name sent upstream (a deployment may rename the one asked for).
+pub async fn open(
+    upstream: &Upstream,
+    params: &ChatParams,
+    model: &str,
+) -> Result<ChunkStream, ProviderError> {
     let messages = params
         .messages
         .iter()
         .map(|m| RequestMessage::text(&m.role, &m.content))
         .collect();
-    let mut body = ChatCompletionRequest::new(&params.model, messages, true);
+    let mut body = ChatCompletionRequest::new(model, messages, true);
     body.stream_options = Some(StreamOptions {
         include_usage: true,
     });
@@ -57,7 +62,7 @@ pub async fn open(upstream: &Upstream, params: &ChatParams) -> Result<ChunkStrea
     if let Some(key) = &upstream.api_key {
         request = request.bearer_auth(key.expose());
     }
-    let response = send(upstream, request, &params.model).await?;
+    let response = send(upstream, request, model).await?;
     let processing_ms = response
         .headers()
         .get("openai-processing-ms")

@@ -1,5 +1,5 @@
-//! The stream monitor: opens the upstream (retrying only while nothing has been
-//! relayed), waits for the first token, then relays the rest under idle and
+//! The stream monitor: opens the upstream (one attempt; `failover` retries
+//! while nothing has been relayed), waits for the first token, then relays the rest under idle and
 //! total limits, measuring connect, TTFT and LLM time on a monotonic clock.
 //!
 //! Cancellation is structural: everything (the upstream body, the queue permit)
@@ -9,12 +9,12 @@
 //! or once the client has stopped reading for the write timeout.
 
 use super::error::ProviderError;
+use super::failover::Lease;
 use super::types::{Chunk, UpstreamTimings, Usage};
 use super::{ChunkStream, Provider};
 use crate::llm::types::ChatParams;
 use futures::{Stream, StreamExt};
 use std::time::{Duration, Instant};
-use tokio::sync::OwnedSemaphorePermit;
 
 /// Limits for one upstream call.
 #[derive(Clone, Copy, Debug)]
@@ -69,84 +69,63 @@ fn timeout_error(provider: &Provider, phase: &'static str, after: Duration) -> P
     }
 }
 
-/// Opens the upstream and waits for the first token, retrying retryable failures
-/// with exponential backoff (or the provider's Retry-After, capped) while nothing
-/// has reached the client.
+/// One attempt: opens the upstream as `model` and waits for the first token.
+/// `sent_at` is when the request's first attempt went out (its TTFT counts
+/// from there, failed attempts included). Retrying, and where, is
+/// `failover`'s decision.
 pub async fn start(
     provider: &Provider,
     params: &ChatParams,
+    model: &str,
     limits: StreamLimits,
+    sent_at: Instant,
 ) -> Result<Started, ProviderError> {
-    let sent_at = Instant::now();
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let attempt_started = Instant::now();
-        let result = async {
-            let mut stream = provider.open(params).await?;
-            let connect = attempt_started.elapsed();
-            let mut buffered = Vec::new();
-            let deadline = tokio::time::Instant::now() + limits.first_token;
-            loop {
-                match tokio::time::timeout_at(deadline, stream.next()).await {
-                    Err(_) => {
-                        return Err(timeout_error(
-                            provider,
-                            "the first token",
-                            limits.first_token,
-                        ))
-                    }
-                    Ok(None) => return Ok((connect, None, buffered, None)),
-                    Ok(Some(Err(e))) => return Err(e),
-                    Ok(Some(Ok(chunk))) => {
-                        let first = matches!(&chunk, Chunk::Delta(t) if !t.is_empty());
-                        buffered.push(chunk);
-                        if first {
-                            return Ok((connect, Some(sent_at.elapsed()), buffered, Some(stream)));
-                        }
-                    }
+    let attempt_started = Instant::now();
+    let mut stream = provider.open(params, model).await?;
+    let connect = attempt_started.elapsed();
+    let mut buffered = Vec::new();
+    let deadline = tokio::time::Instant::now() + limits.first_token;
+    let (ttft, rest) = loop {
+        match tokio::time::timeout_at(deadline, stream.next()).await {
+            Err(_) => {
+                return Err(timeout_error(
+                    provider,
+                    "the first token",
+                    limits.first_token,
+                ))
+            }
+            Ok(None) => break (None, None),
+            Ok(Some(Err(e))) => return Err(e),
+            Ok(Some(Ok(chunk))) => {
+                let first = matches!(&chunk, Chunk::Delta(t) if !t.is_empty());
+                buffered.push(chunk);
+                if first {
+                    break (Some(sent_at.elapsed()), Some(stream));
                 }
             }
         }
-        .await;
-        match result {
-            Ok((connect, ttft, buffered, rest)) => {
-                return Ok(Started {
-                    connect,
-                    ttft,
-                    attempts: attempt,
-                    sent_at,
-                    buffered,
-                    rest,
-                    provider: provider.name().to_string(),
-                    address: provider.address(),
-                })
-            }
-            Err(e) if e.is_retryable() && attempt <= limits.retries => {
-                let backoff = limits.backoff * 2u32.saturating_pow(attempt - 1);
-                let wait = e
-                    .retry_after()
-                    .map(Duration::from_secs)
-                    .unwrap_or(backoff)
-                    .min(Duration::from_secs(5));
-                tracing::warn!(provider = provider.name(), attempt, error = %e, wait_ms = wait.as_millis() as u64, "upstream failed before the first token; retrying");
-                tokio::time::sleep(wait).await;
-            }
-            Err(e) => {
-                tracing::warn!(provider = provider.name(), attempt, error = %e, "upstream failed before the first token");
-                return Err(e);
-            }
-        }
-    }
+    };
+    Ok(Started {
+        connect,
+        ttft,
+        attempts: 1,
+        sent_at,
+        buffered,
+        rest,
+        provider: provider.name().to_string(),
+        address: provider.address(),
+    })
 }
 
 /// Relays an upstream that has started: buffered chunks first, then the rest
-/// under the idle and total limits; ends with `Finished` or `Failed`. `permit`
-/// (the queue slot) is held until the stream ends or is dropped.
+/// under the idle and total limits; ends with `Finished` or `Failed`. `lease`
+/// (the queue slot and the deployment's ticket) is held until the stream ends
+/// or is dropped, and a failure after the first token counts against the
+/// deployment's breaker.
 pub fn relay(
     started: Started,
     limits: StreamLimits,
-    permit: Option<OwnedSemaphorePermit>,
+    lease: Option<Lease>,
 ) -> impl Stream<Item = RelayEvent> + Send {
     struct State {
         buffered: std::vec::IntoIter<Chunk>,
@@ -158,7 +137,7 @@ pub fn relay(
         provider: String,
         address: String,
         done: bool,
-        _permit: Option<OwnedSemaphorePermit>,
+        lease: Option<Lease>,
     }
     let state = State {
         buffered: started.buffered.into_iter(),
@@ -173,7 +152,7 @@ pub fn relay(
         provider: started.provider,
         address: started.address,
         done: false,
-        _permit: permit,
+        lease,
     };
     futures::stream::unfold(state, |mut s| async move {
         if s.done {
@@ -204,6 +183,9 @@ pub fn relay(
                                     after,
                                 };
                                 tracing::warn!(provider = %s.provider, error = %error, "stream stalled");
+                                if let Some(lease) = s.lease.as_mut() {
+                                    lease.ticket.failed(&error);
+                                }
                                 return Some((RelayEvent::Failed(error), s));
                             }
                         }
@@ -223,6 +205,9 @@ pub fn relay(
                     s.done = true;
                     s.rest = None;
                     tracing::warn!(provider = %s.provider, error = %e, "stream failed after the first token");
+                    if let Some(lease) = s.lease.as_mut() {
+                        lease.ticket.failed(&e);
+                    }
                     return Some((RelayEvent::Failed(e), s));
                 }
                 Some(Ok(Chunk::Delta(text))) => {

@@ -58,6 +58,39 @@ pub struct ProviderLabels {
     pub provider: String,
 }
 
+/// Deployment names come from the config file (or are provider names), so
+/// these series are bounded by configuration, not by clients.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeploymentLabels {
+    pub deployment: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AttemptLabels {
+    pub deployment: String,
+    /// `ok` or `failed`.
+    pub outcome: &'static str,
+}
+
+type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+
+/// The per-deployment series.
+#[derive(Clone, Default)]
+struct DeploymentSeries {
+    attempts: Family<AttemptLabels, Counter>,
+    in_flight: Family<DeploymentLabels, Gauge>,
+    breaker_state: Family<DeploymentLabels, Gauge>,
+    error_ratio: Family<DeploymentLabels, FloatGauge>,
+    ttft_p50: Family<DeploymentLabels, FloatGauge>,
+}
+
+/// A deployment's attempt counters, kept by the deployment.
+#[derive(Clone, Debug)]
+pub struct AttemptCounters {
+    pub ok: Counter,
+    pub failed: Counter,
+}
+
 /// The OpenTelemetry GenAI attributes, as Prometheus spells them (dots become
 /// underscores).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -110,6 +143,7 @@ pub struct Exporter {
     queue_waiting: Family<ProviderLabels, Gauge>,
     queue_running: Family<ProviderLabels, Gauge>,
     process_restarts: Family<ProcessLabels, Counter>,
+    deployments: DeploymentSeries,
     /// route → its (method, status) handles, found by `&str` without allocating.
     http_handles: Arc<DashMap<Box<str>, Vec<HttpHandles>>>,
     cache_hit: Counter,
@@ -312,7 +346,35 @@ impl Exporter {
             prometheus_client::registry::Unit::Seconds,
             time_to_first_token.clone(),
         );
+        let deployments = DeploymentSeries::default();
+        registry.register(
+            "deployment_attempts",
+            "Upstream attempts by deployment and outcome (ok: a first token; failed: an error before or during the reply)",
+            deployments.attempts.clone(),
+        );
+        registry.register(
+            "deployment_in_flight",
+            "Requests at a deployment now, queued ones included",
+            deployments.in_flight.clone(),
+        );
+        registry.register(
+            "deployment_breaker_state",
+            "A deployment's circuit breaker: 0 closed, 1 half-open, 2 open",
+            deployments.breaker_state.clone(),
+        );
+        registry.register(
+            "deployment_error_ratio",
+            "Failed share of a deployment's attempts in the breaker's window",
+            deployments.error_ratio.clone(),
+        );
+        registry.register_with_unit(
+            "deployment_ttft_p50",
+            "Median time to first token of a deployment's last 64 answers",
+            prometheus_client::registry::Unit::Seconds,
+            deployments.ttft_p50.clone(),
+        );
         Self {
+            deployments,
             registry: Arc::new(registry),
             genai: Arc::new(genai),
             token_usage,
@@ -452,6 +514,48 @@ impl Exporter {
         self.queue_running
             .get_or_create(&labels)
             .set(running as i64);
+    }
+
+    /// The counters a deployment adds its attempts to.
+    pub fn attempt_counters(&self, deployment: &str) -> AttemptCounters {
+        let counter = |outcome| {
+            self.deployments
+                .attempts
+                .get_or_create(&AttemptLabels {
+                    deployment: deployment.to_string(),
+                    outcome,
+                })
+                .clone()
+        };
+        AttemptCounters {
+            ok: counter("ok"),
+            failed: counter("failed"),
+        }
+    }
+
+    /// A deployment's state now (set as `/metrics` is read).
+    pub fn deployment(&self, view: &crate::llm::deployment::DeploymentView) {
+        use crate::llm::breaker::BreakerState;
+        let labels = DeploymentLabels {
+            deployment: view.name.clone(),
+        };
+        let d = &self.deployments;
+        d.in_flight
+            .get_or_create(&labels)
+            .set(view.in_flight as i64);
+        d.breaker_state
+            .get_or_create(&labels)
+            .set(match view.breaker.state {
+                BreakerState::Closed => 0,
+                BreakerState::HalfOpen => 1,
+                BreakerState::Open => 2,
+            });
+        d.error_ratio
+            .get_or_create(&labels)
+            .set(view.breaker.error_rate);
+        if let Some(p50) = view.p50_ttft_ms {
+            d.ttft_p50.get_or_create(&labels).set(p50 / 1000.0);
+        }
     }
 
     pub fn process_restarted(&self, name: &str) {

@@ -2,4 +2,4 @@
 //! (`app::wire`), so the server, the pages, the CLI and the tests share one
 //! definition; what each figure means is in `docs/metrics.md`.
 
-pub use app::wire::{ms, Breakdown, CacheStatus, UpstreamTimings};
+pub use app::wire::{ms, Attempt, Breakdown, CacheStatus, UpstreamTimings};

@@ -262,6 +262,10 @@ on_both_databases! {
         let r = app.post_chat("/api/llm/complete", &user.token, &ask("mock-llama", true)).await;
         assert_eq!(r.status(), 429);
         assert!(r.headers().contains_key("retry-after"));
+        // The upstream asked for a second's rest: calos leaves it alone that long.
+        let r = app.post_chat("/api/llm/complete", &user.token, &ask("mock-llama", false)).await;
+        assert_eq!(r.status(), 429, "within the Retry-After, answered without an attempt");
+        tokio::time::sleep(Duration::from_millis(1100)).await;
 
         mock.state.set_fault(Fault::FailFirst(1));
         mock.state.requests.store(0, std::sync::atomic::Ordering::SeqCst);

@@ -19,6 +19,7 @@ mod process;
 mod public_routes;
 mod registration;
 mod requests;
+mod routing;
 mod sessions;
 mod toolbox;
 mod usage;

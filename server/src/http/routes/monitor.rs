@@ -243,12 +243,14 @@ async fn close(sink: &mut SplitSink<WebSocket, WsMessage>, code: u16, reason: &'
 async fn metrics(viewer: Viewer, State(state): State<AppState>) -> ApiResult<Response> {
     viewer.require_operator()?;
     let exporter = &state.metrics.exporter();
-    for slot in state.chat.router().providers() {
+    let now = std::time::Instant::now();
+    for deployment in state.chat.router().deployments() {
         exporter.queue(
-            slot.provider.name(),
-            slot.queue.waiting(),
-            slot.queue.running(),
+            &deployment.name,
+            deployment.queue.waiting(),
+            deployment.queue.running(),
         );
+        exporter.deployment(&deployment.view(now));
     }
     Ok((
         [(

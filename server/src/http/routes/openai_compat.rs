@@ -248,10 +248,17 @@ impl<'a> ContentChunk<'a> {
 #[utoipa::path(get, path = "/v1/models", tag = "openai",
     security(("bearer" = []), ("session_cookie" = [])),
     responses((status = 200, description = "The models the providers have right now", body = ModelList)))]
-/// What each provider really has right now; an unreachable provider is left
-/// out (and logged) rather than failing the whole list.
+/// What each provider really has right now, and each model with
+/// `[[deployment]]`s; an unreachable provider is left out (and logged)
+/// rather than failing the whole list.
 async fn models(State(chat): State<ChatService>, ChatUser(ctx): ChatUser) -> Json<ModelList> {
-    let lookups = chat.router().providers().map(|slot| async move {
+    let router = chat.router();
+    let declared: Vec<(String, String)> = router
+        .deployments()
+        .filter_map(|d| Some((d.model.clone()?, d.provider.name().to_string())))
+        .collect();
+    let implicit = router.deployments().filter(|d| d.model.is_none());
+    let lookups = implicit.map(|slot| async move {
         let name = slot.provider.name().to_string();
         let owned_by = match &slot.provider {
             Provider::Sim(_) => "calos (simulated)".to_string(),
@@ -273,6 +280,7 @@ async fn models(State(chat): State<ChatService>, ChatUser(ctx): ChatUser) -> Jso
         .await
         .into_iter()
         .flatten()
+        .chain(declared)
         .map(|(id, owned_by)| ModelInfo {
             id,
             object: "model".into(),
@@ -283,6 +291,7 @@ async fn models(State(chat): State<ChatService>, ChatUser(ctx): ChatUser) -> Jso
     // A key limited to some models lists only those.
     data.retain(|m| ctx.allows_model(&m.id));
     data.sort_by(|a, b| a.id.cmp(&b.id));
+    data.dedup_by(|a, b| a.id == b.id);
     Json(ModelList {
         object: "list".into(),
         data,

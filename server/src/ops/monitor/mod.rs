@@ -160,8 +160,8 @@ impl Monitor {
             let metrics = &state.metrics;
             let queue_depth = state
                 .router
-                .providers()
-                .map(|slot| slot.queue.waiting() as u64)
+                .deployments()
+                .map(|d| d.queue.waiting() as u64)
                 .sum();
             let mut s = sample::sample(
                 metrics.take_interval(),
@@ -279,8 +279,8 @@ async fn probe_all(
             ("database".to_string(), ComponentKind::Database, check)
         }),
     ];
-    for slot in state.router.providers() {
-        let provider = &slot.provider;
+    for deployment in state.router.deployments() {
+        let provider = &deployment.provider;
         if matches!(provider, crate::llm::Provider::Unconfigured { .. }) {
             continue;
         }
@@ -289,7 +289,16 @@ async fn probe_all(
                 format!("{} models", models.len())
             })
             .await;
-            (provider.name().to_string(), ComponentKind::Provider, check)
+            // A `[[deployment]]` that stops answering is taken out before a
+            // request finds out the slow way; a request probes it back in.
+            // (A provider set by environment is judged by its requests alone:
+            // it is often the only one, and its own error says how to fix it.)
+            if check.status == HealthStatus::Down && deployment.model.is_some() {
+                deployment
+                    .breaker
+                    .trip(std::time::Instant::now(), "health probe failed");
+            }
+            (deployment.name.clone(), ComponentKind::Provider, check)
         }));
     }
     for process in state.processes.list() {

@@ -1,5 +1,6 @@
-//! The process manager's configuration: `[[process]]` tables in the TOML file
-//! given by `--config` / `CALOS_CONFIG`.
+//! The config file given by `--config` / `CALOS_CONFIG`: the process
+//! manager's `[[process]]` and `[[target]]` tables, and the routing's
+//! `[[deployment]]` and `[[fallback]]` tables (their shape is in `llm::config`).
 //!
 //! ```toml
 //! [[process]]
@@ -16,6 +17,7 @@
 
 // `restart = "always" | "on-failure" | "never"`: the words Mission Control
 // shows too, so the type is the wire one the dashboard reads.
+use crate::llm::config::{DeploymentSpec, FallbackSpec};
 use app::wire::RestartPolicy;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
@@ -89,6 +91,10 @@ pub struct ConfigFile {
     pub processes: Vec<ProcessSpec>,
     #[serde(default, rename = "target")]
     pub targets: Vec<TargetSpec>,
+    #[serde(default, rename = "deployment")]
+    pub deployments: Vec<DeploymentSpec>,
+    #[serde(default, rename = "fallback")]
+    pub fallbacks: Vec<FallbackSpec>,
 }
 
 /// Reads and checks the file: names present, unique and URL-safe; commands present.
@@ -96,6 +102,11 @@ pub fn load(path: &Path) -> anyhow::Result<ConfigFile> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
     parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// The file at `path`, or an empty configuration without one.
+pub fn load_or_default(path: Option<&Path>) -> anyhow::Result<ConfigFile> {
+    path.map_or_else(|| Ok(ConfigFile::default()), load)
 }
 
 pub fn parse(text: &str) -> anyhow::Result<ConfigFile> {
@@ -123,6 +134,7 @@ pub fn parse(text: &str) -> anyhow::Result<ConfigFile> {
             p.name
         );
     }
+    crate::llm::config::check(&config.deployments, &config.fallbacks)?;
     Ok(config)
 }
 

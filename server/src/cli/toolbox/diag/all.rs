@@ -96,6 +96,7 @@ pub async fn measure(args: &AllArgs) -> Result<AllReport, ToolError> {
         prompt: args.target.prompt.clone(),
         count: 1,
         llm: args.llm.clone(),
+        config: None,
         json: false,
     })
     .await

@@ -3,6 +3,9 @@
 //! but calls the provider straight from here, streamed, and reports its connect
 //! time, TTFT and total beside the provider's own account (Ollama's load /
 //! prompt-eval / eval durations; OpenAI's `openai-processing-ms`).
+//!
+//! A model with several `[[deployment]]`s (`--config`) has each one checked,
+//! so the slow or dead one is named.
 
 use super::stats::{summarise, Summary};
 use crate::cli::toolbox::ToolError;
@@ -25,6 +28,9 @@ pub struct LlmDiagArgs {
     pub count: u32,
     #[command(flatten)]
     pub llm: LlmArgs,
+    /// The config file whose `[[deployment]]`s the gateway routes by.
+    #[arg(long, env = "CALOS_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
     #[arg(long)]
     pub json: bool,
 }
@@ -48,11 +54,20 @@ pub struct DirectCall {
 #[serde(rename_all = "camelCase")]
 pub struct LlmReport {
     pub model: String,
+    /// The deployment called (a provider's name for an implicit one).
+    pub deployment: String,
     pub provider: String,
     pub address: String,
     pub calls: Vec<DirectCall>,
     pub ttft: Option<Summary>,
     pub total: Option<Summary>,
+    /// Why this deployment could not be measured (with several deployments
+    /// one failing does not stop the others).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The model's other deployments, measured the same way.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub others: Vec<LlmReport>,
 }
 
 fn ms(d: std::time::Duration) -> f64 {
@@ -62,9 +77,10 @@ fn ms(d: std::time::Duration) -> f64 {
 async fn call(
     provider: &crate::llm::Provider,
     params: &ChatParams,
+    model: &str,
 ) -> Result<DirectCall, ToolError> {
     let sent = Instant::now();
-    let mut stream = provider.open(params).await.map_err(|e| {
+    let mut stream = provider.open(params, model).await.map_err(|e| {
         ToolError::Unreachable(format!(
             "{} ({}) failed: {e}",
             provider.name(),
@@ -93,14 +109,14 @@ async fn call(
 }
 
 pub async fn measure(args: &LlmDiagArgs) -> Result<LlmReport, ToolError> {
-    let router = crate::chat::setup::build_router(&args.llm)?;
-    let slot = router.route(&args.model).map_err(|provider| {
+    let config = crate::ops::processes::config::load_or_default(args.config.as_deref())?;
+    let router = crate::chat::setup::build_router(&args.llm, &(&config).into())?;
+    let deployments = router.deployments_of(&args.model).map_err(|provider| {
         anyhow::anyhow!(
             "model {:?} routes to {provider:?}, which is not configured",
             args.model
         )
     })?;
-    let provider = &slot.provider;
     let params = ChatParams {
         model: args.model.clone(),
         messages: vec![ChatMessage {
@@ -110,25 +126,66 @@ pub async fn measure(args: &LlmDiagArgs) -> Result<LlmReport, ToolError> {
         temperature: None,
         max_tokens: None,
     };
-    let mut calls = Vec::new();
-    for _ in 0..args.count.max(1) {
-        calls.push(call(provider, &params).await?);
+    let several = deployments.len() > 1;
+    let mut reports = Vec::new();
+    for deployment in &deployments {
+        let provider = &deployment.provider;
+        let upstream_model = deployment.upstream_model.as_deref().unwrap_or(&args.model);
+        let mut calls = Vec::new();
+        let mut error = None;
+        for _ in 0..args.count.max(1) {
+            match call(provider, &params, upstream_model).await {
+                Ok(c) => calls.push(c),
+                // One deployment: its failure is the answer, as it always was.
+                Err(e) if !several => return Err(e),
+                Err(e) => {
+                    error = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        reports.push(LlmReport {
+            model: args.model.clone(),
+            deployment: deployment.name.clone(),
+            provider: provider.name().to_string(),
+            address: provider.address(),
+            ttft: summarise(calls.iter().filter_map(|c| c.ttft)),
+            total: summarise(calls.iter().map(|c| c.total)),
+            calls,
+            error,
+            others: Vec::new(),
+        });
     }
-    Ok(LlmReport {
-        model: args.model.clone(),
-        provider: provider.name().to_string(),
-        address: provider.address(),
-        ttft: summarise(calls.iter().filter_map(|c| c.ttft)),
-        total: summarise(calls.iter().map(|c| c.total)),
-        calls,
-    })
+    let mut reports = reports.into_iter();
+    let mut first = reports
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("model {:?} has no deployment", args.model))?;
+    first.others = reports.collect();
+    Ok(first)
 }
 
 pub fn render(r: &LlmReport) -> String {
+    let mut out = render_one(r);
+    for other in &r.others {
+        out.push_str(&render_one(other));
+    }
+    out
+}
+
+fn render_one(r: &LlmReport) -> String {
+    let named = if r.deployment == r.provider {
+        String::new()
+    } else {
+        format!(" (deployment {})", r.deployment)
+    };
     let mut out = format!(
-        "LLM direct: {} via {} at {} (calos bypassed)\n",
+        "LLM direct: {} via {} at {}{named} (calos bypassed)\n",
         r.model, r.provider, r.address
     );
+    if let Some(error) = &r.error {
+        out.push_str(&format!("  ✗ {error}\n  → this deployment is down or refusing: the gateway's breaker will skip it\n"));
+        return out;
+    }
     for (i, c) in r.calls.iter().enumerate() {
         out.push_str(&format!(
             "  #{:<2} connect {:>8.1} ms   TTFT {:>8} ms   total {:>8.1} ms   {} deltas{}\n",
