@@ -126,7 +126,8 @@ pub fn navigate(path: &str) {
 /// What a chat stream says, event by event.
 pub enum StreamEvent {
     Delta(String),
-    Done(crate::wire::Breakdown),
+    // Boxed: the breakdown (with its attempts) dwarfs the other variants.
+    Done(Box<crate::wire::Breakdown>),
     Error(String),
 }
 
@@ -207,7 +208,7 @@ pub async fn stream_chat(
         };
         on_event(match event {
             CompleteEvent::Delta { delta } => StreamEvent::Delta(delta),
-            CompleteEvent::Done(done) => StreamEvent::Done(done.timings),
+            CompleteEvent::Done(done) => StreamEvent::Done(Box::new(done.timings)),
             CompleteEvent::Error { error } => StreamEvent::Error(error.message),
         });
     }

@@ -38,6 +38,11 @@ test("an admin watches health live and sees a chat request in the log feed and l
   // ...and its latency the figures and the chart (whose SVG says how many
   // seconds it plots).
   await expect(page.getByTestId("total-p50")).toHaveText(/ms$/, { timeout: 2_000 - (Date.now() - answered) });
+  // The deployment that answered has a tile: its breaker closed, its median
+  // time to first token known (the mock waits 400 ms).
+  const deployment = page.locator("[data-testid='deployment-tile'][data-name='ollama']");
+  await expect(deployment).toHaveAttribute("data-state", "closed");
+  await expect(deployment).toContainText(/p50 TTFT [1-9]\d+ ms/, { timeout: 3_000 });
   const chart = await page.request.get(`${dashboard()}/api/monitor/chart.svg?kind=latency`);
   expect(await chart.text()).toMatch(/<desc>[1-9]\d* seconds with data<\/desc>/);
 

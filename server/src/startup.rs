@@ -26,6 +26,8 @@ pub struct Application {
     limits: ConnectionLimits,
     /// Declared in the config file; started by `run`.
     processes: Vec<crate::ops::processes::config::ProcessSpec>,
+    /// How often components and deployments are health-checked.
+    probe_every: Duration,
 }
 
 impl Application {
@@ -187,6 +189,7 @@ impl Application {
             grace: args.shutdown_grace,
             limits,
             processes,
+            probe_every: args.llm.probe_interval,
         })
     }
 
@@ -212,6 +215,7 @@ impl Application {
             grace,
             limits,
             processes,
+            probe_every,
         } = self;
         state.processes = crate::ops::processes::ProcessManager::start(
             processes,
@@ -230,6 +234,7 @@ impl Application {
                 targets: state.targets.clone(),
                 started: state.runtime.started,
                 usage: state.chat.usage().cloned(),
+                probe_every,
             },
             shutdown.clone(),
         );

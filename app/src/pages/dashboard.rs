@@ -50,6 +50,7 @@ struct Feed {
     latest: RwSignal<Option<MetricsSample>>,
     processes: RwSignal<Vec<ProcessView>>,
     top_users: RwSignal<Vec<crate::wire::TopUser>>,
+    deployments: RwSignal<Vec<crate::wire::DeploymentTile>>,
     /// Bumped per metrics message: the charts reload.
     tick: RwSignal<u64>,
     live: RwSignal<bool>,
@@ -63,6 +64,7 @@ impl Feed {
             latest: RwSignal::new(None),
             processes: RwSignal::new(Vec::new()),
             top_users: RwSignal::new(Vec::new()),
+            deployments: RwSignal::new(Vec::new()),
             tick: RwSignal::new(0),
             live: RwSignal::new(false),
         }
@@ -79,6 +81,7 @@ impl Feed {
             MonitorMessage::Health { components } => self.health.set(components),
             MonitorMessage::Process { processes } => self.processes.set(processes),
             MonitorMessage::Usage { top_users } => self.top_users.set(top_users),
+            MonitorMessage::Deployments { deployments } => self.deployments.set(deployments),
             MonitorMessage::Log { lines } => self.logs.update(|logs| {
                 logs.extend(lines);
                 while logs.len() > LOG_LINES {
@@ -116,6 +119,7 @@ pub fn DashboardPage() -> impl IntoView {
                 </span>
             </div>
             <HealthTiles feed/>
+            <Deployments feed/>
             <Figures feed/>
             <section class="charts">
                 <img data-testid="latency-chart" alt="Latency p50/p95/p99 over 15 minutes"
@@ -220,6 +224,35 @@ fn Figures(feed: Feed) -> impl IntoView {
 }
 
 /// Today's heaviest users by tokens (UTC day), from the usage ledger.
+/// What a deployment tile says of its breaker: the state, and while open,
+/// how long until a probe is let through.
+fn breaker_line(tile: &crate::wire::DeploymentTile) -> String {
+    match tile.open_for_secs {
+        Some(secs) => format!("{} · probe in {secs:.0} s", tile.state),
+        None => tile.state.clone(),
+    }
+}
+
+#[component]
+fn Deployments(feed: Feed) -> impl IntoView {
+    view! {
+        <section class="deployments" data-testid="deployments">
+            <h2>"Deployments"</h2>
+            <div class="tiles">
+                <For each=move || feed.deployments.get() key=|d| format!("{d:?}") let:d>
+                    <div class=format!("tile deployment {}", d.state) data-testid="deployment-tile" data-name=d.name.clone() data-state=d.state.clone()>
+                        <strong>{d.name.clone()}</strong>
+                        <span class="kind">{d.provider.clone()}{d.model.clone().map(|m| format!(" · {m}"))}{(d.weight != 1).then(|| format!(" · weight {}", d.weight))}</span>
+                        <span class="status">{breaker_line(&d)}</span>
+                        <small>{format!("{} in flight · {:.0}% errors · p50 TTFT {}", d.in_flight, d.error_rate * 100.0, d.p50_ttft_ms.map_or("–".to_string(), |t| format!("{t:.0} ms")))}</small>
+                        <small>{d.why.clone()}</small>
+                    </div>
+                </For>
+            </div>
+        </section>
+    }
+}
+
 #[component]
 fn TopUsers(feed: Feed) -> impl IntoView {
     view! {

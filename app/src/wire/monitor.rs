@@ -29,6 +29,32 @@ pub enum MonitorMessage {
         #[serde(rename = "topUsers")]
         top_users: Vec<TopUser>,
     },
+    /// Every deployment's state, sent again whenever one changes.
+    Deployments { deployments: Vec<DeploymentTile> },
+}
+
+/// One deployment as Mission Control shows it (`GET /api/monitor/deployments`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentTile {
+    pub name: String,
+    /// The model it serves (`null`: a provider set by environment, serving
+    /// whatever the routing rules send it).
+    pub model: Option<String>,
+    pub provider: String,
+    pub weight: u32,
+    /// `closed`, `open` or `half-open`.
+    pub state: String,
+    /// Seconds until an open breaker lets a probe through.
+    pub open_for_secs: Option<f64>,
+    /// Why the breaker opened (empty while closed).
+    pub why: String,
+    pub in_flight: u64,
+    /// Failed share of its attempts in the breaker's window (0–1).
+    pub error_rate: f64,
+    /// Median time to first token of its last 64 answers.
+    pub p50_ttft_ms: Option<f64>,
 }
 
 /// One of the day's heaviest users.

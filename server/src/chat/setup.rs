@@ -287,8 +287,10 @@ fn configured_provider(
     })
 }
 
+/// Probes every deployment at once (so N dead ones delay the start by 2 s,
+/// not N × 2 s) and logs what answered.
 async fn announce(router: &ModelRouter) {
-    for deployment in router.deployments() {
+    futures::future::join_all(router.deployments().map(|deployment| async move {
         let provider = &deployment.provider;
         match provider {
             Provider::Unconfigured { name, hint } => {
@@ -300,16 +302,18 @@ async fn announce(router: &ModelRouter) {
             ),
             _ => match tokio::time::timeout(Duration::from_secs(2), provider.models()).await {
                 Ok(Ok(models)) => {
-                    tracing::info!(provider = provider.name(), address = %provider.address(), models = models.len(), "provider detected")
+                    tracing::info!(deployment = %deployment.name, provider = provider.name(), address = %provider.address(), models = models.len(), "provider detected")
                 }
                 Ok(Err(e)) => tracing::warn!(
+                    deployment = %deployment.name,
                     provider = provider.name(),
                     "provider not available now: {e}"
                 ),
                 Err(_) => {
-                    tracing::warn!(provider = provider.name(), address = %provider.address(), "provider did not answer within 2 s")
+                    tracing::warn!(deployment = %deployment.name, provider = provider.name(), address = %provider.address(), "provider did not answer within 2 s")
                 }
             },
         }
-    }
+    }))
+    .await;
 }

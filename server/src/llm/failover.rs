@@ -95,7 +95,8 @@ pub async fn open(
     params: &ChatParams,
     limits: StreamLimits,
 ) -> Result<Opened, NotOpened> {
-    let sent_at = Instant::now();
+    // When the first attempt left (after its queue): TTFT counts from there.
+    let mut sent_at: Option<Instant> = None;
     let mut tried: Vec<Attempt> = Vec::new();
     let mut skipped: Vec<(String, Instant)> = Vec::new();
     // What the skipped deployments last failed with.
@@ -150,6 +151,7 @@ pub async fn open(
                     }
                 };
                 queue += waited;
+                let sent_at = *sent_at.get_or_insert_with(Instant::now);
                 match relay::start(
                     &deployment.provider,
                     params,

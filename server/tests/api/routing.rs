@@ -5,7 +5,7 @@
 //! check. Routing keeps nothing in the database, so these run on SQLite only.
 
 use crate::helpers::{ask, events, mock, Backend, Session, TestApp};
-use app::wire::{CompleteEvent, CompleteRequest, CompleteResponse};
+use app::wire::{CompleteEvent, CompleteRequest, CompleteResponse, DeploymentTile, ModelList};
 use futures::StreamExt;
 use server::emulators::mock_llm::{Fault, MockServer};
 use std::sync::atomic::Ordering;
@@ -89,6 +89,8 @@ async fn load_splits_evenly_over_equal_deployments_and_by_weight_otherwise() {
         let config = deployment("llama3.2", &a, &format!("weight = {weight}"))
             + &deployment("llama3.2", &b, "");
         let (app, user, _dir) = gateway(&config, &[]).await;
+        let models: ModelList = app.get_as("/v1/models", &user.token).await;
+        assert!(models.data.iter().any(|m| m.id == "llama3.2"), "{models:?}");
         assert_eq!(load(&app, &user.token, "llama3.2", 100, at_once).await, 100);
         let (to_a, to_b) = (requests(&a), requests(&b));
         assert_eq!(to_a + to_b, 100, "one upstream call each");
@@ -127,6 +129,29 @@ async fn a_deployment_that_dies_mid_load_costs_no_request_and_is_probed_back_aft
     );
     assert_eq!(breaker_state(&app, "llama3.2#1").await, Some(2.0), "open");
     assert_eq!(breaker_state(&app, "llama3.2#2").await, Some(0.0), "closed");
+    let admin = app.admin().await;
+    let tiles: Vec<DeploymentTile> = app
+        .get_as(&app.dashboard_url("/api/monitor/deployments"), &admin.token)
+        .await;
+    let a_tile = tiles
+        .iter()
+        .find(|t| t.name == "llama3.2#1")
+        .expect("a's tile");
+    assert_eq!(
+        (a_tile.state.as_str(), a_tile.model.as_deref()),
+        ("open", Some("llama3.2"))
+    );
+    assert!(
+        a_tile.open_for_secs.is_some_and(|s| s > 0.0) && a_tile.why.contains("in a row"),
+        "{a_tile:?}"
+    );
+    assert!(a_tile.error_rate > 0.0);
+    let b_tile = tiles
+        .iter()
+        .find(|t| t.name == "llama3.2#2")
+        .expect("b's tile");
+    assert_eq!(b_tile.state, "closed");
+    assert!(b_tile.p50_ttft_ms.is_some(), "{b_tile:?}");
     assert_eq!(load(&app, &user.token, "llama3.2", 20, 1).await, 20);
     assert!(
         killed.elapsed() < Duration::from_secs(4),

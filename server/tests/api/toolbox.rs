@@ -608,6 +608,37 @@ async fn diag_llm_calls_the_provider_directly_with_its_own_durations() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diag_llm_checks_every_deployment_of_a_model_and_names_the_dead_one() {
+    let alive = mock(20, 100.0, 2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("calos.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[deployment]]\nmodel = \"llama3.2\"\nprovider = \"ollama\"\nurl = \"{}\"\nupstream_model = \"mock-llama\"\n\
+             [[deployment]]\nname = \"dead\"\nmodel = \"llama3.2\"\nprovider = \"ollama\"\nurl = \"http://127.0.0.1:9\"\n",
+            alive.url()
+        ),
+    )
+    .unwrap();
+    let config = config.to_string_lossy().to_string();
+    let r = report(&[
+        "diag", "llm", "--model", "llama3.2", "--config", &config, "--json",
+    ])
+    .await;
+    assert_eq!(r["deployment"], "llama3.2#1", "{r:#}");
+    assert_eq!(r["calls"][0]["deltas"], 2, "{r:#}");
+    assert_eq!(r["others"][0]["deployment"], "dead", "{r:#}");
+    assert!(
+        r["others"][0]["error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty()),
+        "{r:#}"
+    );
+    assert_eq!(requests_seen(&alive).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn diag_all_sets_the_gateway_beside_the_direct_call() {
     let mock = mock(50, 100.0, 3).await;
     let (app, token) = gateway(&mock).await;

@@ -187,7 +187,7 @@ mod browser {
                             }
                         }
                         StreamEvent::Done(timings) => {
-                            reply.timings.set(Some((timings, now_ms() - started)))
+                            reply.timings.set(Some((*timings, now_ms() - started)))
                         }
                         StreamEvent::Error(message) => reply.error.set(Some(message)),
                     })

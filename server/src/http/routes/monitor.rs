@@ -9,7 +9,7 @@ use crate::http::operator::Viewer;
 use crate::http::query::ApiQuery;
 use crate::http::state::AppState;
 use crate::ops::processes::Order;
-use app::wire::{ErrorResponse, LogLine, ProcessView, SuccessResponse};
+use app::wire::{DeploymentTile, ErrorResponse, LogLine, ProcessView, SuccessResponse};
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap};
@@ -30,6 +30,7 @@ pub fn public() -> Router<AppState> {
 pub fn admin() -> Router<AppState> {
     Router::new()
         .route("/api/monitor/processes", get(processes))
+        .route("/api/monitor/deployments", get(deployments))
         .route("/api/monitor/processes/{name}/{action}", post(order))
         .route("/api/monitor/logs", get(logs))
         .route("/api/monitor/latency", get(latency))
@@ -260,6 +261,16 @@ async fn metrics(viewer: Viewer, State(state): State<AppState>) -> ApiResult<Res
         exporter.render(),
     )
         .into_response())
+}
+
+#[utoipa::path(get, path = "/api/monitor/deployments", tag = "monitor",
+    security(("bearer" = []), ("session_cookie" = [])),
+    responses((status = 200, description = "Every deployment: its breaker, in-flight requests, error rate and median TTFT", body = Vec<DeploymentTile>)))]
+async fn deployments(
+    _admin: AdminUser,
+    State(state): State<AppState>,
+) -> Json<Vec<DeploymentTile>> {
+    Json(crate::ops::monitor::deployment_tiles(state.chat.router()))
 }
 
 #[utoipa::path(get, path = "/api/monitor/processes", tag = "monitor",

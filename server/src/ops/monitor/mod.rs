@@ -18,7 +18,9 @@ use crate::observability::logs::LogRing;
 use crate::observability::metrics::Metrics;
 use crate::ops::processes::config::TargetSpec;
 use crate::ops::processes::ProcessManager;
-use app::wire::{ComponentKind, HealthStatus, MetricsSample, MonitorMessage as Message};
+use app::wire::{
+    ComponentKind, DeploymentTile, HealthStatus, MetricsSample, MonitorMessage as Message,
+};
 use health::{Board, Check};
 use parking_lot::Mutex;
 use sample::History;
@@ -29,7 +31,6 @@ use tokio_util::sync::CancellationToken;
 
 /// Messages a socket may lag behind before it is dropped.
 pub const CLIENT_BACKLOG: usize = 512;
-const HEALTH_EVERY: Duration = Duration::from_secs(5);
 /// Log lines sent in a snapshot.
 const SNAPSHOT_LOG_LINES: usize = 200;
 /// Most log lines sent to dashboards in one message.
@@ -57,6 +58,8 @@ pub struct Sources {
     pub started: Instant,
     /// The usage ledger, for the top-users panel (absent: no panel data).
     pub usage: Option<crate::usage::Usage>,
+    /// How often every component and deployment is health-checked.
+    pub probe_every: Duration,
 }
 
 /// Shared by the tasks and the sockets. Cheap to clone.
@@ -67,6 +70,8 @@ pub struct Monitor {
     board: Arc<Mutex<Board>>,
     /// The latest top-users list, for new sockets.
     top_users: Arc<Mutex<Vec<app::wire::TopUser>>>,
+    /// The deployments as last sent, for new sockets.
+    deployments: Arc<Mutex<Vec<DeploymentTile>>>,
 }
 
 impl Default for Monitor {
@@ -76,6 +81,7 @@ impl Default for Monitor {
             history: Arc::default(),
             board: Arc::default(),
             top_users: Arc::default(),
+            deployments: Arc::default(),
         }
     }
 }
@@ -109,6 +115,9 @@ impl Monitor {
             },
             Message::Usage {
                 top_users: self.top_users.lock().clone(),
+            },
+            Message::Deployments {
+                deployments: self.deployments.lock().clone(),
             },
         ]
         .iter()
@@ -173,12 +182,17 @@ impl Monitor {
             s.tokens_per_minute = s.tokens + self.history.lock().recent_tokens(59);
             self.history.lock().push(s.clone());
             self.publish(&Message::Metrics { samples: vec![s] });
+            let deployments = deployment_tiles(&state.router);
+            if *self.deployments.lock() != deployments {
+                *self.deployments.lock() = deployments.clone();
+                self.publish(&Message::Deployments { deployments });
+            }
         }
     }
 
     async fn check_health(self, state: Sources, shutdown: CancellationToken) {
         let client = reqwest::Client::new();
-        let mut tick = tokio::time::interval(HEALTH_EVERY);
+        let mut tick = tokio::time::interval(state.probe_every);
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -322,6 +336,31 @@ async fn probe_all(
         }));
     }
     futures::future::join_all(probes).await
+}
+
+/// Every deployment as the dashboard shows it. In-flight counts and error
+/// rates move with traffic, so this is sent when it changes, at most once a
+/// second.
+pub fn deployment_tiles(router: &ModelRouter) -> Vec<DeploymentTile> {
+    let now = Instant::now();
+    router
+        .deployments()
+        .map(|d| {
+            let view = d.view(now);
+            DeploymentTile {
+                name: view.name,
+                model: view.model,
+                provider: view.provider,
+                weight: view.weight,
+                state: view.breaker.state.as_str().to_string(),
+                open_for_secs: view.breaker.open_for.map(|d| d.as_secs_f64().ceil()),
+                why: view.breaker.why,
+                in_flight: view.in_flight as u64,
+                error_rate: (view.breaker.error_rate * 1000.0).round() / 1000.0,
+                p50_ttft_ms: view.p50_ttft_ms.map(|t| (t * 10.0).round() / 10.0),
+            }
+        })
+        .collect()
 }
 
 async fn top_users(
