@@ -64,7 +64,7 @@ tmp, conc, n = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 runs = ["direct", "one-deployment", "two-deployments", "one-dead"]
 base = json.loads((tmp / "direct.json").read_text())
 print()
-print(f"routing cost, closed loop -c {conc} -n {n}, whole answers (ms)")
+print(f"routing cost, closed loop: {conc} users x {n} requests each, whole answers (ms)")
 print(f"{'run':<18}{'req/s':>9}{'p50':>9}{'p99':>9}{'p50 added':>11}{'failed':>8}")
 for run in runs:
     r = json.loads((tmp / f"{run}.json").read_text())

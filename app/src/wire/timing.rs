@@ -101,7 +101,8 @@ pub struct Attempt {
     /// `ok`, or the error code it failed with (`queue_full` when its queue
     /// had no room).
     pub outcome: String,
-    /// From sending to the first token, or to the failure.
+    /// From asking for the deployment's slot (its queue wait included) to
+    /// the first token, or to the failure.
     pub ms: f64,
 }
 

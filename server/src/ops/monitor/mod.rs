@@ -338,13 +338,15 @@ async fn probe_all(
     futures::future::join_all(probes).await
 }
 
-/// Every deployment as the dashboard shows it. In-flight counts and error
+/// Every usable deployment as the dashboard shows it. In-flight counts and error
 /// rates move with traffic, so this is sent when it changes, at most once a
 /// second.
 pub fn deployment_tiles(router: &ModelRouter) -> Vec<DeploymentTile> {
     let now = Instant::now();
     router
         .deployments()
+        // A provider without its key is not a deployment anyone can use.
+        .filter(|d| !matches!(d.provider, crate::llm::Provider::Unconfigured { .. }))
         .map(|d| {
             let view = d.view(now);
             DeploymentTile {
