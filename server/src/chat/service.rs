@@ -289,13 +289,19 @@ impl ChatService {
             usage.admit(&caller).await?;
         }
         let in_flight = self.in_flight.enter(&ctx.user_id)?;
-        let plan =
+        let mut plan =
             self.router
                 .route(&params.model)
                 .map_err(|provider| ChatError::NoSuchProvider {
                     model: params.model.clone(),
                     provider,
                 })?;
+        // A key limited to some models is not answered by a fallback
+        // outside them (it may cost more, or be a model it must not use).
+        if plan.steps.len() > 1 && ctx.key_models.is_some() {
+            plan.steps
+                .retain(|step| step.fallback.as_deref().is_none_or(|m| ctx.allows_model(m)));
+        }
         Ok((plan, in_flight))
     }
 

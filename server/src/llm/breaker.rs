@@ -160,23 +160,47 @@ impl Breaker {
         }
     }
 
-    pub fn succeeded(&self, now: Instant) {
+    /// A request succeeded. Only the probe closes a breaker that is not
+    /// closed: a request already under way when it opened says nothing of
+    /// what made it open (and must not cut a `Retry-After` short).
+    pub fn succeeded(&self, now: Instant, probe: bool) {
         let mut inner = self.inner.lock();
-        inner.consecutive = 0;
         self.remember(&mut inner, now, true);
-        if inner.phase != Phase::Closed {
-            inner.phase = Phase::Closed;
-            inner.outcomes.clear();
+        match inner.phase {
+            Phase::Closed => inner.consecutive = 0,
+            Phase::HalfOpen { .. } if probe => {
+                inner.phase = Phase::Closed;
+                inner.consecutive = 0;
+                inner.outcomes.clear();
+            }
+            Phase::Open { .. } | Phase::HalfOpen { .. } => {}
         }
     }
 
     /// Counts a failure; `retry_after` (a 429 or 503 that said how long)
-    /// opens the breaker for exactly that long.
-    pub fn failed(&self, now: Instant, retry_after: Option<Duration>, error: &ProviderError) {
+    /// opens the breaker for exactly that long. While it is open or being
+    /// probed, only the probe's failure (or a longer `Retry-After`) changes
+    /// it: the failures of requests already under way when it opened are
+    /// counted, not acted on.
+    pub fn failed(
+        &self,
+        now: Instant,
+        retry_after: Option<Duration>,
+        error: &ProviderError,
+        probe: bool,
+    ) {
         let why = error.code();
         let mut inner = self.inner.lock();
         inner.consecutive = inner.consecutive.saturating_add(1);
         self.remember(&mut inner, now, false);
+        let stale = match inner.phase {
+            Phase::Closed => false,
+            Phase::HalfOpen { .. } => !probe,
+            Phase::Open { .. } => true,
+        };
+        if stale && retry_after.is_none() {
+            return;
+        }
         let open_for = if let Some(wait) = retry_after {
             Some((
                 wait.min(MAX_RETRY_AFTER),
@@ -201,11 +225,12 @@ impl Breaker {
             })
         };
         if let Some((wait, reason)) = open_for {
-            // An open breaker is not pushed further out by requests that
-            // were already under way when it opened.
+            // A longer wait than the one already set wins; a shorter one
+            // does not end it early.
             let until = now + wait;
             match inner.phase {
-                Phase::Open { until: later } if later >= until => {}
+                Phase::Open { until: later } if later >= until => return,
+                Phase::HalfOpen { probing: true } if !probe => return,
                 _ => inner.phase = Phase::Open { until },
             }
             inner.why = reason;
@@ -319,10 +344,10 @@ mod tests {
     fn consecutive_failures_open_it_and_the_cooldown_lets_one_probe_through() {
         let (b, t0) = (breaker(), Instant::now());
         for _ in 0..2 {
-            b.failed(t0, None, &down());
+            b.failed(t0, None, &down(), false);
         }
         assert_eq!(b.admit(t0), Admission::Pass, "two failures are not three");
-        b.failed(t0, None, &down());
+        b.failed(t0, None, &down(), false);
         let until = t0 + Duration::from_secs(5);
         assert_eq!(b.admit(t0), Admission::Skip { until });
         assert!(!b.available(t0 + Duration::from_secs(4)));
@@ -335,7 +360,7 @@ mod tests {
             "one probe at a time"
         );
         assert_eq!(b.view(later).state, BreakerState::HalfOpen);
-        b.succeeded(later);
+        b.succeeded(later, true);
         assert_eq!(b.admit(later), Admission::Pass);
         assert_eq!(b.view(later).state, BreakerState::Closed);
     }
@@ -346,7 +371,7 @@ mod tests {
         b.trip(t0, "health probe failed");
         let later = t0 + Duration::from_secs(6);
         assert_eq!(b.admit(later), Admission::Probe);
-        b.failed(later, None, &down());
+        b.failed(later, None, &down(), true);
         assert_eq!(
             b.admit(later),
             Admission::Skip {
@@ -369,10 +394,10 @@ mod tests {
     #[test]
     fn retry_after_opens_it_for_exactly_that_long() {
         let (b, t0) = (breaker(), Instant::now());
-        b.failed(t0, Some(Duration::from_secs(2)), &down());
+        b.failed(t0, Some(Duration::from_secs(2)), &down(), false);
         assert!(!b.available(t0 + Duration::from_millis(1999)));
         assert!(b.available(t0 + Duration::from_secs(2)));
-        b.failed(t0, Some(Duration::from_secs(3600)), &down());
+        b.failed(t0, Some(Duration::from_secs(3600)), &down(), false);
         assert_eq!(b.skipping_until(t0), Some(t0 + MAX_RETRY_AFTER));
     }
 
@@ -383,13 +408,13 @@ mod tests {
         for (i, ok) in [true, false, true, false, true].into_iter().enumerate() {
             let at = t0 + Duration::from_millis(i as u64);
             if ok {
-                b.succeeded(at)
+                b.succeeded(at, false)
             } else {
-                b.failed(at, None, &down())
+                b.failed(at, None, &down(), false)
             }
         }
         assert_eq!(b.admit(t0), Admission::Pass);
-        b.failed(t0 + Duration::from_millis(6), None, &down());
+        b.failed(t0 + Duration::from_millis(6), None, &down(), false);
         assert!(
             matches!(b.admit(t0), Admission::Skip { .. }),
             "3 of 6 failed: {:?}",
@@ -398,20 +423,50 @@ mod tests {
         // Outcomes older than the window no longer count.
         let (b, t0) = (breaker(), Instant::now());
         for i in 0..5 {
-            b.failed(t0, None, &down());
-            b.succeeded(t0 + Duration::from_millis(i));
+            b.failed(t0, None, &down(), false);
+            b.succeeded(t0 + Duration::from_millis(i), false);
+            b.succeeded(t0 + Duration::from_millis(i), false);
         }
+        assert_eq!(b.admit(t0), Admission::Pass, "1 in 3 failed");
         let much_later = t0 + Duration::from_secs(60);
-        b.failed(much_later, None, &down());
+        b.failed(much_later, None, &down(), false);
         assert_eq!(b.admit(much_later), Admission::Pass);
         assert!(b.view(much_later).error_rate > 0.99);
+    }
+
+    #[test]
+    fn requests_under_way_when_it_opened_neither_close_it_nor_push_it_out() {
+        let (b, t0) = (breaker(), Instant::now());
+        b.failed(t0, Some(Duration::from_secs(60)), &down(), false);
+        let until = t0 + Duration::from_secs(60);
+        b.succeeded(t0 + Duration::from_secs(1), false);
+        assert_eq!(
+            b.skipping_until(t0 + Duration::from_secs(1)),
+            Some(until),
+            "a late success does not close it"
+        );
+        b.failed(t0 + Duration::from_secs(2), None, &down(), false);
+        assert_eq!(
+            b.skipping_until(t0 + Duration::from_secs(2)),
+            Some(until),
+            "a late failure does not move it"
+        );
+        // Half-open: a late failure is not the probe's.
+        let (b, t0) = (breaker(), Instant::now());
+        b.trip(t0, "x");
+        let later = t0 + Duration::from_secs(5);
+        assert_eq!(b.admit(later), Admission::Probe);
+        b.failed(later, None, &down(), false);
+        assert_eq!(b.view(later).state, BreakerState::HalfOpen);
+        b.succeeded(later, true);
+        assert_eq!(b.view(later).state, BreakerState::Closed);
     }
 
     #[test]
     fn memory_is_bounded_however_many_requests_arrive() {
         let (b, t0) = (breaker(), Instant::now());
         for _ in 0..10 * MAX_OUTCOMES {
-            b.succeeded(t0);
+            b.succeeded(t0, false);
         }
         assert_eq!(b.inner.lock().outcomes.len(), MAX_OUTCOMES);
     }

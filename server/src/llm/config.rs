@@ -70,6 +70,13 @@ pub fn names(deployments: &[DeploymentSpec]) -> Vec<String> {
         .collect()
 }
 
+/// Names a `[[deployment]]` may not take: the providers set by environment
+/// are deployments under these names, and Mission Control's board has the
+/// others.
+const RESERVED: &[&str] = &[
+    "ollama", "openai", "deepseek", "compat", "sim", "server", "database",
+];
+
 /// A name or model safe in a metric label, a header and a log line.
 fn plain(s: &str) -> bool {
     !s.is_empty()
@@ -96,6 +103,16 @@ pub fn check(deployments: &[DeploymentSpec], fallbacks: &[FallbackSpec]) -> anyh
         anyhow::ensure!(
             seen.insert(name.as_str()),
             "deployment {name:?} is declared twice"
+        );
+        anyhow::ensure!(
+            !RESERVED.contains(&name.as_str()),
+            "deployment name {name:?} is taken (by a provider or a health check); choose another"
+        );
+        // Names reach every client (replies, Server-Timing): an address
+        // there would tell them where the model runs.
+        anyhow::ensure!(
+            !name.contains("://"),
+            "deployment name {name:?} looks like an address; names are shown to clients, so use a plain one"
         );
         anyhow::ensure!(
             PROVIDERS.contains(&d.provider.as_str()),
@@ -246,6 +263,14 @@ mod tests {
         assert!(error(weight).contains("weight"));
         let typo = "[[deployment]]\nmodel='m'\nprovider='sim'\nwieght=2\n";
         assert!(error(typo).contains("wieght"), "{}", error(typo));
+        let taken = "[[deployment]]\nname='ollama'\nmodel='m'\nprovider='sim'\n";
+        assert!(error(taken).contains("is taken"), "{}", error(taken));
+        let address = "[[deployment]]\nname='http://10.0.0.5:11434'\nmodel='m'\nprovider='sim'\n";
+        assert!(
+            error(address).contains("looks like an address"),
+            "{}",
+            error(address)
+        );
         let quote = "[[deployment]]\nmodel='m\"x'\nprovider='sim'\n";
         assert!(error(quote).contains("use 1-128"));
     }

@@ -10,7 +10,7 @@ use super::Provider;
 use crate::observability::exporter::AttemptCounters;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,8 @@ pub struct Deployment {
     pub weight: u32,
     pub breaker: Breaker,
     in_flight: AtomicUsize,
+    /// Background health probes failed in a row.
+    probe_failures: AtomicU32,
     ttfts: Mutex<VecDeque<f64>>,
     /// Where its attempts are counted for `/metrics`, once the service is built.
     counters: OnceLock<AttemptCounters>,
@@ -67,6 +69,7 @@ impl Deployment {
             weight: weight.max(1),
             breaker,
             in_flight: AtomicUsize::new(0),
+            probe_failures: AtomicU32::new(0),
             ttfts: Mutex::new(VecDeque::with_capacity(TTFT_SAMPLES)),
             counters: OnceLock::new(),
         }
@@ -104,6 +107,22 @@ impl Deployment {
         }
     }
 
+    /// A background health probe's verdict: `reachable` false when it could
+    /// not connect or got no answer in time. Two such in a row open the
+    /// breaker of a `[[deployment]]` (one slow probe is not an outage, and a
+    /// provider set by environment is judged by its requests alone: it is
+    /// often the only one, and its own error names the fix).
+    pub fn probed(&self, reachable: bool, now: Instant) {
+        if reachable {
+            self.probe_failures.store(0, Ordering::Relaxed);
+            return;
+        }
+        let failures = self.probe_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if failures >= 2 && self.model.is_some() {
+            self.breaker.trip(now, "health probe failed twice in a row");
+        }
+    }
+
     fn record_ttft(&self, ttft: Duration) {
         let mut samples = self.ttfts.lock();
         if samples.len() == TTFT_SAMPLES {
@@ -131,10 +150,33 @@ impl Deployment {
     }
 }
 
-/// Whether a failure says the deployment is unwell (and so counts against
-/// its breaker), rather than something about the request.
+/// Whether a failure is the request's own doing (a 400, 413 or 422: the
+/// upstream refused what was asked), so that no other deployment would
+/// answer it differently. Everything else moves the request on.
+pub fn request_at_fault(error: &ProviderError) -> bool {
+    matches!(
+        error,
+        ProviderError::Status {
+            status: 400 | 413 | 422,
+            ..
+        }
+    )
+}
+
+/// Whether a failure says the deployment is unwell, and so counts against
+/// its breaker: not the request's fault, not a model it lacks (a provider
+/// serving many models must not be shut for one missing), and not a reply
+/// that ran past the request's own total time limit.
 pub fn counts_against(error: &ProviderError) -> bool {
-    error.is_retryable() || matches!(error, ProviderError::Timeout { .. })
+    !request_at_fault(error)
+        && !matches!(
+            error,
+            ProviderError::ModelNotFound { .. }
+                | ProviderError::Timeout {
+                    phase: "the whole reply",
+                    ..
+                }
+        )
 }
 
 /// One request's place at a deployment: counted in its in-flight figure
@@ -155,10 +197,12 @@ impl Ticket {
     /// The first token arrived (or the reply ended without one, cleanly).
     pub fn succeeded(&mut self, ttft: Option<Duration>) {
         self.settled = true;
+        self.deployment
+            .breaker
+            .succeeded(Instant::now(), self.probe);
         if let Some(c) = self.deployment.counters.get() {
             c.ok.inc();
         }
-        self.deployment.breaker.succeeded(Instant::now());
         if let Some(ttft) = ttft {
             self.deployment.record_ttft(ttft);
         }
@@ -179,7 +223,7 @@ impl Ticket {
             };
             self.deployment
                 .breaker
-                .failed(Instant::now(), retry_after, error);
+                .failed(Instant::now(), retry_after, error, self.probe);
         }
     }
 }

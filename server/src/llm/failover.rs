@@ -11,7 +11,7 @@
 //! error event instead).
 
 use super::balance::NoPick;
-use super::deployment::{Deployment, Ticket};
+use super::deployment::{request_at_fault, Deployment, Ticket};
 use super::error::ProviderError;
 use super::queue::QueueFull;
 use super::relay::{self, Started, StreamLimits};
@@ -177,15 +177,13 @@ pub async fn open(
                         drop(permit);
                         ticket.failed(&error);
                         tried.push(note(error.code()));
-                        let (moves_on, retry_here) = (
-                            error.is_retryable()
-                                || matches!(
-                                    error,
-                                    ProviderError::ModelNotFound { .. }
-                                        | ProviderError::NotConfigured { .. }
-                                ),
-                            error.is_retryable(),
-                        );
+                        let moves_on = !request_at_fault(&error);
+                        // Retried in place only when it may pass on a second
+                        // try, and when it did not ask for a longer wait than
+                        // calos holds a request for.
+                        let asked = error.retry_after().map(Duration::from_secs);
+                        let retry_here =
+                            error.is_retryable() && asked.is_none_or(|wait| wait <= MAX_RETRY_WAIT);
                         let wait = retry_wait(&error, limits, retries);
                         last = Some(Unopened::Provider(error));
                         if !moves_on {
@@ -302,13 +300,16 @@ fn upstream_attempts(tried: &[Attempt]) -> u32 {
     tried.iter().filter(|a| a.outcome != "queue_full").count() as u32
 }
 
+/// The longest calos waits before trying the same deployment again.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(5);
+
 /// How long to wait before trying the same deployment again: what it asked
-/// for, or exponential backoff, capped at 5 s.
+/// for, or exponential backoff, at most [`MAX_RETRY_WAIT`].
 fn retry_wait(error: &ProviderError, limits: StreamLimits, retries: u32) -> Duration {
     let backoff = limits.backoff * 2u32.saturating_pow(retries);
     error
         .retry_after()
         .map(Duration::from_secs)
         .unwrap_or(backoff)
-        .min(Duration::from_secs(5))
+        .min(MAX_RETRY_WAIT)
 }

@@ -276,7 +276,9 @@ on_both_databases! {
 
     async fn html_pages_invalid_utf8_and_redirects_from_upstream_are_502s(backend: Backend) {
         let mock = mock(5, 1000.0, 2).await;
-        let (app, user) = app_with(backend, &mock, &["--upstream-retries", "0"]).await;
+        // Six broken answers in a row would open the breaker; this test is
+        // about how each one is told.
+        let (app, user) = app_with(backend, &mock, &["--upstream-retries", "0", "--breaker-failures", "100"]).await;
         for fault in [Fault::Html, Fault::InvalidUtf8, Fault::Redirect] {
             mock.state.set_fault(fault.clone());
             for stream in [false, true] {

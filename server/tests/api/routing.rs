@@ -214,6 +214,33 @@ async fn a_429_with_retry_after_keeps_that_deployment_out_for_that_long() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_deployment_or_one_that_refuses_its_key_is_left_for_another() {
+    let (a, b) = (mock(0, 0.0, 2).await, mock(0, 0.0, 2).await);
+    let config = deployment("llama3.2", &a, "") + &deployment("llama3.2", &b, "");
+    let (app, user, _dir) = gateway(&config, &["--first-token-timeout-secs", "0.5"]).await;
+    // Hung: it takes the request and never sends a token.
+    set_fault(&a, Fault::StallAfter(0));
+    let r = ask_fresh(&app, &user.token, "llama3.2").await;
+    assert_eq!(r.status(), 200);
+    let answer: CompleteResponse = r.json().await.unwrap();
+    let outcomes: Vec<String> = answer
+        .timings
+        .unwrap()
+        .tried
+        .iter()
+        .map(|t| format!("{} {}", t.deployment, t.outcome))
+        .collect();
+    assert_eq!(outcomes, ["llama3.2#1 provider_timeout", "llama3.2#2 ok"]);
+
+    // A revoked key (401): every request is answered by b, and after five
+    // refusals in a row a's breaker is open.
+    set_fault(&a, Fault::Status(401));
+    assert_eq!(load(&app, &user.token, "llama3.2", 12, 1).await, 12);
+    assert_eq!(breaker_state(&app, "llama3.2#1").await, Some(2.0));
+    assert!(requests(&a) <= 5, "{}", requests(&a));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fallback_answers_when_every_deployment_is_down_and_a_named_503_when_it_is_too() {
     let (a, b, backup) = (
         mock(0, 0.0, 2).await,

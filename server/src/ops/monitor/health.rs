@@ -134,9 +134,19 @@ pub async fn timed<T, E: std::fmt::Display>(
 ) -> Check {
     let started = Instant::now();
     let result = tokio::time::timeout(CHECK_TIMEOUT, probe).await;
+    verdict(started, &result, describe)
+}
+
+/// The check a probe's outcome makes: `result` is what it answered within
+/// the time limit (`Err`: no answer in time), `started` when it began.
+pub fn verdict<T, E: std::fmt::Display>(
+    started: Instant,
+    result: &Result<Result<T, E>, tokio::time::error::Elapsed>,
+    describe: impl FnOnce(&T) -> String,
+) -> Check {
     let latency = started.elapsed();
     let (status, message) = match result {
-        Ok(Ok(value)) => (HealthStatus::Up, describe(&value)),
+        Ok(Ok(value)) => (HealthStatus::Up, describe(value)),
         Ok(Err(e)) => (HealthStatus::Down, e.to_string()),
         Err(_) => (
             HealthStatus::Down,

@@ -299,19 +299,19 @@ async fn probe_all(
             continue;
         }
         probes.push(Box::pin(async move {
-            let check = health::timed(provider.models(), |models| {
-                format!("{} models", models.len())
-            })
-            .await;
-            // A `[[deployment]]` that stops answering is taken out before a
+            let started = Instant::now();
+            let answer = tokio::time::timeout(health::CHECK_TIMEOUT, provider.models()).await;
+            // A deployment that cannot be reached is taken out before a
             // request finds out the slow way; a request probes it back in.
-            // (A provider set by environment is judged by its requests alone:
-            // it is often the only one, and its own error says how to fix it.)
-            if check.status == HealthStatus::Down && deployment.model.is_some() {
-                deployment
-                    .breaker
-                    .trip(std::time::Instant::now(), "health probe failed");
-            }
+            // Any answer, even an error, means it is there.
+            let reachable = !matches!(
+                answer,
+                Err(_) | Ok(Err(crate::llm::error::ProviderError::Unreachable { .. }))
+            );
+            deployment.probed(reachable, Instant::now());
+            let check = health::verdict(started, &answer, |models| {
+                format!("{} models", models.len())
+            });
             (deployment.name.clone(), ComponentKind::Provider, check)
         }));
     }
