@@ -169,6 +169,12 @@ on_both_databases! {
         assert_eq!(exported.messages.len(), 4);
         let bad = app.get(&format!("/api/conversations/{}/export?format=pdf", made.id), Some(&user.token)).await;
         assert_eq!(error_code(bad).await, (400, "invalid_query".into()));
+        // A NUL (which PostgreSQL text cannot hold) in a search or a cursor
+        // is a 400, found by the contract fuzz.
+        for query in ["q=a%00b", "before=x%00", "q=%16"] {
+            let bad = app.get(&format!("/api/conversations?{query}"), Some(&user.token)).await;
+            assert_eq!(error_code(bad).await, (400, "invalid_query".into()), "{query}");
+        }
 
         let gone = app
             .request(reqwest::Method::DELETE, &format!("/api/conversations/{}", made.id), Some(&user.token))

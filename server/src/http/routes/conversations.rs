@@ -96,6 +96,20 @@ async fn list(
             "`q` is at most 200 characters.",
         ));
     }
+    // PostgreSQL text cannot hold a NUL, and no title holds a control
+    // character: such a search or cursor is refused, not sent to the store.
+    for (field, value) in [("q", &params.q), ("before", &params.before)] {
+        if value
+            .as_deref()
+            .is_some_and(|v| v.chars().any(char::is_control))
+        {
+            return Err(ApiError::invalid_field(
+                "invalid_query",
+                field,
+                format!("`{field}` may not contain control characters."),
+            ));
+        }
+    }
     let page = conversations
         .list(
             &user.user_id,
