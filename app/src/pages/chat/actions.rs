@@ -202,9 +202,13 @@ mod browser {
                 } else {
                     e.message
                 };
-                reply.error.set(Some(message.clone()));
+                // A failed send is told once, above the composer: the turn
+                // it made is about to be replaced by what the server kept.
+                // A stop stays on the reply it cut.
                 if failed {
                     state.notice.set(Some(message));
+                } else {
+                    reply.error.set(Some(message));
                 }
             }
             reply.streaming.set(false);
