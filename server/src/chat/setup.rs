@@ -264,20 +264,20 @@ fn configured_provider(
                 );
             Provider::Ollama(upstream)
         }
-        "openai" => openai_like(
-            "openai",
-            url.unwrap_or(&args.openai_base_url),
-            key,
-            spec.api_key_env.as_deref().unwrap_or("OPENAI_API_KEY"),
-            pool,
-        )?,
-        "deepseek" => openai_like(
-            "deepseek",
-            url.unwrap_or(&args.deepseek_base_url),
-            key,
-            spec.api_key_env.as_deref().unwrap_or("DEEPSEEK_API_KEY"),
-            pool,
-        )?,
+        "openai" | "deepseek" => {
+            let (base, key_env) = if spec.provider == "openai" {
+                (&args.openai_base_url, "OPENAI_API_KEY")
+            } else {
+                (&args.deepseek_base_url, "DEEPSEEK_API_KEY")
+            };
+            openai_like(
+                &spec.provider,
+                url.unwrap_or(base),
+                key,
+                spec.api_key_env.as_deref().unwrap_or(key_env),
+                pool,
+            )?
+        }
         "compat" => Provider::OpenAi(compat(
             url.unwrap_or_default(),
             key.and_then(ApiKey::new),

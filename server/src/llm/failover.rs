@@ -213,7 +213,9 @@ pub async fn open(
             // A failure that says the request itself is wrong: no other
             // deployment would answer it differently.
             let provider = last_provider.unwrap_or_default();
-            let error = last.unwrap_or_else(|| unavailable(params, &tried, &skipped));
+            let error = last.unwrap_or_else(|| {
+                Unopened::Unavailable(unavailable_detail(params, &tried, &skipped))
+            });
             return Err(NotOpened {
                 error,
                 tried,
@@ -248,10 +250,6 @@ pub async fn open(
         queue,
         provider,
     })
-}
-
-fn unavailable(params: &ChatParams, tried: &[Attempt], skipped: &[(String, Instant)]) -> Unopened {
-    Unopened::Unavailable(unavailable_detail(params, tried, skipped))
 }
 
 fn unavailable_detail(

@@ -364,7 +364,7 @@ impl Exporter {
         );
         registry.register(
             "deployment_error_ratio",
-            "Failed share of a deployment's attempts in the breaker's window",
+            "Failed outcomes' share of a deployment's recent outcomes in the breaker's window (a reply that fails after its first token counts once each way)",
             deployments.error_ratio.clone(),
         );
         registry.register_with_unit(
