@@ -15,6 +15,7 @@ pub mod markdown;
 pub mod pages;
 pub mod session;
 pub mod sse;
+pub mod verdict;
 pub mod wire;
 
 use leptos::prelude::*;

@@ -312,6 +312,11 @@ pub struct LlmArgs {
     /// ends); more get 429 `too_many_inflight`.
     #[arg(long, env = "CALOS_MAX_INFLIGHT_PER_USER", default_value = "32")]
     pub max_inflight_per_user: NonZeroUsize,
+    /// Debug builds only: milliseconds every chat request spends in calos's
+    /// own code, to test that the verdict names calos (not in release builds).
+    #[cfg(debug_assertions)]
+    #[arg(long, env = "CALOS_DEBUG_DELAY_MS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=crate::chat::debug_delay::MAX_MS))]
+    pub debug_delay_ms: u64,
     /// Response cache size in bytes (text, provider, key and bookkeeping). Each
     /// entry is charged at least this / `CALOS_CACHE_CAPACITY`, so that entry
     /// count holds too; a reply over 1/16 of this is not cached.

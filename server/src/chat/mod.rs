@@ -3,6 +3,7 @@
 
 pub mod cache;
 mod coalesce;
+pub mod debug_delay;
 mod delivery;
 pub mod inflight;
 mod service;

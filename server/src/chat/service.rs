@@ -4,6 +4,7 @@
 
 use crate::chat::cache::{CacheKey, CachedReply, ResponseCache};
 use crate::chat::coalesce::{Flights, Role};
+use crate::chat::debug_delay::DebugDelay;
 use crate::chat::delivery::{self, Abandoned, DeliveryLimits};
 use crate::chat::inflight::{InFlight, InFlightLimiter, TooManyInFlight};
 use crate::llm::error::ProviderError;
@@ -176,6 +177,8 @@ pub struct ChatService {
     /// Whole answers being fetched, by cache key: the same user's identical
     /// request arriving meanwhile waits for that answer instead of asking again.
     flights: Flights<CacheKey, Fetched>,
+    /// Time spent in calos's own code on purpose (debug builds only).
+    debug_delay: DebugDelay,
 }
 
 /// A whole answer fetched from upstream, as every request that waited for
@@ -243,7 +246,15 @@ impl ChatService {
             in_flight,
             wind_down: CancellationToken::new(),
             flights: Flights::default(),
+            debug_delay: DebugDelay::default(),
         }
+    }
+
+    /// Makes every chat request spend `delay` in calos's own code: an
+    /// experiment's injected slowness (a no-op in release builds).
+    pub fn with_debug_delay(mut self, delay: DebugDelay) -> Self {
+        self.debug_delay = delay;
+        self
     }
 
     /// Counts every request against its limits and in the usage ledger.
@@ -331,6 +342,8 @@ impl ChatService {
                 return Err(refused);
             }
         };
+        // Only debug builds pause here: calos's own time, for experiments.
+        self.debug_delay.pause().await;
         let head = Breakdown {
             auth: ms(ctx.auth),
             database: ms(ctx.db),

@@ -2,6 +2,7 @@
 //! in the log what is available (Ollama is probed, not assumed).
 
 use crate::chat::cache::{CacheBounds, ResponseCache};
+use crate::chat::debug_delay::DebugDelay;
 use crate::chat::{ChatService, UserLimits};
 use crate::config::LlmArgs;
 use crate::llm::breaker::Breaker;
@@ -79,7 +80,7 @@ pub async fn build_chat(
         ttl: args.cache_ttl,
     })
     .reporting_to(metrics.exporter().clone());
-    Ok(ChatService::new(
+    let service = ChatService::new(
         router,
         cache,
         stream_limits(args),
@@ -90,7 +91,26 @@ pub async fn build_chat(
             in_flight: args.max_inflight_per_user,
         },
         metrics,
-    ))
+    );
+    Ok(service.with_debug_delay(debug_delay(args)))
+}
+
+/// The debug-only delay in calos's own code (none in a release build).
+fn debug_delay(args: &LlmArgs) -> DebugDelay {
+    #[cfg(debug_assertions)]
+    let delay = DebugDelay::from_ms(args.debug_delay_ms);
+    #[cfg(not(debug_assertions))]
+    let delay = {
+        let _ = args;
+        DebugDelay::default()
+    };
+    if let Some(delay) = delay.configured() {
+        tracing::warn!(
+            delay_ms = delay.as_millis() as u64,
+            "debug build: every chat request spends this long in calos's own code (CALOS_DEBUG_DELAY_MS)"
+        );
+    }
+    delay
 }
 
 /// The upstream time limits and retry policy from configuration.

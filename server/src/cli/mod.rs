@@ -40,6 +40,8 @@ pub enum Command {
     MockLlm(crate::emulators::mock_llm::MockArgs),
     /// A real HTTP OAuth 2.0 / OpenID provider emulator (Google, GitHub and Apple flavours) for tests.
     MockOauth(crate::emulators::mock_oauth::MockOAuthArgs),
+    /// A delaying TCP proxy (a userspace `tc netem`): adds latency, jitter and a bandwidth cap to every connection.
+    MockNet(crate::emulators::mock_net::MockNetArgs),
     /// Ed25519 identities: make a key, show it, sign in with it (no email, no password).
     Identity(identity::IdentityArgs),
     /// Sign in and time one chat; split it into auth, database, queue, LLM, network; name the culprit.
@@ -81,6 +83,7 @@ pub async fn run(cli: Cli) -> std::process::ExitCode {
         Some(Command::Serve(args)) => serve(*args).await,
         Some(Command::MockLlm(args)) => crate::emulators::mock_llm::run(args).await,
         Some(Command::MockOauth(args)) => crate::emulators::mock_oauth::run(args).await,
+        Some(Command::MockNet(args)) => crate::emulators::mock_net::run(args).await,
         Some(Command::Identity(args)) => identity::run(args).await,
         Some(Command::Perf(args)) => return tool(toolbox::perf::run(*args).await.map(|()| 0)),
         Some(Command::Load(args)) => return tool(toolbox::load::run(*args).await),

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod accounts;
+mod attribution;
 mod chat;
 mod chat_bounds;
 mod connections;

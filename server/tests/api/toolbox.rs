@@ -14,10 +14,10 @@ use serde_json::Value;
 use server::cli::toolbox::{diag, perf, ToolError, EXIT_UNREACHABLE};
 use server::cli::Cli;
 use server::emulators::mock_llm::MockServer;
+use server::emulators::mock_net::{self, MockNet, MockNetArgs};
 use std::process::Output;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_calos");
@@ -181,38 +181,13 @@ async fn requests_seen(mock: &MockServer) -> u64 {
         .load(std::sync::atomic::Ordering::SeqCst)
 }
 
-/// A TCP proxy that holds every chunk travelling back from `upstream` for
-/// `delay`: a slow network or a slow database, made to order.
-async fn slow_proxy(upstream: String, delay: Duration) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut client, _)) = listener.accept().await {
-            let upstream = upstream.clone();
-            tokio::spawn(async move {
-                let Ok(mut server) = TcpStream::connect(&upstream).await else {
-                    return;
-                };
-                let _ = (client.set_nodelay(true), server.set_nodelay(true));
-                let (mut cr, mut cw) = client.split();
-                let (mut sr, mut sw) = server.split();
-                let up = tokio::io::copy(&mut cr, &mut sw);
-                let down = async {
-                    let mut buf = vec![0u8; 64 * 1024];
-                    loop {
-                        let n = sr.read(&mut buf).await?;
-                        if n == 0 {
-                            return Ok::<_, std::io::Error>(());
-                        }
-                        tokio::time::sleep(delay).await;
-                        cw.write_all(&buf[..n]).await?;
-                    }
-                };
-                let _ = tokio::join!(up, down);
-            });
-        }
-    });
-    addr.to_string()
+/// `calos mock-net` to `upstream`, holding every byte `delay` in each
+/// direction: a slow network or a slow database, made to order. The proxy runs
+/// until the returned value is dropped.
+async fn slow_proxy(upstream: String, delay: Duration) -> MockNet {
+    mock_net::start(&MockNetArgs::to(upstream, delay.as_secs_f64() * 1e3))
+        .await
+        .expect("mock-net starts")
 }
 
 /// A port nothing listens on.
@@ -441,10 +416,10 @@ async fn perf_blames_the_llm_when_the_model_is_slow() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn perf_blames_the_database_when_the_database_is_slow() {
-    // PostgreSQL behind a proxy that holds each answer for 80 ms.
     let pg = PgDatabase::create().await;
-    let proxy = slow_proxy("127.0.0.1:5432".into(), Duration::from_millis(80)).await;
-    let slow_url = pg.url.replace("127.0.0.1:5432", &proxy);
+    // PostgreSQL behind a proxy: each query's round trip costs 80 ms.
+    let proxy = slow_proxy("127.0.0.1:5432".into(), Duration::from_millis(40)).await;
+    let slow_url = pg.url.replace("127.0.0.1:5432", &proxy.addr.to_string());
     assert_ne!(slow_url, pg.url, "the database URL goes through the proxy");
     let mock = mock(10, 0.0, 3).await;
     let app = TestApp::spawn_on(Some(pg), Some(slow_url), &["--ollama-url", &mock.url()]).await;
@@ -458,8 +433,9 @@ async fn perf_blames_the_database_when_the_database_is_slow() {
 async fn perf_blames_the_network_when_the_path_to_calos_is_slow() {
     let mock = mock(10, 0.0, 3).await;
     let (app, token) = gateway(&mock).await;
-    let proxy = slow_proxy(app.addr.to_string(), Duration::from_millis(150)).await;
-    let r = perf_json(&format!("http://{proxy}"), &token).await;
+    // 75 ms each way: 150 ms per request and response.
+    let proxy = slow_proxy(app.addr.to_string(), Duration::from_millis(75)).await;
+    let r = perf_json(&format!("http://{}", proxy.addr), &token).await;
     assert!(f(&r, "/components/network") >= 150.0, "{r:#}");
     assert_eq!(r["verdict"]["culprit"], "network", "{r:#}");
 }

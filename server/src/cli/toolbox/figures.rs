@@ -69,6 +69,22 @@ impl ServerFigures {
         any.then_some(figures)
     }
 
+    /// As the wire breakdown, for the verdict's split. A stream's header
+    /// carries no total: the client's stands in (so its network is 0).
+    pub fn as_breakdown(&self, client_total: f64) -> Breakdown {
+        Breakdown {
+            auth: self.auth,
+            database: self.database,
+            queue: self.queue,
+            cache: self.cache,
+            upstream_connect: self.upstream_connect,
+            ttft: self.ttft,
+            llm: self.llm,
+            total: self.total.unwrap_or(client_total),
+            ..Default::default()
+        }
+    }
+
     /// The server's time not in any named phase: routing, validation, the cache
     /// write, serialisation: "your code" in the original guide's decision tree.
     pub fn own_code(&self) -> Option<f64> {

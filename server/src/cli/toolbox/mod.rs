@@ -5,6 +5,7 @@
 //! Figures and their definitions follow `docs/metrics.md` (TTFT = first non-empty
 //! content event, network = client total − server total, closed vs open loop).
 
+pub mod baseline;
 pub mod client;
 pub mod diag;
 pub mod figures;
@@ -12,7 +13,6 @@ pub mod load;
 pub mod perf;
 pub mod render;
 pub mod sse;
-pub mod verdict;
 
 /// Exit code for "the target could not be measured at all" (unreachable,
 /// refused sign-in), distinct from a run that measured failures.

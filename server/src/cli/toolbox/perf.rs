@@ -3,17 +3,23 @@
 //! and lines up the client's clock against the server's account: auth, database,
 //! queue, LLM (TTFT and generation), calos's own time, and network = client
 //! total − server total. Ends with the decision tree's verdict.
+//!
+//! With `--runs N` it repeats the chat and reports each component's median and
+//! spread; with `--baseline FILE` (a run saved by `--save`) it says whether
+//! the total changed beyond the noise and which component explains it
+//! (`app::verdict::change`).
 
+use super::baseline::{BaselineArgs, SavedRuns};
 use super::client::{
-    describe_send_error, error_message, http_client, ChatApi, ChatTargetArgs, Gateway,
+    describe_send_error, error_message, http_client, ChatApi, ChatBody, ChatTargetArgs, Gateway,
 };
 use super::figures::ServerFigures;
 use super::render::{banner, bar, ms};
 use super::sse::read_stream;
-use super::verdict::{decide, Components, Verdict};
 use super::ToolError;
 use crate::config::{duration, Unit, Zero};
-use app::wire::CompleteResponse;
+use app::verdict::{decide, medians, Change, Component, Components, Spread, Verdict};
+use app::wire::{CompleteResponse, ConversationView, CreateConversationRequest};
 use clap::Args;
 use serde::Serialize;
 use std::time::{Duration, Instant};
@@ -34,6 +40,31 @@ pub struct PerfArgs {
     /// Print one JSON object instead of the report.
     #[arg(long)]
     pub json: bool,
+    /// Repeat the chat N times and report each component's median and spread.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub runs: u32,
+    /// Chats sent first and not counted (default: 1 with several runs or a
+    /// baseline, else 0): a fresh connection's setup is not the steady state.
+    #[arg(long)]
+    pub warmup: Option<u32>,
+    /// Ask each question in a new conversation, as the chat page does, so
+    /// reading and writing it is on the request's path (its database time).
+    /// The conversation is deleted afterwards.
+    #[arg(long)]
+    pub conversation: bool,
+    #[command(flatten)]
+    pub compare: BaselineArgs,
+}
+
+impl PerfArgs {
+    /// One chat, reported as always, when nothing asks for more.
+    fn single(&self) -> bool {
+        self.runs == 1 && self.compare.save.is_none() && self.compare.baseline.is_none()
+    }
+
+    fn warmup_runs(&self) -> u32 {
+        self.warmup.unwrap_or(u32::from(!self.single()))
+    }
 }
 
 /// What the client measured.
@@ -70,21 +101,21 @@ fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// The components of the decision tree from both clocks.
+/// One request's components from both clocks: the server's account of its
+/// phases and the client's own total (network = client total − server total).
 pub fn components(client_total: f64, server: &ServerFigures) -> Components {
-    let server_total = server.total.unwrap_or(client_total);
-    Components {
-        total: client_total,
-        network: (client_total - server_total).max(0.0),
-        database: server.database,
-        queue: server.queue,
-        llm: server.llm.unwrap_or(0.0),
-        code: server.auth + server.own_code().unwrap_or(0.0),
-    }
+    Components::from_breakdown(&server.as_breakdown(client_total), Some(client_total))
 }
 
-/// Runs the measurement (no printing).
-pub async fn measure(args: &PerfArgs) -> Result<PerfReport, ToolError> {
+/// A signed-in perf client.
+pub struct Session {
+    gateway: Gateway,
+    token: String,
+    login_ms: Option<f64>,
+}
+
+/// Signs in once for every chat that follows.
+pub async fn sign_in(args: &PerfArgs) -> Result<Session, ToolError> {
     let gateway = Gateway::new(&args.target.url, http_client(4)?);
     let credentials = args.target.sign_in.credentials()?;
     let signed_in = gateway.sign_in(&credentials).await?;
@@ -93,13 +124,96 @@ pub async fn measure(args: &PerfArgs) -> Result<PerfReport, ToolError> {
             "calos perf needs an account: --email or --username with --password-stdin / CALOS_PASSWORD, or --token"
         )));
     };
+    Ok(Session {
+        gateway,
+        token,
+        login_ms: signed_in.took.map(millis),
+    })
+}
+
+/// Runs the measurement once (no printing).
+pub async fn measure(args: &PerfArgs) -> Result<PerfReport, ToolError> {
+    let session = sign_in(args).await?;
+    for _ in 0..args.warmup_runs() {
+        chat_once(&session, args).await?;
+    }
+    chat_once(&session, args).await
+}
+
+/// Starts a conversation for one chat (untimed), when asked to.
+async fn open_conversation(
+    session: &Session,
+    args: &PerfArgs,
+) -> Result<Option<String>, ToolError> {
+    if !args.conversation {
+        return Ok(None);
+    }
+    let url = session.gateway.url("/api/conversations");
+    let response = session
+        .gateway
+        .client
+        .post(&url)
+        .bearer_auth(&session.token)
+        .json(&CreateConversationRequest {
+            title: Some("calos perf".into()),
+            model: Some(args.target.model.clone()),
+        })
+        .send()
+        .await
+        .map_err(|e| describe_send_error(&url, &e))?;
+    let status = response.status();
+    let body = response.bytes().await.unwrap_or_default();
+    if !status.is_success() {
+        return Err(ToolError::Refused(format!(
+            "starting a conversation failed ({}): {}",
+            status.as_u16(),
+            error_message(&body)
+        )));
+    }
+    let made: ConversationView = serde_json::from_slice(&body)
+        .map_err(|e| ToolError::Refused(format!("the new conversation is not calos's: {e}")))?;
+    Ok(Some(made.id))
+}
+
+/// Deletes a conversation perf made. Best effort: the measurement is done.
+async fn close_conversation(session: &Session, id: &str) {
+    let url = session.gateway.url(&format!("/api/conversations/{id}"));
+    let _ = session
+        .gateway
+        .client
+        .delete(&url)
+        .bearer_auth(&session.token)
+        .send()
+        .await;
+}
+
+/// One timed chat (in a conversation of its own with `--conversation`).
+pub async fn chat_once(session: &Session, args: &PerfArgs) -> Result<PerfReport, ToolError> {
+    let conversation = open_conversation(session, args).await?;
+    let report = timed_chat(session, args, conversation.clone()).await;
+    if let Some(id) = conversation {
+        close_conversation(session, &id).await;
+    }
+    report
+}
+
+async fn timed_chat(
+    session: &Session,
+    args: &PerfArgs,
+    conversation: Option<String>,
+) -> Result<PerfReport, ToolError> {
+    let gateway = &session.gateway;
     let url = gateway.url(ChatApi::Calos.path());
+    let mut body = ChatApi::Calos.body(&args.target.model, &args.target.prompt, args.stream);
+    if let ChatBody::Calos(request) = &mut body {
+        request.conversation_id = conversation;
+    }
     let mut request = gateway
         .client
         .post(&url)
-        .bearer_auth(&token)
+        .bearer_auth(&session.token)
         .header("X-Timing-Detail", "true")
-        .json(&ChatApi::Calos.body(&args.target.model, &args.target.prompt, args.stream))
+        .json(&body)
         .timeout(args.timeout);
     if !args.allow_cache {
         request = request.header(reqwest::header::CACHE_CONTROL, "no-cache");
@@ -187,7 +301,7 @@ pub async fn measure(args: &PerfArgs) -> Result<PerfReport, ToolError> {
         provider,
         stream: args.stream,
         cache_status,
-        login_ms: signed_in.took.map(millis),
+        login_ms: session.login_ms,
         verdict: decide(&components, &args.target.model),
         client,
         server,
@@ -251,11 +365,7 @@ pub fn render(r: &PerfReport) -> String {
     } else {
         out.push_str("├─ LLM:         (not called: answered from the cache)\n");
     }
-    out.push_str(&line(
-        "├─",
-        "calos code:",
-        r.components.code - r.server.auth,
-    ));
+    out.push_str(&line("├─", "calos code:", r.components.code));
     out.push_str(&line("└─", "Network:", r.components.network));
     out.push_str(&format!(
         "   (network = client total − server total {})\n",
@@ -284,17 +394,187 @@ pub fn render(r: &PerfReport) -> String {
     out
 }
 
-pub async fn run(args: PerfArgs) -> Result<(), ToolError> {
-    let report = measure(&args).await?;
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).map_err(anyhow::Error::from)?
-        );
-    } else {
-        print!("{}", render(&report));
+/// One component's median and spread over a series.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ComponentSpread {
+    pub component: Component,
+    #[serde(flatten)]
+    pub spread: Spread,
+}
+
+/// The baseline a series was compared with.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BaselineInfo {
+    pub path: String,
+    pub tool: String,
+    pub url: String,
+    pub saved_at: String,
+    pub runs: usize,
+}
+
+/// `calos perf --runs N`, `--save` or `--baseline`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SeriesReport {
+    pub url: String,
+    pub model: String,
+    pub stream: bool,
+    pub conversation: bool,
+    pub login_ms: Option<f64>,
+    pub warmup: u32,
+    /// Every counted run's components, in order.
+    pub runs: Vec<Components>,
+    pub spread: Vec<ComponentSpread>,
+    /// The answer: the comparison's with a baseline, else the decision
+    /// tree's over the medians.
+    pub verdict: Verdict,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<BaselineInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change: Option<Change>,
+}
+
+/// Runs a series: warm-up, `--runs` timed chats, then the comparison.
+pub async fn measure_series(args: &PerfArgs) -> Result<SeriesReport, ToolError> {
+    let baseline = args.compare.read_baseline()?;
+    let session = sign_in(args).await?;
+    for _ in 0..args.warmup_runs() {
+        chat_once(&session, args).await?;
     }
-    Ok(())
+    let mut runs = Vec::with_capacity(args.runs as usize);
+    for _ in 0..args.runs {
+        runs.push(chat_once(&session, args).await?.components);
+    }
+    if let Some(path) = &args.compare.save {
+        SavedRuns::new(
+            "perf",
+            &args.target.url,
+            &args.target.model,
+            args.stream,
+            &runs,
+        )
+        .write(path)?;
+    }
+    let change = args
+        .compare
+        .compare(baseline.as_ref(), &runs, &args.target.model);
+    let spread = Component::ALL
+        .iter()
+        .map(|&component| ComponentSpread {
+            component,
+            spread: Spread::of(&app::verdict::change::column(&runs, component)).unwrap_or_default(),
+        })
+        .collect();
+    let verdict = match &change {
+        Some(change) => change.verdict.clone(),
+        None => decide(&medians(&runs), &args.target.model),
+    };
+    Ok(SeriesReport {
+        url: args.target.url.clone(),
+        model: args.target.model.clone(),
+        stream: args.stream,
+        conversation: args.conversation,
+        login_ms: session.login_ms,
+        warmup: args.warmup_runs(),
+        runs,
+        spread,
+        verdict,
+        baseline: baseline.map(|b| BaselineInfo {
+            path: args
+                .compare
+                .baseline
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            tool: b.tool,
+            url: b.url,
+            saved_at: b.saved_at,
+            runs: b.runs.len(),
+        }),
+        change,
+    })
+}
+
+/// A series as a table of medians and spreads, then the comparison.
+pub fn render_series(r: &SeriesReport) -> String {
+    let mut out = banner("Chat Performance, repeated");
+    out.push_str(&format!(
+        "{} runs (after {} warm-up) of POST {}  model {}{}{}\n\n",
+        r.runs.len(),
+        r.warmup,
+        r.url,
+        r.model,
+        if r.stream { ", streamed" } else { "" },
+        if r.conversation {
+            ", each in a new conversation"
+        } else {
+            ""
+        },
+    ));
+    out.push_str(&format!(
+        "{:<22}{:>10}{:>20}{:>20}\n",
+        "component (ms)", "median", "p25 – p75", "min – max"
+    ));
+    for c in &r.spread {
+        let s = c.spread;
+        out.push_str(&format!(
+            "{:<22}{:>10.2}{:>20}{:>20}\n",
+            c.component.label(),
+            s.median,
+            format!("{:.2} – {:.2}", s.p25, s.p75),
+            format!("{:.2} – {:.2}", s.min, s.max),
+        ));
+    }
+    if let (Some(change), Some(base)) = (&r.change, &r.baseline) {
+        out.push_str(&format!(
+            "\nAgainst {} ({} {} runs of {}, saved {}):\n",
+            base.path, base.runs, base.tool, base.url, base.saved_at
+        ));
+        out.push_str(&render_change(change));
+    }
+    out.push_str(&format!(
+        "\nVerdict: {}\nNext:    {}\n",
+        r.verdict.summary, r.verdict.next_step
+    ));
+    out
+}
+
+/// The per-component comparison table (shared with `calos load`).
+pub fn render_change(change: &Change) -> String {
+    let mut out = format!(
+        "{:<22}{:>11}{:>11}{:>11}{:>9}\n",
+        "component (ms)", "baseline", "now", "shift", "p"
+    );
+    for c in &change.components {
+        let named = change.named == Some(c.component);
+        out.push_str(&format!(
+            "{:<22}{:>11.2}{:>11.2}{:>+11.2}{:>9.3}{}\n",
+            c.component.label(),
+            c.baseline.median,
+            c.current.median,
+            c.shift,
+            c.p,
+            if named {
+                "  ◀ named"
+            } else if c.changed {
+                "  changed"
+            } else {
+                ""
+            }
+        ));
+    }
+    out
+}
+
+pub async fn run(args: PerfArgs) -> Result<(), ToolError> {
+    if args.single() {
+        let report = measure(&args).await?;
+        return super::diag::print(&report, args.json, render);
+    }
+    let report = measure_series(&args).await?;
+    super::diag::print(&report, args.json, render_series)
 }
 
 #[cfg(test)]
@@ -315,11 +595,11 @@ mod tests {
         };
         let c = components(950.0, &server);
         assert!((c.network - 48.0).abs() < 1e-9);
-        assert!(
-            (c.code - 1.0).abs() < 1e-9,
-            "auth 0.2 + unaccounted 0.8: {}",
-            c.code
+        assert!((c.code - 0.8).abs() < 1e-9, "unaccounted: {}", c.code);
+        assert!((c.calos() - 1.0).abs() < 1e-9, "auth 0.2 + unaccounted 0.8");
+        assert_eq!(
+            (c.connect, c.first_token, c.generation),
+            (1.0, 199.0, 700.0)
         );
-        assert_eq!(c.llm, 900.0);
     }
 }

@@ -16,6 +16,7 @@ use crate::http::json::ApiJson;
 use crate::http::sse;
 use crate::http::state::AppState;
 use crate::llm::types::{ChatMessage, ChatParams};
+use crate::observability::timing::{ms, Breakdown};
 use app::wire::{
     CompleteEvent, CompleteRequest, CompleteResponse, ConversationTurn, ErrorResponse,
     MessageStatus,
@@ -26,6 +27,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use futures::StreamExt;
+use std::time::{Duration, Instant};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/llm/complete", post(complete))
@@ -136,6 +138,16 @@ async fn complete(
     .await
 }
 
+/// Counts storing the reply as this request's database time: the client
+/// waits for it (the reply is stored before the answer or the stream's last
+/// event goes out), and left out it would look like network time to the
+/// client. The stored copy of the breakdown cannot include its own write.
+fn add_reply_write(breakdown: &mut Breakdown, took: Duration) {
+    let took = ms(took);
+    breakdown.database += took;
+    breakdown.total += took;
+}
+
 /// A reply being stored in its conversation, and what the reply says about it.
 type Recorded = (ReplyRecorder, ConversationTurn);
 
@@ -159,7 +171,7 @@ async fn answer(
             }
         };
     }
-    let answer = match chat.complete(ctx, params).await {
+    let mut answer = match chat.complete(ctx, params).await {
         Ok(answer) => answer,
         Err(e) => {
             let error = ApiError::from_chat(e, ctx.provider_detail);
@@ -171,6 +183,7 @@ async fn answer(
         Some((mut recorder, turn)) => {
             recorder.set_provider(&answer.provider);
             recorder.set_text(answer.text.clone());
+            let storing = Instant::now();
             recorder
                 .finish(Ending {
                     status: MessageStatus::Complete,
@@ -179,6 +192,7 @@ async fn answer(
                     timings: Some(&answer.breakdown),
                 })
                 .await;
+            add_reply_write(&mut answer.breakdown, storing.elapsed());
             Some(turn)
         }
         None => None,
@@ -268,7 +282,7 @@ fn events(streaming: Streaming, provider_detail: bool, recorded: Option<Recorded
     let events = futures::stream::unfold(state, move |(mut items, mut recorder, mut turn)| {
         let (model, provider) = (model.clone(), provider.clone());
         async move {
-            let item = items.next().await?;
+            let mut item = items.next().await?;
             let ending = match &item {
                 StreamItem::Delta(text) => {
                     if let Some(recorder) = recorder.as_mut() {
@@ -298,7 +312,11 @@ fn events(streaming: Streaming, provider_detail: bool, recorded: Option<Recorded
             };
             if let Some(ending) = ending {
                 if let Some(recorder) = recorder.take() {
+                    let storing = Instant::now();
                     recorder.finish(ending).await;
+                    if let StreamItem::Done { breakdown, .. } = &mut item {
+                        add_reply_write(breakdown, storing.elapsed());
+                    }
                 }
             }
             let done = matches!(item, StreamItem::Done { .. });

@@ -8,9 +8,10 @@ use super::llm::{LlmDiagArgs, LlmReport};
 use super::network::{NetworkArgs, NetworkReport};
 use crate::cli::toolbox::client::ChatTargetArgs;
 use crate::cli::toolbox::perf::{PerfArgs, PerfReport};
-use crate::cli::toolbox::verdict::{Culprit, Verdict, DATABASE_LIMIT_MS, NETWORK_LIMIT_MS};
 use crate::cli::toolbox::ToolError;
 use crate::config::{LlmArgs, StoreArgs};
+use app::verdict::tree::{DATABASE_LIMIT_MS, NETWORK_LIMIT_MS};
+use app::verdict::{Culprit, Verdict};
 use clap::Args;
 use serde::Serialize;
 use std::time::Duration;
@@ -107,6 +108,10 @@ pub async fn measure(args: &AllArgs) -> Result<AllReport, ToolError> {
         allow_cache: false,
         timeout: Duration::from_secs(180),
         json: false,
+        runs: 1,
+        warmup: None,
+        conversation: false,
+        compare: Default::default(),
     })
     .await
     .map_err(|e| e.to_string());

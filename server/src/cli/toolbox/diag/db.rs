@@ -4,11 +4,11 @@
 //! either backend. Read-only: it never migrates or writes.
 
 use super::stats::{summarise, Summary};
-use crate::cli::toolbox::verdict::DATABASE_LIMIT_MS;
 use crate::cli::toolbox::ToolError;
 use crate::config::StoreArgs;
 use crate::db::users::FIND_BY_USERNAME_SQL;
 use crate::db::{Db, DbTarget};
+use app::verdict::tree::DATABASE_LIMIT_MS;
 use clap::Args;
 use serde::Serialize;
 use sqlx::Row;

@@ -215,13 +215,27 @@ fn render_one(r: &LlmReport) -> String {
             }
         }
     }
-    let total = r.total.map_or(0.0, |t| t.avg);
-    out.push_str(if total > crate::cli::toolbox::verdict::SLOW_LLM_MS {
-        "  → the model itself is slow (> 2 s): use a smaller model or a GPU; not your code\n"
+    out.push_str(if direct_verdict(r).culprit == app::verdict::Culprit::Llm {
+        "  → the model itself is slow: use a smaller model or a GPU; not your code\n"
     } else {
         "  → the provider answers in good time\n"
     });
     out
+}
+
+/// The decision tree's verdict on the direct calls alone (their average
+/// TTFT and total, all of it the model's): the same judgement `calos perf`
+/// and `calos diag all` make, so this section cannot contradict theirs.
+pub fn direct_verdict(r: &LlmReport) -> app::verdict::Verdict {
+    let total = r.total.map_or(0.0, |t| t.avg);
+    let first_token = r.ttft.map_or(total, |t| t.avg).min(total);
+    let components = app::verdict::Components {
+        first_token,
+        generation: total - first_token,
+        total,
+        ..Default::default()
+    };
+    app::verdict::decide(&components, &r.model)
 }
 
 pub async fn run(args: LlmDiagArgs) -> Result<(), ToolError> {

@@ -249,7 +249,7 @@ pub fn render(r: &NetworkReport) -> String {
         out.push_str(&format!("  HTTP status: {status}\n"));
     }
     let avg = r.latency.map_or(0.0, |l| l.avg);
-    out.push_str(if avg > crate::cli::toolbox::verdict::NETWORK_LIMIT_MS {
+    out.push_str(if avg > app::verdict::tree::NETWORK_LIMIT_MS {
         "  → high latency (> 100 ms): a network issue (VPN, proxy, distance), not your code\n"
     } else {
         "  → fine (expected < 50 ms on a LAN)\n"

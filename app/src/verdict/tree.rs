@@ -1,17 +1,19 @@
-//! The original guide's decision tree, made to name a culprit even when the total is fine:
+//! The decision tree, for when there is no baseline to compare with: fixed
+//! limits, the same way a person reads one request's breakdown.
 //!
 //! ```text
 //! total > 3 s and LLM > 2 s      → the LLM is slow (not your code)
 //! else any component over limit → the one furthest over it
-//!   network > 100 ms, database > 50 ms, queue > 100 ms, your code > 200 ms
+//!   network > 100 ms, database > 50 ms, queue > 100 ms, calos code > 200 ms
 //! else total > 3 s               → the largest share, no single culprit
 //! else                           → performance is good
 //! ```
 //!
-//! The original guide only looks at components when the total is over 3 s; a 300 ms
-//! database on a 1 s reply is still worth naming, so limits apply always.
+//! Limits apply even when the total is fine: a 300 ms database on a 1 s reply
+//! is still worth naming.
 
-use serde::Serialize;
+use super::components::{Components, Culprit};
+use serde::{Deserialize, Serialize};
 
 pub const SLOW_TOTAL_MS: f64 = 3000.0;
 pub const SLOW_LLM_MS: f64 = 2000.0;
@@ -20,46 +22,9 @@ pub const DATABASE_LIMIT_MS: f64 = 50.0;
 pub const QUEUE_LIMIT_MS: f64 = 100.0;
 pub const CODE_LIMIT_MS: f64 = 200.0;
 
-/// Where one request's time went, as the client saw it (ms).
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-pub struct Components {
-    /// Client-measured total.
-    pub total: f64,
-    /// Client total − server total.
-    pub network: f64,
-    pub database: f64,
-    pub queue: f64,
-    pub llm: f64,
-    /// calos's own time: token checks plus everything outside the named phases.
-    pub code: f64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Culprit {
-    Llm,
-    Network,
-    Database,
-    Queue,
-    Code,
-    /// Nothing is over its limit.
-    None,
-}
-
-impl Culprit {
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Llm => "LLM",
-            Self::Network => "network",
-            Self::Database => "database",
-            Self::Queue => "queue",
-            Self::Code => "your code",
-            Self::None => "nothing",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
+/// A verdict, from the tree or from a comparison.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Verdict {
     pub culprit: Culprit,
@@ -72,7 +37,7 @@ fn over_limits(c: &Components) -> Vec<(Culprit, f64, f64)> {
         (Culprit::Network, c.network, NETWORK_LIMIT_MS),
         (Culprit::Database, c.database, DATABASE_LIMIT_MS),
         (Culprit::Queue, c.queue, QUEUE_LIMIT_MS),
-        (Culprit::Code, c.code, CODE_LIMIT_MS),
+        (Culprit::Code, c.calos(), CODE_LIMIT_MS),
     ]
     .into_iter()
     .filter(|(_, ms, limit)| ms > limit)
@@ -81,7 +46,8 @@ fn over_limits(c: &Components) -> Vec<(Culprit, f64, f64)> {
     over
 }
 
-fn next_step(culprit: Culprit, model: &str) -> String {
+/// What to do about a culprit.
+pub fn next_step(culprit: Culprit, model: &str) -> String {
     match culprit {
         Culprit::Llm => format!(
             "Use a faster or smaller model than {model}, check the provider has a GPU (Ollama on CPU is slow); `calos diag llm --model {model}` times it without calos."
@@ -94,7 +60,8 @@ fn next_step(culprit: Culprit, model: &str) -> String {
     }
 }
 
-/// Applies the decision tree to one request's components.
+/// Applies the decision tree to one request's components (or to the medians
+/// of several).
 pub fn decide(c: &Components, model: &str) -> Verdict {
     let share = |ms: f64| {
         if c.total > 0.0 {
@@ -103,14 +70,14 @@ pub fn decide(c: &Components, model: &str) -> Verdict {
             0.0
         }
     };
-    if c.total > SLOW_TOTAL_MS && c.llm > SLOW_LLM_MS {
+    let llm = c.llm();
+    if c.total > SLOW_TOTAL_MS && llm > SLOW_LLM_MS {
         return Verdict {
             culprit: Culprit::Llm,
             summary: format!(
-                "The LLM is slow (not your code): {:.0} ms of {:.0} ms ({:.1}%).",
-                c.llm,
+                "The LLM is slow (not your code): {llm:.0} ms of {:.0} ms ({:.1}%).",
                 c.total,
-                share(c.llm)
+                share(llm)
             ),
             next_step: next_step(Culprit::Llm, model),
         };
@@ -129,15 +96,15 @@ pub fn decide(c: &Components, model: &str) -> Verdict {
     }
     if c.total > SLOW_TOTAL_MS {
         let (culprit, ms) = [
-            (Culprit::Llm, c.llm),
+            (Culprit::Llm, llm),
             (Culprit::Network, c.network),
             (Culprit::Database, c.database),
             (Culprit::Queue, c.queue),
-            (Culprit::Code, c.code),
+            (Culprit::Code, c.calos()),
         ]
         .into_iter()
         .max_by(|a, b| a.1.total_cmp(&b.1))
-        .unwrap_or((Culprit::Llm, c.llm));
+        .unwrap_or((Culprit::Llm, llm));
         return Verdict {
             culprit,
             summary: format!(
@@ -159,7 +126,7 @@ pub fn decide(c: &Components, model: &str) -> Verdict {
     }
 }
 
-fn capitalised(s: &str) -> String {
+pub(super) fn capitalised(s: &str) -> String {
     let mut chars = s.chars();
     chars
         .next()
@@ -176,9 +143,9 @@ mod tests {
             total,
             network,
             database,
-            queue: 0.0,
-            llm,
+            first_token: llm,
             code,
+            ..Default::default()
         }
     }
 
