@@ -179,3 +179,106 @@ async fn each_injected_delay_is_named_and_no_change_blames_nothing() {
     let database = compared(&db.front.addr.to_string(), &db.token, &baseline_file).await;
     assert_eq!(named(&database), ("database", "database"), "{database:#}");
 }
+
+/// `calos load ARGS --json` as users run it: the report it prints.
+async fn load_json(args: &[&str]) -> Value {
+    let output = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_calos"))
+            .arg("load")
+            .args(args)
+            .args(["--json", "--no-cache", "--model", "mock-llama"])
+            .env("LOG_LEVEL", "warn")
+            .env_remove("CALOS_URL")
+            .env_remove("CALOS_TOKEN")
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("calos load finished within 2 minutes")
+    .expect("calos runs");
+    assert!(output.status.success(), "{output:?}");
+    serde_json::from_slice(&output.stdout).expect("the report is JSON")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_compares_percentiles_per_component_against_a_saved_run() {
+    let fast_model = mock(5, 0.0, 3).await;
+    let slow_model = mock(5 + INJECTED_MS, 0.0, 3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("load.json");
+    let saved = saved.to_str().unwrap();
+
+    let before = TestApp::spawn_with(
+        crate::helpers::Backend::Sqlite,
+        &["--ollama-url", &fast_model.url()],
+    )
+    .await;
+    let token = before.new_user("loadbase").await.token;
+    let url = before.url("");
+    let first = load_json(&[
+        "--url", &url, "--token", &token, "-c", "2", "-n", "15", "--save", saved,
+    ])
+    .await;
+    assert!(first["comparison"].is_null());
+    let file: Value = serde_json::from_str(&std::fs::read_to_string(saved).unwrap()).unwrap();
+    assert_eq!(file["tool"], "load");
+    assert_eq!(
+        file["runs"].as_array().map(Vec::len),
+        Some(30),
+        "one per request"
+    );
+
+    // The same calos against its own saved run: nothing to name.
+    let again = load_json(&[
+        "--url",
+        &url,
+        "--token",
+        &token,
+        "-c",
+        "2",
+        "-n",
+        "15",
+        "--baseline",
+        saved,
+    ])
+    .await;
+    assert_eq!(
+        again["comparison"]["change"]["verdict"]["culprit"], "none",
+        "{again:#}"
+    );
+
+    // A model 50 ms slower to its first token.
+    let after = TestApp::spawn_with(
+        crate::helpers::Backend::Sqlite,
+        &["--ollama-url", &slow_model.url()],
+    )
+    .await;
+    let token = after.new_user("loadnow").await.token;
+    let now = load_json(&[
+        "--url",
+        &after.url(""),
+        "--token",
+        &token,
+        "-c",
+        "2",
+        "-n",
+        "15",
+        "--baseline",
+        saved,
+    ])
+    .await;
+    let comparison = &now["comparison"];
+    assert_eq!(
+        comparison["change"]["named"], "firstToken",
+        "{comparison:#}"
+    );
+    assert_eq!(comparison["change"]["verdict"]["culprit"], "llm");
+    let first_token = comparison["percentiles"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["component"] == "firstToken"))
+        .expect("a first-token row");
+    let grew = first_token["current"]["p50"].as_f64().unwrap()
+        - first_token["baseline"]["p50"].as_f64().unwrap();
+    assert!((40.0..80.0).contains(&grew), "p50 grew by {grew} ms");
+}

@@ -9,7 +9,7 @@
 //! the total changed beyond the noise and which component explains it
 //! (`app::verdict::change`).
 
-use super::baseline::{BaselineArgs, SavedRuns};
+use super::baseline::{render_change, BaselineArgs, BaselineInfo, SavedRuns};
 use super::client::{
     describe_send_error, error_message, http_client, ChatApi, ChatBody, ChatTargetArgs, Gateway,
 };
@@ -403,17 +403,6 @@ pub struct ComponentSpread {
     pub spread: Spread,
 }
 
-/// The baseline a series was compared with.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct BaselineInfo {
-    pub path: String,
-    pub tool: String,
-    pub url: String,
-    pub saved_at: String,
-    pub runs: usize,
-}
-
 /// `calos perf --runs N`, `--save` or `--baseline`.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -481,18 +470,7 @@ pub async fn measure_series(args: &PerfArgs) -> Result<SeriesReport, ToolError> 
         runs,
         spread,
         verdict,
-        baseline: baseline.map(|b| BaselineInfo {
-            path: args
-                .compare
-                .baseline
-                .as_deref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
-            tool: b.tool,
-            url: b.url,
-            saved_at: b.saved_at,
-            runs: b.runs.len(),
-        }),
+        baseline: baseline.map(|b| BaselineInfo::of(&b, args.compare.baseline.as_deref())),
         change,
     })
 }
@@ -538,33 +516,6 @@ pub fn render_series(r: &SeriesReport) -> String {
         "\nVerdict: {}\nNext:    {}\n",
         r.verdict.summary, r.verdict.next_step
     ));
-    out
-}
-
-/// The per-component comparison table (shared with `calos load`).
-pub fn render_change(change: &Change) -> String {
-    let mut out = format!(
-        "{:<22}{:>11}{:>11}{:>11}{:>9}\n",
-        "component (ms)", "baseline", "now", "shift", "p"
-    );
-    for c in &change.components {
-        let named = change.named == Some(c.component);
-        out.push_str(&format!(
-            "{:<22}{:>11.2}{:>11.2}{:>+11.2}{:>9.3}{}\n",
-            c.component.label(),
-            c.baseline.median,
-            c.current.median,
-            c.shift,
-            c.p,
-            if named {
-                "  ◀ named"
-            } else if c.changed {
-                "  changed"
-            } else {
-                ""
-            }
-        ));
-    }
     out
 }
 

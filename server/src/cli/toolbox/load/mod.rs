@@ -5,11 +5,13 @@
 //! own breakdown. `--ephemeral-users` makes throwaway accounts and removes them
 //! at the end, also after Ctrl-C.
 
+pub mod compare;
 pub mod conn;
 pub mod engine;
 pub mod report;
 pub mod stats;
 
+use super::baseline::{BaselineArgs, SavedRuns};
 use super::client::{http_client, ChatApi, Gateway, SignInArgs};
 use super::ToolError;
 use crate::config::{duration, Unit, Zero};
@@ -81,6 +83,8 @@ pub struct LoadArgs {
     /// Draw the latency histogram and latency over time to FILE.svg or FILE.png.
     #[arg(long, value_name = "FILE")]
     pub plot: Option<PathBuf>,
+    #[command(flatten)]
+    pub compare: BaselineArgs,
 }
 
 /// A throwaway account.
@@ -237,6 +241,8 @@ async fn load(
     made: &Mutex<Vec<Ephemeral>>,
     stop: &CancellationToken,
 ) -> Result<u8, ToolError> {
+    // A wrong baseline path should not cost a whole run.
+    let baseline = args.compare.read_baseline()?;
     let tokens = if args.ephemeral_users {
         register_users(gateway, args.users, made, stop).await?;
         made.lock().iter().map(|u| u.token.clone()).collect()
@@ -294,7 +300,24 @@ async fn load(
         rate: args.rate,
         warmup: warmed,
     };
-    let report = LoadReport::build(&setup, &recorder, interrupted);
+    let mut report = LoadReport::build(&setup, &recorder, interrupted);
+    let runs = recorder.components.runs();
+    if let Some(path) = &args.compare.save {
+        if runs.is_empty() {
+            eprintln!("calos load: no response carried the server's timings; nothing to save");
+        } else {
+            SavedRuns::new("load", &setup.url, &args.model, args.stream, runs).write(path)?;
+        }
+    }
+    if let Some(saved) = &baseline {
+        report.comparison = compare::compare(
+            saved,
+            args.compare.baseline.as_deref(),
+            runs,
+            &args.compare,
+            &args.model,
+        );
+    }
     if args.json {
         println!(
             "{}",

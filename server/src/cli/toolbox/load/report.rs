@@ -1,6 +1,7 @@
 //! The load test's final report: one serialisable struct (`--json`) and its
 //! text form, which keeps `ab`'s figures and the original guide's lines side by side.
 
+use super::compare::LoadComparison;
 use super::stats::{Dist, OpenLoopReport, Recorder, ServerReport, StreamReport};
 use crate::cli::toolbox::render::banner;
 use serde::Serialize;
@@ -46,6 +47,8 @@ pub struct LoadReport {
     pub open_loop: Option<OpenLoopReport>,
     pub streaming: Option<StreamReport>,
     pub server: ServerReport,
+    /// Against `--baseline`, when one was given.
+    pub comparison: Option<LoadComparison>,
 }
 
 /// Summary header fields known before the run.
@@ -110,6 +113,7 @@ impl LoadReport {
             open_loop: setup.rate.map(|r| recorder.open_loop_report(r)),
             streaming: setup.stream.then(|| recorder.stream_report()),
             server: recorder.server_report(),
+            comparison: None,
         }
     }
 }
@@ -253,6 +257,9 @@ pub fn render(r: &LoadReport) -> String {
             let tail = if *p == 100 { " (longest request)" } else { "" };
             out.push_str(&format!("  {p:>3}%  {ms:>8.1}{tail}\n"));
         }
+    }
+    if let Some(comparison) = &r.comparison {
+        out.push_str(&super::compare::render(comparison));
     }
     out
 }

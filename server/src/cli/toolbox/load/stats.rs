@@ -6,6 +6,8 @@
 //! value (within 0.1%) that at least that fraction of samples do not exceed.
 
 use super::engine::{Failure, Shot};
+use crate::cli::toolbox::baseline::{Reservoir, MAX_SAVED_RUNS};
+use app::verdict::Components;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -143,6 +145,9 @@ pub struct Recorder {
     max_lateness: Duration,
     server_responses: u64,
     server: [Histogram<u64>; 9],
+    /// Requests' components (from the server's figures), for `--save` and
+    /// `--baseline`: a bounded uniform sample.
+    pub components: Reservoir,
     /// `(seconds since start, latency ms, ok)` for the plot.
     pub timeline: Vec<(f64, f64, bool)>,
 }
@@ -170,6 +175,7 @@ impl Recorder {
             max_lateness: Duration::ZERO,
             server_responses: 0,
             server: std::array::from_fn(|_| histogram()),
+            components: Reservoir::new(MAX_SAVED_RUNS),
             timeline: Vec::new(),
         }
     }
@@ -243,6 +249,11 @@ impl Recorder {
         }
         if let Some(f) = answer.figures {
             self.server_responses += 1;
+            let client_total = shot.done.duration_since(shot.sent).as_secs_f64() * 1000.0;
+            self.components.offer(Components::from_breakdown(
+                &f.as_breakdown(client_total),
+                Some(client_total),
+            ));
             let values = [
                 Some(f.auth),
                 Some(f.database),
