@@ -28,10 +28,14 @@ pub struct BaselineArgs {
     /// Significance level of the comparison's rank tests.
     #[arg(long, default_value_t = Thresholds::default().alpha, value_parser = probability)]
     pub alpha: f64,
-    /// Smallest change of the total worth naming, in ms (or 5 % of the
-    /// baseline's median total, whichever is larger).
-    #[arg(long, default_value_t = Thresholds::default().min_change_ms)]
+    /// Smallest change of the total worth naming, in ms (or --min-change-pct
+    /// of the baseline's median total, whichever is larger).
+    #[arg(long, default_value_t = Thresholds::default().min_change_ms, value_parser = non_negative)]
     pub min_change_ms: f64,
+    /// Smallest change of the total worth naming, in percent of the
+    /// baseline's median total (or --min-change-ms, whichever is larger).
+    #[arg(long, default_value_t = Thresholds::default().min_change_ratio * 100.0, value_parser = non_negative)]
+    pub min_change_pct: f64,
 }
 
 impl Default for BaselineArgs {
@@ -42,7 +46,15 @@ impl Default for BaselineArgs {
             baseline: None,
             alpha: Thresholds::default().alpha,
             min_change_ms: Thresholds::default().min_change_ms,
+            min_change_pct: Thresholds::default().min_change_ratio * 100.0,
         }
+    }
+}
+
+fn non_negative(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if x.is_finite() && x >= 0.0 => Ok(x),
+        _ => Err(format!("`{s}` is not a number of 0 or more")),
     }
 }
 
@@ -58,7 +70,7 @@ impl BaselineArgs {
         Thresholds {
             alpha: self.alpha,
             min_change_ms: self.min_change_ms.max(0.0),
-            ..Thresholds::default()
+            min_change_ratio: self.min_change_pct.max(0.0) / 100.0,
         }
     }
 
