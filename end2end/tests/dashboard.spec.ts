@@ -136,3 +136,40 @@ test("an admin makes an invite link on Mission Control, and the link opens a sig
   await row.getByRole("button", { name: "Withdraw" }).click();
   await expect(page.getByTestId("invite-list").locator("tr", { hasText: note })).toHaveCount(0);
 });
+
+test("an admin sees what changed: the verdict over the last 15 minutes, component by component", async ({ page, browser }) => {
+  const login = await page.request.post(`${dashboard()}/api/auth/login`, {
+    data: { username: "e2e-admin", password: "e2e-admin-password" },
+  });
+  expect(login.status()).toBe(200);
+  // A fresh answer (not a cache hit: those are not the model path), so the
+  // window has at least one request in it.
+  const other = await browser.newContext({ baseURL: process.env.CALOS_BASE_URL });
+  const username = `e2e-judged-${Date.now()}`;
+  const registered = await other.request.post("/api/auth/register", { data: { username, password: "judged-password-1" } });
+  expect(registered.status()).toBe(201);
+  const chat = await other.request.post("/api/llm/complete", {
+    data: { model: "mock-llama", messages: [{ role: "user", content: `judge me ${Date.now()}` }], stream: false },
+    headers: { "Cache-Control": "no-cache" },
+  });
+  expect(chat.status()).toBe(200);
+  await other.close();
+
+  await page.goto(`${dashboard()}/dashboard`);
+  await expect(page.locator("main[data-hydrated='true']")).toBeVisible();
+  const section = page.getByTestId("what-changed");
+  await expect(section.getByRole("heading", { name: "What changed" })).toBeVisible();
+  // The decision tree's line, and how many requests each window holds.
+  await expect(section.getByTestId("verdict-line")).not.toBeEmpty();
+  await expect(section.getByTestId("verdict-counts")).toContainText(/Last 15 min: [1-9]\d* requests/);
+  // One row per component, the total last, each with a median in ms.
+  const rows = section.locator("[data-testid='verdict-table'] tbody tr");
+  await expect(rows).toHaveCount(10);
+  await expect(section.locator("tr[data-component='database'] td").nth(2)).toHaveText(/ms$/);
+  await expect(rows.last()).toHaveAttribute("data-component", "total");
+  // Either the hour before has requests and the comparison says what
+  // changed, or the page says there is nothing to compare with yet.
+  await expect(section.getByTestId("change-summary").or(section.getByTestId("no-baseline"))).toBeVisible();
+  // At most one component is named, and only with a comparison.
+  expect(await section.locator("tr.verdict-named").count()).toBeLessThanOrEqual(1);
+});

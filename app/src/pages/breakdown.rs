@@ -1,7 +1,10 @@
 //! The timing breakdown under each reply: where the milliseconds went, as
-//! numbers and a stacked bar. Network is what the browser measured minus what
-//! the server accounted for.
+//! numbers and a stacked bar. The split is [`Components::from_breakdown`]'s,
+//! the one `calos perf`, `calos load` and Mission Control use, so the page
+//! cannot attribute a millisecond differently from them. Network is what the
+//! browser measured minus what the server accounted for.
 
+use crate::verdict::Components;
 use crate::wire::Breakdown as Timings;
 use leptos::prelude::*;
 
@@ -16,53 +19,24 @@ pub struct Segment {
 /// browser's total: auth, db, queue, cache, time to first token, generation,
 /// calos's own overhead, network.
 pub fn segments(t: &Timings, client_total_ms: f64) -> Vec<Segment> {
-    let ttft = t.ttft.unwrap_or(0.0);
-    let llm = t.llm.unwrap_or(ttft);
-    let generation = (llm - ttft).max(0.0);
-    let accounted = t.auth + t.database + t.queue + t.cache + llm;
-    let overhead = (t.total - accounted).max(0.0);
-    let network = (client_total_ms - t.total).max(0.0);
+    bar_of(&Components::from_breakdown(t, Some(client_total_ms)))
+}
+
+/// The bar's segments for a split request. The bar keeps its one "TTFT"
+/// segment (upstream connect plus the model's first token): that is the
+/// figure people compare with other tools; the per-component differences
+/// against a pinned baseline show the two apart.
+fn bar_of(c: &Components) -> Vec<Segment> {
+    let segment = |label, class, ms| Segment { label, class, ms };
     vec![
-        Segment {
-            label: "auth",
-            class: "seg-auth",
-            ms: t.auth,
-        },
-        Segment {
-            label: "db",
-            class: "seg-db",
-            ms: t.database,
-        },
-        Segment {
-            label: "queue",
-            class: "seg-queue",
-            ms: t.queue,
-        },
-        Segment {
-            label: "cache",
-            class: "seg-cache",
-            ms: t.cache,
-        },
-        Segment {
-            label: "TTFT",
-            class: "seg-ttft",
-            ms: ttft,
-        },
-        Segment {
-            label: "generation",
-            class: "seg-gen",
-            ms: generation,
-        },
-        Segment {
-            label: "calos",
-            class: "seg-overhead",
-            ms: overhead,
-        },
-        Segment {
-            label: "network",
-            class: "seg-net",
-            ms: network,
-        },
+        segment("auth", "seg-auth", c.auth),
+        segment("db", "seg-db", c.database),
+        segment("queue", "seg-queue", c.queue),
+        segment("cache", "seg-cache", c.cache),
+        segment("TTFT", "seg-ttft", c.connect + c.first_token),
+        segment("generation", "seg-gen", c.generation),
+        segment("calos", "seg-overhead", c.code),
+        segment("network", "seg-net", c.network),
     ]
 }
 
@@ -124,5 +98,21 @@ mod tests {
         assert!((sum - 450.0).abs() < 1e-9, "{sum}");
         let network = parts.iter().find(|s| s.label == "network").map(|s| s.ms);
         assert_eq!(network, Some(40.0));
+    }
+
+    #[test]
+    fn the_ttft_segment_is_upstream_connect_plus_first_token() {
+        let t = Timings {
+            upstream_connect: Some(30.0),
+            ttft: Some(100.0),
+            llm: Some(150.0),
+            total: 160.0,
+            ..Default::default()
+        };
+        let parts = segments(&t, 160.0);
+        let ms = |label| parts.iter().find(|s| s.label == label).map(|s| s.ms);
+        assert_eq!(ms("TTFT"), Some(100.0));
+        assert_eq!(ms("generation"), Some(50.0));
+        assert_eq!(ms("calos"), Some(10.0));
     }
 }

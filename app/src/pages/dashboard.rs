@@ -2,7 +2,8 @@
 //! tiles, the latest figures, latency and error-rate charts (SVG drawn by the
 //! server with plotters, refreshed each second), managed processes with
 //! start/stop/restart, the log feed with level and text filters and pause,
-//! sign-up invites, and an on-demand CPU flamegraph.
+//! sign-up invites, an on-demand CPU flamegraph, and "What changed" (the
+//! last 15 minutes against the hour before, `super::what_changed`).
 //! Everything arrives over one WebSocket (`/api/monitor/ws`), which starts with
 //! a snapshot, so a fresh page is never empty.
 
@@ -51,6 +52,7 @@ struct Feed {
     processes: RwSignal<Vec<ProcessView>>,
     top_users: RwSignal<Vec<crate::wire::TopUser>>,
     deployments: RwSignal<Vec<crate::wire::DeploymentTile>>,
+    verdict: RwSignal<Option<crate::wire::WindowVerdict>>,
     /// Bumped per metrics message: the charts reload.
     tick: RwSignal<u64>,
     live: RwSignal<bool>,
@@ -65,6 +67,7 @@ impl Feed {
             processes: RwSignal::new(Vec::new()),
             top_users: RwSignal::new(Vec::new()),
             deployments: RwSignal::new(Vec::new()),
+            verdict: RwSignal::new(None),
             tick: RwSignal::new(0),
             live: RwSignal::new(false),
         }
@@ -82,6 +85,7 @@ impl Feed {
             MonitorMessage::Process { processes } => self.processes.set(processes),
             MonitorMessage::Usage { top_users } => self.top_users.set(top_users),
             MonitorMessage::Deployments { deployments } => self.deployments.set(deployments),
+            MonitorMessage::Verdict { verdict } => self.verdict.set(Some(*verdict)),
             MonitorMessage::Log { lines } => self.logs.update(|logs| {
                 logs.extend(lines);
                 while logs.len() > LOG_LINES {
@@ -121,6 +125,7 @@ pub fn DashboardPage() -> impl IntoView {
             <HealthTiles feed/>
             <Deployments feed/>
             <Figures feed/>
+            <super::what_changed::WhatChanged verdict=feed.verdict/>
             <section class="charts">
                 <img data-testid="latency-chart" alt="Latency p50/p95/p99 over 15 minutes"
                     src=move || format!("/api/monitor/chart.svg?kind=latency&n={}", feed.tick.get())/>

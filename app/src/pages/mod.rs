@@ -9,6 +9,7 @@ mod invites;
 mod keys;
 mod login;
 mod usage;
+mod what_changed;
 
 pub use chat::ChatPage;
 pub use dashboard::DashboardPage;

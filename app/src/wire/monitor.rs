@@ -1,16 +1,18 @@
 //! Mission Control's feed: the messages on the dashboard's WebSocket
 //! (`/api/monitor/ws`) and everything they carry, which is also what
-//! `GET /api/monitor/processes` and `GET /api/monitor/logs` return. The server
+//! `GET /api/monitor/processes`, `GET /api/monitor/logs` and
+//! `GET /api/monitor/verdict` return. The server
 //! builds these and the WASM dashboard reads them, so both sides agree on every
 //! field name by construction.
 //!
 //! These are answers, not requests: unknown fields are accepted, so a page
 //! still loaded from an older build keeps working against a newer server.
 
+use crate::verdict::{Change, Components, Verdict};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// One WebSocket text frame: `{"type":"health"|"log"|"metrics"|"process",…}`.
+/// One WebSocket text frame: `{"type":"health"|"log"|"metrics"|"process"|…,…}`.
 /// A socket starts with one of each (the snapshot), then live ones follow.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -31,6 +33,39 @@ pub enum MonitorMessage {
     },
     /// Every deployment's state, sent again whenever one changes.
     Deployments { deployments: Vec<DeploymentTile> },
+    /// What changed: the last 15 minutes against the hour before, checked
+    /// every few seconds and sent when it changes. (Boxed: it is ten times
+    /// the size of the other messages.)
+    Verdict { verdict: Box<WindowVerdict> },
+}
+
+/// Mission Control's verdict over the server's recent chat requests (cache
+/// hits and failures left out): the decision tree over the last
+/// `currentMinutes`, and those minutes against the `baselineMinutes` before
+/// them, by the same rank test `calos perf --baseline` uses
+/// (`GET /api/monitor/verdict`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct WindowVerdict {
+    /// Length of the current window (the last 15 minutes).
+    pub current_minutes: u32,
+    /// Length of the baseline window just before it (the hour before).
+    pub baseline_minutes: u32,
+    /// Requests the current window holds (a sample of at most 256 a minute).
+    pub current_samples: usize,
+    /// Requests the baseline window holds.
+    pub baseline_samples: usize,
+    /// The current window's most frequent model (empty with no requests).
+    pub model: String,
+    /// The current window's median of every component, in ms (network is
+    /// 0: the server cannot see it).
+    pub current: Components,
+    /// The decision tree over those medians.
+    pub verdict: Verdict,
+    /// The current window against the baseline; `null` until both have
+    /// requests.
+    pub change: Option<Change>,
 }
 
 /// One deployment as Mission Control shows it (`GET /api/monitor/deployments`).
@@ -356,6 +391,22 @@ mod tests {
                     total_tokens: 960,
                 }],
             },
+            MonitorMessage::Verdict {
+                verdict: Box::new(WindowVerdict {
+                    current_minutes: 15,
+                    baseline_minutes: 60,
+                    current_samples: 3,
+                    baseline_samples: 0,
+                    model: "sim".into(),
+                    current: Components {
+                        database: 2.0,
+                        total: 40.0,
+                        ..Default::default()
+                    },
+                    verdict: crate::verdict::decide(&Components::default(), "sim"),
+                    change: None,
+                }),
+            },
         ]
     }
 
@@ -377,7 +428,25 @@ mod tests {
             .map(|m| serde_json::to_value(m).unwrap())
             .collect();
         let tags: Vec<&str> = json.iter().filter_map(|v| v["type"].as_str()).collect();
-        assert_eq!(tags, ["health", "log", "metrics", "process", "usage"]);
+        assert_eq!(
+            tags,
+            ["health", "log", "metrics", "process", "usage", "verdict"]
+        );
+        let verdict = &json[5]["verdict"];
+        for key in [
+            "currentMinutes",
+            "baselineMinutes",
+            "currentSamples",
+            "baselineSamples",
+            "model",
+            "current",
+            "verdict",
+            "change",
+        ] {
+            assert!(verdict.get(key).is_some(), "{key} missing: {verdict}");
+        }
+        assert_eq!(verdict["current"]["firstToken"], 0.0);
+        assert_eq!(verdict["verdict"]["culprit"], "none");
         assert_eq!(
             json[4]["topUsers"][0],
             json!({"userId": "u-1", "username": "ada", "requests": 12, "totalTokens": 960})

@@ -1,6 +1,7 @@
 //! In-process chat metrics: one recording path that feeds the HDR histograms
 //! (exact percentiles for Mission Control and `/api/monitor/metrics`) and the
-//! Prometheus exporter (`/metrics`), from every chat request's breakdown.
+//! Prometheus exporter (`/metrics`), from every chat request's breakdown, and
+//! the recent requests Mission Control's verdict reads ([`Recent`]).
 //!
 //! Bounded by construction. A model name comes from the client, so it only
 //! becomes a label value when the router knows it (an exact routing rule) or a
@@ -16,6 +17,7 @@
 //! so no lock is shared by every request.
 
 use crate::observability::exporter::{ChatSeries, Exporter};
+use crate::observability::recent::{Recent, Sample};
 use crate::observability::timing::{Breakdown, CacheStatus};
 use dashmap::DashMap;
 use hdrhistogram::Histogram;
@@ -209,6 +211,7 @@ struct Inner {
     max_series: usize,
     intervals: [Mutex<Interval>; STRIPES],
     exporter: Exporter,
+    recent: Recent,
 }
 
 /// The metrics service. Cheap to clone (one shared handle).
@@ -272,6 +275,7 @@ impl Metrics {
                 max_series,
                 intervals: std::array::from_fn(|_| Mutex::new(Interval::default())),
                 exporter,
+                recent: Recent::default(),
             }),
         }
     }
@@ -279,6 +283,11 @@ impl Metrics {
     /// The Prometheus side, for `/metrics`, HTTP and process counters.
     pub fn exporter(&self) -> &Exporter {
         &self.inner.exporter
+    }
+
+    /// The last 75 minutes of answered requests, for Mission Control's verdict.
+    pub fn recent(&self) -> &Recent {
+        &self.inner.recent
     }
 
     /// Records the tokens one chat request spent, in the same (bounded)
@@ -320,6 +329,21 @@ impl Metrics {
         self.inner.intervals[stripe]
             .lock()
             .record(&series, &values, breakdown, outcome);
+        // The verdict judges the model path, so it reads only answered
+        // requests that took it: a cache hit's half a millisecond would pull
+        // every median down whenever the cache gets busier (and a verdict of
+        // "faster" that is really "more hits"), and a failed request's
+        // phases stop wherever it failed. Seen from the server, so no
+        // client total: network is 0.
+        if outcome == "ok" && !matches!(breakdown.cache_status, CacheStatus::Hit) {
+            let sample = Sample {
+                components: app::verdict::Components::from_breakdown(breakdown, None),
+                model: series.model.clone(),
+            };
+            self.inner
+                .recent
+                .record(sample, chrono::Utc::now().timestamp());
+        }
     }
 
     /// The series for this pair: its own when it exists or may be created,
@@ -518,6 +542,33 @@ mod tests {
             .collect();
         assert_eq!(models.len(), 4, "{models:?}");
         assert!(models.contains(OTHER));
+    }
+
+    #[test]
+    fn only_answered_requests_that_reached_the_model_are_kept_for_the_verdict() {
+        let metrics = Metrics::default();
+        let answered = Breakdown {
+            database: 3.0,
+            total: 40.0,
+            cache_status: CacheStatus::Miss,
+            ..Default::default()
+        };
+        let hit = Breakdown {
+            cache_status: CacheStatus::Hit,
+            ..answered.clone()
+        };
+        metrics.record("sim", "sim", true, &answered, "ok");
+        metrics.record("sim", "sim", true, &hit, "ok");
+        metrics.record("sim", "sim", true, &answered, "provider_timeout");
+        let now = chrono::Utc::now().timestamp();
+        let kept = metrics.recent().between(i64::MIN, i64::MAX);
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        assert_eq!(kept[0].components.database, 3.0);
+        assert_eq!((kept[0].components.network, &*kept[0].model), (0.0, "sim"));
+        assert!(!metrics
+            .recent()
+            .between(crate::observability::recent::minute_of(now) - 1, i64::MAX)
+            .is_empty());
     }
 
     #[test]

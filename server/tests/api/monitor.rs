@@ -310,7 +310,7 @@ async fn the_feed_is_for_admins_and_starts_with_a_snapshot_of_every_kind() {
     let origin = format!("http://{}", app.dashboard_addr);
     let mut socket = open_feed(&app, Some(&admin), Some(&origin)).await.unwrap();
     let mut kinds = Vec::new();
-    for _ in 0..5 {
+    for _ in 0..7 {
         kinds.push(
             next_message(&mut socket).await.unwrap()["type"]
                 .as_str()
@@ -318,7 +318,18 @@ async fn the_feed_is_for_admins_and_starts_with_a_snapshot_of_every_kind() {
                 .to_string(),
         );
     }
-    assert_eq!(kinds, ["health", "log", "metrics", "process", "usage"]);
+    assert_eq!(
+        kinds,
+        [
+            "health",
+            "log",
+            "metrics",
+            "process",
+            "usage",
+            "deployments",
+            "verdict"
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -684,4 +695,81 @@ async fn health_checks_run_at_once_so_dead_targets_do_not_add_up() {
         "all four checks were in flight together"
     );
     drop(app);
+}
+
+/// `GET /api/monitor/verdict` and the feed's snapshot judge the chats the
+/// server answered: three distinct questions count, a cached answer does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_verdict_counts_the_last_15_minutes_chats_but_not_cache_hits() {
+    let mock = mock(5, 1000.0, 3).await;
+    let app = TestApp::spawn_with(Backend::Sqlite, &["--ollama-url", &mock.url()]).await;
+    let admin = app.admin_token().await;
+    let anonymous = app
+        .get(&app.dashboard_url("/api/monitor/verdict"), None)
+        .await;
+    assert_eq!(error_code(anonymous).await, (401, "unauthorized".into()));
+    let empty = verdict_of(&app, &admin).await;
+    assert_eq!(
+        (&empty["currentSamples"], &empty["change"], &empty["model"]),
+        (&json!(0), &Value::Null, &json!("")),
+        "{empty}"
+    );
+
+    let user = app.new_user("judged").await;
+    let question = |i: usize| {
+        let mut body = ask("mock-llama", false);
+        body.messages[0].content = format!("question {i}");
+        body.include_timings = true;
+        body
+    };
+    for i in 0..3 {
+        app.chat(&user.token, &question(i)).await;
+    }
+    let again = app.chat(&user.token, &question(0)).await;
+    assert_eq!(
+        again.timings.map(|t| t.cache_status),
+        Some(app::wire::CacheStatus::Hit)
+    );
+    // Recorded as each reply ends; give the last a moment.
+    let mut judged = verdict_of(&app, &admin).await;
+    for _ in 0..40 {
+        if judged["currentSamples"] == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        judged = verdict_of(&app, &admin).await;
+    }
+    assert_eq!(judged["currentSamples"], 3, "{judged}");
+    assert_eq!(
+        (
+            &judged["baselineSamples"],
+            &judged["currentMinutes"],
+            &judged["baselineMinutes"]
+        ),
+        (&json!(0), &json!(15), &json!(60))
+    );
+    assert_eq!(judged["model"], "mock-llama");
+    assert_eq!(judged["change"], Value::Null, "no baseline yet");
+    assert_eq!(judged["verdict"]["culprit"], "none", "{judged}");
+    assert!(judged["current"]["total"].as_f64() > Some(0.0), "{judged}");
+    assert_eq!(
+        judged["current"]["network"], 0.0,
+        "the server cannot see it"
+    );
+
+    // A page opened now gets the same in its snapshot.
+    let mut socket = open_feed(&app, Some(&admin), None).await.unwrap();
+    let in_snapshot = loop {
+        let message = next_message(&mut socket).await.unwrap();
+        if message["type"] == "verdict" {
+            break message["verdict"].clone();
+        }
+    };
+    assert_eq!(in_snapshot["currentSamples"], 3, "{in_snapshot}");
+    assert_eq!(in_snapshot["verdict"], judged["verdict"]);
+}
+
+async fn verdict_of(app: &TestApp, admin: &str) -> Value {
+    app.get_as(&app.dashboard_url("/api/monitor/verdict"), admin)
+        .await
 }

@@ -7,9 +7,12 @@
 //! history to the model itself. The reply streams in from
 //! `/api/llm/complete`; Stop aborts it (the server keeps what arrived), and
 //! the last reply can be regenerated. Under each reply: its model and timing
-//! breakdown, with the network share measured by this browser.
+//! breakdown, with the network share measured by this browser; one reply can
+//! be pinned as the baseline the others show their differences against.
 
 mod actions;
+mod baseline;
+mod pin;
 mod sidebar;
 mod turn;
 
@@ -102,6 +105,7 @@ fn ChatView(start: ChatStart) -> impl IntoView {
         log: NodeRef::new(),
         controls: actions::Controls::new(),
     };
+    pin::Baseline::provide(state.current);
     let models = RwSignal::new(Vec::<String>::new());
     let draft = RwSignal::new(String::new());
     let sidebar_open = RwSignal::new(false);

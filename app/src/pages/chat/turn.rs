@@ -1,9 +1,12 @@
 //! One message on the chat page: who said it, the text (a reply rendered as
 //! safe Markdown, with a copy button on it and on each code block), the model
-//! that answered, how it ended, and its timing breakdown, live or stored.
+//! that answered, how it ended, and its timing breakdown, live or stored,
+//! with the controls to pin it as the baseline other replies are read against.
 
+use super::pin::BaselinePin;
 use crate::markdown::to_safe_html;
 use crate::pages::breakdown::Breakdown;
+use crate::verdict::Components;
 use crate::wire::{Breakdown as Timings, MessageStatus, MessageView};
 use leptos::prelude::*;
 
@@ -63,6 +66,7 @@ impl Turn {
 #[component]
 pub fn TurnView(turn: Turn) -> impl IntoView {
     let Turn {
+        id,
         role,
         text,
         model,
@@ -90,7 +94,15 @@ pub fn TurnView(turn: Turn) -> impl IntoView {
             </span>
             {body}
             {move || error.get().map(|e| view! { <p class="form-error" role="alert">{e}</p> })}
-            {move || timings.get().map(|(t, client)| view! { <Breakdown timings=t client_total_ms=client/> })}
+            {move || timings.get().map(|(t, client)| {
+                let components = Components::from_breakdown(&t, Some(client));
+                view! {
+                    <div class="timing">
+                        <Breakdown timings=t client_total_ms=client/>
+                        <BaselinePin turn=id components model=model.get_untracked()/>
+                    </div>
+                }
+            })}
             <Show when=move || role == "assistant" && !streaming.get()>
                 <button type="button" class="link copy-reply" title="Copy this reply"
                     on:click=move |_| super::actions::copy(&text.get_untracked())>"Copy"</button>

@@ -200,52 +200,9 @@ impl SavedRuns {
     }
 }
 
-/// A uniform random sample of at most `capacity` requests' components from
-/// a run of any length (reservoir sampling, Vitter's algorithm R): a long
-/// `calos load` keeps a fixed amount of memory, and every request, early or
-/// late, had the same chance to be kept.
-#[derive(Debug, Clone)]
-pub struct Reservoir {
-    kept: Vec<Components>,
-    seen: u64,
-    capacity: usize,
-}
-
-impl Reservoir {
-    pub fn new(capacity: usize) -> Self {
-        Self {
-            kept: Vec::new(),
-            seen: 0,
-            capacity,
-        }
-    }
-
-    pub fn offer(&mut self, run: Components) {
-        use rand::Rng;
-        self.seen += 1;
-        if self.kept.len() < self.capacity {
-            self.kept.push(run);
-            return;
-        }
-        let slot = rand::thread_rng().gen_range(0..self.seen);
-        if let Some(kept) = usize::try_from(slot)
-            .ok()
-            .and_then(|slot| self.kept.get_mut(slot))
-        {
-            *kept = run;
-        }
-    }
-
-    /// The sample.
-    pub fn runs(&self) -> &[Components] {
-        &self.kept
-    }
-
-    /// How many were offered.
-    pub fn seen(&self) -> u64 {
-        self.seen
-    }
-}
+/// A uniform sample of a run's requests' components, of fixed size however
+/// long the run (see [`crate::observability::reservoir`]).
+pub type Reservoir = crate::observability::reservoir::Reservoir<Components>;
 
 /// At most `limit` of `runs`, spread evenly over the whole run (a load run's
 /// start and end are both in it).
@@ -277,26 +234,6 @@ mod tests {
         saved.write(&path).expect("written");
         let back = SavedRuns::read(&path).expect("read back");
         assert_eq!(back.runs, saved.runs);
-    }
-
-    #[test]
-    fn the_reservoir_holds_a_fixed_number_drawn_from_the_whole_run() {
-        let mut sample = Reservoir::new(1_000);
-        for i in 0..100_000 {
-            sample.offer(Components {
-                total: f64::from(i),
-                ..Default::default()
-            });
-        }
-        assert_eq!(sample.runs().len(), 1_000);
-        assert_eq!(sample.seen(), 100_000);
-        // Uniform over the run: about half the kept requests come from its
-        // second half (a binomial's 6 standard deviations either side).
-        let late = sample.runs().iter().filter(|r| r.total >= 50_000.0).count();
-        assert!(
-            (405..=595).contains(&late),
-            "{late} of 1000 from the second half"
-        );
     }
 
     #[test]

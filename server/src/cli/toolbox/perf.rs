@@ -456,10 +456,7 @@ pub async fn measure_series(args: &PerfArgs) -> Result<SeriesReport, ToolError> 
             spread: Spread::of(&app::verdict::change::column(&runs, component)).unwrap_or_default(),
         })
         .collect();
-    let verdict = match &change {
-        Some(change) => change.verdict.clone(),
-        None => decide(&medians(&runs), &args.target.model),
-    };
+    let verdict = series_verdict(&runs, change.as_ref(), &args.target.model);
     Ok(SeriesReport {
         url: args.target.url.clone(),
         model: args.target.model.clone(),
@@ -473,6 +470,17 @@ pub async fn measure_series(args: &PerfArgs) -> Result<SeriesReport, ToolError> 
         baseline: baseline.map(|b| BaselineInfo::of(&b, args.compare.baseline.as_deref())),
         change,
     })
+}
+
+/// A series' answer: the comparison's when there was a baseline, else the
+/// decision tree's over the runs' medians. `calos diag all` and Mission
+/// Control reach the same verdict for the same runs (a test in
+/// `ops::monitor::verdict` holds them to it).
+pub fn series_verdict(runs: &[Components], change: Option<&Change>, model: &str) -> Verdict {
+    match change {
+        Some(change) => change.verdict.clone(),
+        None => decide(&medians(runs), model),
+    }
 }
 
 /// A series as a table of medians and spreads, then the comparison.

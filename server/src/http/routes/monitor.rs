@@ -1,7 +1,8 @@
 //! The dashboard listener's data: `/metrics` for scrapers, and the admin-only
 //! `/api/monitor/*` (Bearer token or the session cookie, cross-site cookie
 //! writes refused): the live feed's WebSocket, managed processes and orders to
-//! them, recent logs, and the in-process latency percentiles.
+//! them, recent logs, the in-process latency percentiles, and the verdict
+//! over the recent requests.
 
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::extract::AdminUser;
@@ -9,7 +10,9 @@ use crate::http::operator::Viewer;
 use crate::http::query::ApiQuery;
 use crate::http::state::AppState;
 use crate::ops::processes::Order;
-use app::wire::{DeploymentTile, ErrorResponse, LogLine, ProcessView, SuccessResponse};
+use app::wire::{
+    DeploymentTile, ErrorResponse, LogLine, ProcessView, SuccessResponse, WindowVerdict,
+};
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap};
@@ -34,6 +37,7 @@ pub fn admin() -> Router<AppState> {
         .route("/api/monitor/processes/{name}/{action}", post(order))
         .route("/api/monitor/logs", get(logs))
         .route("/api/monitor/latency", get(latency))
+        .route("/api/monitor/verdict", get(verdict))
         .route("/api/monitor/ws", get(socket))
         .route("/api/monitor/chart.svg", get(chart))
         .route("/api/monitor/profile", get(profile))
@@ -180,7 +184,10 @@ async fn feed(socket: WebSocket, state: AppState, token: String) {
     let (mut sink, mut incoming) = socket.split();
     // Subscribe before the snapshot so nothing published in between is lost.
     let mut live = state.monitor.subscribe();
-    for text in state.monitor.snapshot(&state.logs, &state.processes) {
+    let snapshot = state
+        .monitor
+        .snapshot(&state.logs, &state.processes, state.metrics.recent());
+    for text in snapshot {
         if !send(&mut sink, text).await {
             return;
         }
@@ -368,4 +375,23 @@ async fn latency(
     State(state): State<AppState>,
 ) -> Json<crate::observability::metrics::Snapshot> {
     Json(state.metrics.snapshot())
+}
+
+#[utoipa::path(get, path = "/api/monitor/verdict", tag = "monitor",
+    security(("bearer" = []), ("session_cookie" = [])),
+    responses((status = 200, description = "What changed: the decision tree over the last 15 minutes of answered chat requests, and those minutes against the hour before (the same verdict as `calos perf --baseline`)", body = WindowVerdict)))]
+/// The verdict the dashboard's "What changed" shows, judged now.
+async fn verdict(
+    _admin: AdminUser,
+    State(state): State<AppState>,
+) -> ApiResult<Json<WindowVerdict>> {
+    let recent = state.metrics.recent().clone();
+    let now = chrono::Utc::now().timestamp();
+    // Rank tests over up to 19 200 requests: off the runtime's threads.
+    let judged = tokio::task::spawn_blocking(move || {
+        crate::ops::monitor::verdict::dashboard_verdict(&recent, now)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(anyhow::anyhow!("verdict task: {e}")))?;
+    Ok(Json(judged))
 }

@@ -66,6 +66,7 @@ struct MainApi;
     ),
     paths(
         monitor::processes, monitor::deployments, monitor::order, monitor::logs, monitor::latency,
+        monitor::verdict,
         monitor::socket, monitor::chart, monitor::profile, monitor::metrics,
         invites::create, invites::list, invites::revoke,
         usage::everyone, usage::set_limits, usage::get_limits,
@@ -75,7 +76,7 @@ struct MainApi;
     ),
     modifiers(&EveryRouteAnswers),
     tags(
-        (name = "monitor", description = "Processes, logs, latency, charts, profiles, the live feed, and invites"),
+        (name = "monitor", description = "Processes, logs, latency, the verdict over recent requests, charts, profiles, the live feed, and invites"),
         (name = "usage", description = "Everyone's usage, and accounts' limits and budgets"),
         (name = "accounts", description = "Sign-in, so the dashboard can be reached from a browser"),
         (name = "health", description = "Liveness and the database's answer"),

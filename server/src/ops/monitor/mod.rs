@@ -2,7 +2,9 @@
 //! check health every few seconds, forward log lines as they are written and
 //! process changes as they happen, and publish each as one typed JSON message
 //! (`{"type":"health"|"log"|"metrics"|"process",…}`) to every dashboard socket.
-//! A socket starts from [`Monitor::snapshot`] so a fresh page is never empty.
+//! Every [`VERDICT_EVERY`] it judges the recent requests ([`verdict`]) and
+//! sends the verdict when it changed. A socket starts from
+//! [`Monitor::snapshot`] so a fresh page is never empty.
 //!
 //! Everything is bounded: the log ring, 15 minutes of samples, 24 hours of
 //! per-minute health rollups, and the broadcast channel (a client that falls
@@ -11,11 +13,13 @@
 pub mod chart;
 pub mod health;
 pub mod sample;
+pub mod verdict;
 
 use crate::db::Db;
 use crate::llm::router::ModelRouter;
 use crate::observability::logs::LogRing;
 use crate::observability::metrics::Metrics;
+use crate::observability::recent::Recent;
 use crate::ops::processes::config::TargetSpec;
 use crate::ops::processes::ProcessManager;
 use app::wire::{
@@ -100,8 +104,15 @@ impl Monitor {
         let _ = self.hub.send(encode(message));
     }
 
-    /// What a new socket is sent first: one message of each type.
-    pub fn snapshot(&self, logs: &LogRing, processes: &ProcessManager) -> Vec<Arc<str>> {
+    /// What a new socket is sent first: one message of each type (the
+    /// verdict judged afresh, not the last one published, so a page opened
+    /// right after a burst of chats shows them).
+    pub fn snapshot(
+        &self,
+        logs: &LogRing,
+        processes: &ProcessManager,
+        recent: &Recent,
+    ) -> Vec<Arc<str>> {
         let components = self.board.lock().components(true);
         let samples = self.history.lock().all();
         [
@@ -119,6 +130,12 @@ impl Monitor {
             Message::Deployments {
                 deployments: self.deployments.lock().clone(),
             },
+            Message::Verdict {
+                verdict: Box::new(verdict::dashboard_verdict(
+                    recent,
+                    chrono::Utc::now().timestamp(),
+                )),
+            },
         ]
         .iter()
         .map(encode)
@@ -131,6 +148,7 @@ impl Monitor {
         tokio::spawn(self.clone().check_health(state.clone(), shutdown.clone()));
         tokio::spawn(self.clone().forward_logs(state.clone(), shutdown.clone()));
         tokio::spawn(self.clone().rank_users(state.clone(), shutdown.clone()));
+        tokio::spawn(self.clone().judge(state.clone(), shutdown.clone()));
         tokio::spawn(self.clone().watch_processes(state, shutdown));
     }
 
@@ -154,6 +172,34 @@ impl Monitor {
                     }
                 }
                 Err(e) => tracing::debug!(error = %e, "top users: ledger unavailable"),
+            }
+        }
+    }
+
+    /// Every [`VERDICT_EVERY`], the verdict over the recent requests, sent
+    /// when it differs from the last one sent (a quiet server sends nothing
+    /// until a minute rolls out of a window).
+    async fn judge(self, state: Sources, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(VERDICT_EVERY);
+        let mut last = None;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.cancelled() => return,
+            }
+            // Up to 19 200 requests' rank tests: off the runtime's threads.
+            let recent = state.metrics.recent().clone();
+            let now = chrono::Utc::now().timestamp();
+            let Ok(judged) =
+                tokio::task::spawn_blocking(move || verdict::dashboard_verdict(&recent, now)).await
+            else {
+                continue;
+            };
+            if last.as_ref() != Some(&judged) {
+                self.publish(&Message::Verdict {
+                    verdict: Box::new(judged.clone()),
+                });
+                last = Some(judged);
             }
         }
     }
@@ -266,6 +312,8 @@ impl Monitor {
     }
 }
 
+/// How often the verdict is judged again.
+const VERDICT_EVERY: Duration = Duration::from_secs(10);
 /// How often the top-users panel is refreshed.
 const TOP_USERS_EVERY: Duration = Duration::from_secs(5);
 /// Users the panel shows.

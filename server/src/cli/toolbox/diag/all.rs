@@ -11,7 +11,7 @@ use crate::cli::toolbox::perf::{PerfArgs, PerfReport};
 use crate::cli::toolbox::ToolError;
 use crate::config::{LlmArgs, StoreArgs};
 use app::verdict::tree::{DATABASE_LIMIT_MS, NETWORK_LIMIT_MS};
-use app::verdict::{Culprit, Verdict};
+use app::verdict::{Components, Culprit, Verdict};
 use clap::Args;
 use serde::Serialize;
 use std::time::Duration;
@@ -144,7 +144,8 @@ pub async fn measure(args: &AllArgs) -> Result<AllReport, ToolError> {
             findings.push(format!("database: {}", db.advice));
         }
     }
-    let verdict = through.map(|p| p.verdict.clone());
+    let runs = through.map(|p| std::slice::from_ref(&p.components));
+    let verdict = final_verdict(runs.unwrap_or_default(), &args.target.model);
     Ok(AllReport {
         network,
         database,
@@ -154,6 +155,13 @@ pub async fn measure(args: &AllArgs) -> Result<AllReport, ToolError> {
         findings,
         verdict,
     })
+}
+
+/// The closing verdict: `calos perf`'s over the chats sent through calos
+/// (one, here), so diag all, `perf --runs` and Mission Control judge the same
+/// requests alike; `None` when no chat got through.
+pub fn final_verdict(runs: &[Components], model: &str) -> Option<Verdict> {
+    (!runs.is_empty()).then(|| crate::cli::toolbox::perf::series_verdict(runs, None, model))
 }
 
 pub fn render(r: &AllReport) -> String {
