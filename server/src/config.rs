@@ -119,6 +119,13 @@ pub struct ServeArgs {
     /// Seconds to let in-flight requests finish after SIGTERM/SIGINT (0: none).
     #[arg(long = "shutdown-grace-secs", env = "CALOS_SHUTDOWN_GRACE_SECS", default_value = "10", value_parser = duration(Unit::Secs, Zero::Allowed))]
     pub shutdown_grace: Duration,
+    /// After SIGTERM, keep accepting new requests this long while
+    /// `/api/health` answers 503 `draining`, so a balancer that checks it
+    /// takes this replica out before its port closes. Then the grace period
+    /// starts. 0 (the default) stops accepting at once: in Kubernetes the
+    /// `preStop` hook does this waiting instead.
+    #[arg(long = "drain-secs", env = "CALOS_DRAIN_SECS", default_value = "0", value_parser = duration(Unit::Secs, Zero::Allowed))]
+    pub drain: Duration,
     /// A TOML file declaring `[[process]]`es for calos to run and watch, and
     /// the `[[deployment]]`s and `[[fallback]]`s models are routed to.
     #[arg(long, env = "CALOS_CONFIG")]
@@ -176,6 +183,8 @@ pub struct ServeArgs {
     pub max_connections_per_ip: NonZeroUsize,
     #[command(flatten)]
     pub oauth: crate::auth::oauth::OAuthArgs,
+    #[command(flatten)]
+    pub cluster: crate::cluster::ClusterArgs,
     #[command(flatten)]
     pub llm: LlmArgs,
 }

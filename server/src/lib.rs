@@ -16,6 +16,7 @@ pub mod auth;
 pub mod charts;
 pub mod chat;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod conversations;
 pub mod db;

@@ -28,6 +28,10 @@ pub struct Application {
     processes: Vec<crate::ops::processes::config::ProcessSpec>,
     /// How often components and deployments are health-checked.
     probe_every: Duration,
+    /// How long to keep accepting after SIGTERM while health says draining.
+    drain: Duration,
+    /// Redis, when replicas share state.
+    shared: Option<crate::cluster::SharedState>,
 }
 
 impl Application {
@@ -40,6 +44,25 @@ impl Application {
         let db = Db::connect(&target, args.store.db_max_connections).await?;
         db.migrate().await?;
         tracing::info!(database = %target.describe(), "database ready");
+        let shared = match args.cluster.redis_url.as_deref() {
+            Some(url) => Some(
+                crate::cluster::SharedState::connect(
+                    url,
+                    &args.cluster.redis_prefix,
+                    args.cluster.redis_failure,
+                    args.cluster.redis_timeout,
+                )
+                .await?,
+            ),
+            None => None,
+        };
+        if shared.is_some() && args.jwt_secret.is_none() {
+            // Each replica would sign with a secret of its own and refuse the
+            // others' tokens: say so at the start, not at the first 401.
+            tracing::warn!("REDIS_URL is set but CALOS_JWT_SECRET is not: every replica must share one signing secret, or a token from one is refused by the others");
+        }
+        let replica = (shared.is_some() || args.cluster.replica_id.is_some())
+            .then(|| crate::cluster::replica::name(args.cluster.replica_id.as_deref()));
 
         let passwords = Passwords::new().context("preparing password hashing")?;
         let jwt = JwtKeys::new(&secret, Duration::from_secs(args.token_ttl_hours * 3600))?;
@@ -57,7 +80,9 @@ impl Application {
         let config = crate::ops::processes::config::load_or_default(args.config.as_deref())?;
         let routing = crate::chat::setup::Routing::from(&config);
         let processes = config.processes;
-        let chat = crate::chat::setup::build_chat(&args.llm, &routing, metrics.clone()).await?;
+        let chat =
+            crate::chat::setup::build_chat(&args.llm, &routing, metrics.clone(), shared.clone())
+                .await?;
         let trusted = std::sync::Arc::new(args.trusted_proxies());
         let limits = ConnectionLimits {
             admission: serve::admission::Admission::new(serve::admission::Caps {
@@ -106,8 +131,10 @@ impl Application {
             &public_url,
             accounts,
             registration,
-        );
-        let oauth = crate::auth::oauth::OAuthService::new(&args.oauth, &public_url)?;
+        )
+        .sharing_challenges(shared.clone());
+        let oauth =
+            crate::auth::oauth::OAuthService::new(&args.oauth, &public_url, shared.clone())?;
         for provider in oauth.configured() {
             tracing::info!(provider = provider.name(), "oauth sign-in enabled");
         }
@@ -126,6 +153,7 @@ impl Application {
                     ..Default::default()
                 },
                 args.session_cache_ttl,
+                shared.clone(),
             ))
         } else {
             tracing::warn!("usage ledger off: no usage rows, rate limits or budgets");
@@ -180,6 +208,8 @@ impl Application {
                 started: Instant::now(),
                 cookie_secure: args.cookie_secure(),
                 body_read_timeout: args.body_read_timeout,
+                replica,
+                draining: CancellationToken::new(),
             },
         };
         Ok(Self {
@@ -190,6 +220,8 @@ impl Application {
             limits,
             processes,
             probe_every: args.llm.probe_interval,
+            drain: args.drain,
+            shared,
         })
     }
 
@@ -216,11 +248,38 @@ impl Application {
             limits,
             processes,
             probe_every,
+            drain,
+            shared,
         } = self;
+        // Draining begins with shutdown; the listeners close `drain` later
+        // (at once by default), and the grace period counts from then.
+        let draining = state.runtime.draining.clone();
+        let closing = CancellationToken::new();
+        tokio::spawn({
+            let (shutdown, closing) = (shutdown.clone(), closing.clone());
+            async move {
+                shutdown.cancelled().await;
+                draining.cancel();
+                if !drain.is_zero() {
+                    tracing::info!(
+                        drain_secs = drain.as_secs_f64(),
+                        "draining: health answers 503 while requests still come in"
+                    );
+                    tokio::time::sleep(drain).await;
+                }
+                closing.cancel();
+            }
+        });
+        let leading = if processes.is_empty() {
+            tokio::sync::watch::channel(false).1
+        } else {
+            crate::cluster::leader::elect(&state.db, closing.clone())
+        };
         state.processes = crate::ops::processes::ProcessManager::start(
             processes,
             state.logs.clone(),
             state.metrics.exporter().clone(),
+            leading,
         );
         let state = AppState::new(state);
         let managed = state.processes.clone();
@@ -238,11 +297,24 @@ impl Application {
             },
             shutdown.clone(),
         );
+        if let (Some(shared), Some(me)) = (shared, state.runtime.replica.clone()) {
+            crate::cluster::view::start(
+                crate::cluster::view::Replicas::new(me),
+                crate::cluster::view::Sources {
+                    shared,
+                    monitor: state.monitor.clone(),
+                    logs: state.logs.clone(),
+                    started: state.runtime.started,
+                    draining: state.runtime.draining.clone(),
+                },
+                closing.clone(),
+            );
+        }
         tokio::spawn(crate::auth::sessions::follow_account_changes(
             state.db.clone(),
             state.auth.accounts().clone(),
             change_listeners(&state),
-            shutdown.clone(),
+            closing.clone(),
         ));
         let throttle = state.auth.throttle().clone();
         let bots = state.bots.clone();
@@ -266,10 +338,10 @@ impl Application {
         // event (a second before the end, or half-way through a short grace)
         // instead of a connection closed under them.
         let wind_down = tokio::spawn({
-            let (shutdown, chat) = (shutdown.clone(), state.chat.clone());
+            let (closing, chat) = (closing.clone(), state.chat.clone());
             let after = grace.saturating_sub(Duration::from_secs(1)).max(grace / 2);
             async move {
-                shutdown.cancelled().await;
+                closing.cancelled().await;
                 tokio::time::sleep(after).await;
                 chat.wind_down();
             }
@@ -280,19 +352,19 @@ impl Application {
             api_listener,
             routes::app_router(state.clone()),
             limits.clone(),
-            shutdown.clone(),
+            closing.clone(),
         );
         let dashboard = serve::serve(
             dashboard_listener,
             routes::dashboard_router(state),
             limits,
-            shutdown.clone(),
+            closing.clone(),
         );
         let both = async { tokio::join!(api, dashboard) };
         tokio::pin!(both);
         tokio::select! {
             _ = &mut both => {}
-            _ = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+            _ = async { closing.cancelled().await; tokio::time::sleep(grace).await } => {
                 tracing::warn!(grace_secs = grace.as_secs(), "shutdown grace period over; closing remaining connections");
             }
         }

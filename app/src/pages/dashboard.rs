@@ -3,7 +3,8 @@
 //! server with plotters, refreshed each second), managed processes with
 //! start/stop/restart, the log feed with level and text filters and pause,
 //! sign-up invites, an on-demand CPU flamegraph, and "What changed" (the
-//! last 15 minutes against the hour before, `super::what_changed`).
+//! last 15 minutes against the hour before, `super::what_changed`), and, when
+//! replicas share state, one tile per replica with the cluster's sums.
 //! Everything arrives over one WebSocket (`/api/monitor/ws`), which starts with
 //! a snapshot, so a fresh page is never empty.
 
@@ -53,6 +54,8 @@ struct Feed {
     top_users: RwSignal<Vec<crate::wire::TopUser>>,
     deployments: RwSignal<Vec<crate::wire::DeploymentTile>>,
     verdict: RwSignal<Option<crate::wire::WindowVerdict>>,
+    /// Every replica, when there are several (absent: this one runs alone).
+    cluster: RwSignal<Option<crate::wire::ClusterView>>,
     /// Bumped per metrics message: the charts reload.
     tick: RwSignal<u64>,
     live: RwSignal<bool>,
@@ -68,6 +71,7 @@ impl Feed {
             top_users: RwSignal::new(Vec::new()),
             deployments: RwSignal::new(Vec::new()),
             verdict: RwSignal::new(None),
+            cluster: RwSignal::new(None),
             tick: RwSignal::new(0),
             live: RwSignal::new(false),
         }
@@ -86,6 +90,7 @@ impl Feed {
             MonitorMessage::Usage { top_users } => self.top_users.set(top_users),
             MonitorMessage::Deployments { deployments } => self.deployments.set(deployments),
             MonitorMessage::Verdict { verdict } => self.verdict.set(Some(*verdict)),
+            MonitorMessage::Cluster { cluster } => self.cluster.set(Some(cluster)),
             MonitorMessage::Log { lines } => self.logs.update(|logs| {
                 logs.extend(lines);
                 while logs.len() > LOG_LINES {
@@ -123,6 +128,7 @@ pub fn DashboardPage() -> impl IntoView {
                 </span>
             </div>
             <HealthTiles feed/>
+            <Cluster feed/>
             <Deployments feed/>
             <Figures feed/>
             <super::what_changed::WhatChanged verdict=feed.verdict/>
@@ -255,6 +261,42 @@ fn Deployments(feed: Feed) -> impl IntoView {
                 </For>
             </div>
         </section>
+    }
+}
+
+/// One tile per replica (this one first) and the cluster's sums; nothing
+/// while this replica runs alone.
+#[component]
+fn Cluster(feed: Feed) -> impl IntoView {
+    let tiles = move || feed.cluster.get().map(|c| c.replicas).unwrap_or_default();
+    let sums = move || {
+        feed.cluster.get().map(|c| {
+            format!(
+                "{} up · {} down · {:.1} req/s · {} requests in 15 min",
+                c.up, c.down, c.requests_per_sec, c.requests_15m
+            )
+        })
+    };
+    view! {
+        <Show when=move || feed.cluster.get().is_some()>
+            <section class="cluster" data-testid="cluster">
+                <h2>"Replicas"</h2>
+                <p class="sums" data-testid="cluster-sums">{sums}</p>
+                <div class="tiles">
+                    <For each=tiles key=|r| format!("{r:?}") let:r>
+                        <div class=format!("tile replica {}", r.status.as_str()) data-testid="replica-tile"
+                            data-name=r.name.clone() data-status=r.status.as_str()>
+                            <strong>{r.name.clone()}{r.this.then_some(" (this one)")}</strong>
+                            <span class="status">{format!("{} · {}", r.status.as_str(), r.health)}</span>
+                            <small>{format!("{:.1} req/s · {} in 15 min · {:.0}% errors", r.requests_per_sec, r.requests_15m, r.error_rate * 100.0)}</small>
+                            <small>{format!("p95 {} · {} streams · up {} s · seen {:.1} s ago",
+                                r.p95_ms.map_or("–".to_string(), |p| format!("{p:.0} ms")),
+                                r.active_streams, r.uptime_secs, r.last_seen_secs)}</small>
+                        </div>
+                    </For>
+                </div>
+            </section>
+        </Show>
     }
 }
 

@@ -37,6 +37,50 @@ pub enum MonitorMessage {
     /// every few seconds and sent when it changes. (Boxed: it is ten times
     /// the size of the other messages.)
     Verdict { verdict: Box<WindowVerdict> },
+    /// Every replica of the service, each second (only when replicas share
+    /// state through Redis).
+    Cluster { cluster: ClusterView },
+}
+
+/// The whole service as one replica's Mission Control sees it
+/// (`GET /api/monitor/cluster`): one tile per replica, heard from over
+/// Redis, and the sums.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterView {
+    /// This replica first, then the others by name.
+    pub replicas: Vec<ReplicaTile>,
+    /// Requests per second over the replicas that are up.
+    pub requests_per_sec: f64,
+    /// Requests in the last 15 minutes over the replicas that are up.
+    pub requests_15m: u64,
+    pub up: usize,
+    pub down: usize,
+}
+
+/// One replica's tile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicaTile {
+    pub name: String,
+    /// The replica serving this page.
+    pub this: bool,
+    /// Down: not heard from for 5 seconds.
+    pub status: HealthStatus,
+    /// What the replica says of itself: `ok`, `degraded` (a component is
+    /// down) or `draining` (shutting down).
+    pub health: String,
+    /// Seconds since its last report.
+    pub last_seen_secs: f64,
+    pub uptime_secs: u64,
+    pub requests_per_sec: f64,
+    pub requests_15m: u64,
+    pub error_rate: f64,
+    /// p95 of whole requests in its last second, when it had any.
+    pub p95_ms: Option<f64>,
+    pub active_streams: i64,
 }
 
 /// Mission Control's verdict over the server's recent chat requests (cache
@@ -258,6 +302,8 @@ pub enum ProcessStatus {
     Stopped,
     /// Restarted too often too quickly: no more automatic restarts.
     CrashLoop,
+    /// Another replica runs it; this one takes over if that one stops.
+    Standby,
 }
 
 impl ProcessStatus {
@@ -270,6 +316,7 @@ impl ProcessStatus {
             Self::Exited => "exited",
             Self::Stopped => "stopped",
             Self::CrashLoop => "crash-loop",
+            Self::Standby => "standby",
         }
     }
 }
@@ -526,6 +573,7 @@ mod tests {
             ProcessStatus::Exited,
             ProcessStatus::Stopped,
             ProcessStatus::CrashLoop,
+            ProcessStatus::Standby,
         ] {
             assert_eq!(spelled(serde_json::to_value(s).unwrap()), s.as_str());
         }

@@ -66,6 +66,22 @@ pub enum AuthError {
     /// An Ed25519 proof that proves nothing (the reason is logged, not told).
     #[error("The signature does not prove this key: ask for a new challenge and sign it.")]
     ProofRejected(ProofRejected),
+    /// Sign-in state cannot be kept or read right now (Redis is down, or too
+    /// many sign-ins wait at once).
+    #[error("Sign-in is unavailable for a moment: {0}")]
+    SignInBusy(String),
+}
+
+impl From<crate::cluster::one_time::OneTimeError> for AuthError {
+    fn from(e: crate::cluster::one_time::OneTimeError) -> Self {
+        Self::SignInBusy(e.to_string())
+    }
+}
+
+impl From<crate::cluster::Unavailable> for AuthError {
+    fn from(e: crate::cluster::Unavailable) -> Self {
+        Self::SignInBusy(e.to_string())
+    }
 }
 
 /// A successfully authenticated request's user, as of this request.
@@ -157,7 +173,7 @@ impl AuthService {
             passwords,
             jwt: Arc::new(jwt),
             throttle,
-            challenges: Challenges::new(origin),
+            challenges: Challenges::new(origin, None),
             accounts,
             registration,
             origin: Arc::from(origin.trim_end_matches('/')),
@@ -266,8 +282,15 @@ impl AuthService {
     }
 
     /// A single-use challenge for an Ed25519 key to sign.
-    pub fn soulfra_challenge(&self, public_key: &str) -> Result<Challenge, AuthError> {
-        Ok(self.challenges.issue(public_key)?)
+    pub async fn soulfra_challenge(&self, public_key: &str) -> Result<Challenge, AuthError> {
+        self.challenges.issue(public_key).await
+    }
+
+    /// Keeps Ed25519 challenges in Redis, so any replica can check a proof of
+    /// a challenge another issued (still once only).
+    pub fn sharing_challenges(mut self, shared: Option<crate::cluster::SharedState>) -> Self {
+        self.challenges = Challenges::new(&self.origin, shared);
+        self
     }
 
     /// Signs in the holder of an Ed25519 key: the first valid proof creates the
@@ -281,7 +304,11 @@ impl AuthService {
         invite: Option<&str>,
         ip: IpAddr,
     ) -> Result<(Session, bool), AuthError> {
-        let key = match self.challenges.verify(public_key, challenge, signature)? {
+        let key = match self
+            .challenges
+            .verify(public_key, challenge, signature)
+            .await?
+        {
             Ok(key) => key,
             Err(why) => {
                 tracing::info!(reason = %why, "ed25519 sign-in refused");

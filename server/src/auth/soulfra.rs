@@ -10,8 +10,10 @@
 //! canonical `S`, no small-order `R`) and weak (small-order) public keys are
 //! refused, as docs/security.md asks.
 
+use crate::auth::service::AuthError;
+use crate::cluster::one_time::OneTime;
+use crate::cluster::SharedState;
 use ed25519_dalek::{Signature, VerifyingKey, PUBLIC_KEY_LENGTH, SIGNATURE_LENGTH};
-use moka::sync::Cache;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -56,13 +58,19 @@ pub struct Challenge {
     pub expires_at: u64,
 }
 
-/// The outstanding challenges of this process, keyed by (key, challenge) so a
-/// challenge issued for one key cannot be answered with another.
+/// The outstanding challenges, keyed by (key, challenge) so a challenge issued
+/// for one key cannot be answered with another: in this process, or in Redis
+/// when replicas share state.
 #[derive(Clone)]
 pub struct Challenges {
-    pending: Cache<(String, String), u64>,
+    pending: OneTime<u64>,
     /// Shared, not copied, when the service is cloned for a request.
     origin: Arc<str>,
+}
+
+/// One id for a (key, challenge) pair; a key's hex never holds a newline.
+fn pending_id(key_hex: &str, challenge: &str) -> String {
+    format!("{key_hex}\n{challenge}")
 }
 
 fn unix_now() -> u64 {
@@ -92,19 +100,16 @@ fn parse_signature(hex_sig: &str) -> Result<Signature, MalformedProof> {
 impl Challenges {
     /// `origin` is written into every challenge (this server's public URL), so a
     /// signature over another server's challenge never verifies here.
-    pub fn new(origin: &str) -> Self {
+    pub fn new(origin: &str, shared: Option<SharedState>) -> Self {
         Self {
-            pending: Cache::builder()
-                .max_capacity(MAX_PENDING)
-                .time_to_live(CHALLENGE_TTL)
-                .build(),
+            pending: OneTime::new("ed25519-challenge", CHALLENGE_TTL, MAX_PENDING, shared),
             origin: origin.trim_end_matches('/').into(),
         }
     }
 
     /// A fresh challenge for this key: 32 random bytes, the origin and the expiry,
     /// readable so a person asked to sign it can see what it is for.
-    pub fn issue(&self, public_key: &str) -> Result<Challenge, MalformedProof> {
+    pub async fn issue(&self, public_key: &str) -> Result<Challenge, AuthError> {
         let (_, key) = parse_public_key(public_key)?;
         let expires_at = unix_now() + CHALLENGE_TTL.as_secs();
         let nonce: [u8; 32] = rand::random();
@@ -113,7 +118,9 @@ impl Challenges {
             self.origin,
             hex::encode(nonce)
         );
-        self.pending.insert((key, challenge.clone()), expires_at);
+        self.pending
+            .put(&pending_id(&key, &challenge), expires_at)
+            .await?;
         Ok(Challenge {
             challenge,
             expires_at,
@@ -123,24 +130,21 @@ impl Challenges {
     /// Checks a proof and, when it holds, returns the key's canonical hex. The
     /// challenge is used up by any attempt that names it, right or wrong, so a
     /// guess cannot be retried against it.
-    pub fn verify(
+    pub async fn verify(
         &self,
         public_key: &str,
         challenge: &str,
         signature: &str,
-    ) -> Result<Result<String, ProofRejected>, MalformedProof> {
+    ) -> Result<Result<String, ProofRejected>, AuthError> {
         let (key, key_hex) = parse_public_key(public_key)?;
         let signature = parse_signature(signature)?;
         if challenge.is_empty() || challenge.len() > CHALLENGE_MAX_LEN {
-            return Err(MalformedProof::Challenge);
+            return Err(MalformedProof::Challenge.into());
         }
         if key.is_weak() {
             return Ok(Err(ProofRejected::WeakKey));
         }
-        let Some(expires_at) = self
-            .pending
-            .remove(&(key_hex.clone(), challenge.to_string()))
-        else {
+        let Some(expires_at) = self.pending.take(&pending_id(&key_hex, challenge)).await? else {
             return Ok(Err(ProofRejected::Challenge));
         };
         if unix_now() > expires_at {
@@ -154,9 +158,11 @@ impl Challenges {
 
     /// Test hook: makes a pending challenge look expired without waiting.
     #[cfg(test)]
-    fn expire(&self, public_key: &str, challenge: &str) {
-        self.pending
-            .insert((public_key.to_string(), challenge.to_string()), 0);
+    async fn expire(&self, public_key: &str, challenge: &str) {
+        let _ = self
+            .pending
+            .put(&pending_id(public_key, challenge), 0)
+            .await;
     }
 }
 
@@ -177,98 +183,125 @@ mod tests {
         hex::encode(k.sign(msg.as_bytes()).to_bytes())
     }
 
-    #[test]
-    fn a_signed_challenge_verifies_once() {
-        let challenges = Challenges::new("http://calos.example.com/");
+    #[tokio::test]
+    async fn a_signed_challenge_verifies_once() {
+        let challenges = Challenges::new("http://calos.example.com/", None);
         let k = key();
-        let c = challenges.issue(&hex_key(&k)).unwrap();
+        let c = challenges.issue(&hex_key(&k)).await.unwrap();
         assert!(c
             .challenge
             .contains("origin=http://calos.example.com nonce="));
         let sig = sign(&k, &c.challenge);
         assert_eq!(
-            challenges.verify(&hex_key(&k).to_uppercase(), &c.challenge, &sig),
-            Ok(Ok(hex_key(&k)))
+            challenges
+                .verify(&hex_key(&k).to_uppercase(), &c.challenge, &sig)
+                .await
+                .ok(),
+            Some(Ok(hex_key(&k)))
         );
         assert_eq!(
-            challenges.verify(&hex_key(&k), &c.challenge, &sig),
-            Ok(Err(ProofRejected::Challenge)),
+            challenges
+                .verify(&hex_key(&k), &c.challenge, &sig)
+                .await
+                .ok(),
+            Some(Err(ProofRejected::Challenge)),
             "replay"
         );
     }
 
-    #[test]
-    fn wrong_foreign_expired_and_made_up_challenges_fail() {
-        let challenges = Challenges::new("http://calos.example.com");
+    #[tokio::test]
+    async fn wrong_foreign_expired_and_made_up_challenges_fail() {
+        let challenges = Challenges::new("http://calos.example.com", None);
         let (k, other) = (key(), key());
-        let c = challenges.issue(&hex_key(&k)).unwrap();
+        let c = challenges.issue(&hex_key(&k)).await.unwrap();
         // Another key answering k's challenge.
         let foreign = sign(&other, &c.challenge);
         assert_eq!(
-            challenges.verify(&hex_key(&other), &c.challenge, &foreign),
-            Ok(Err(ProofRejected::Challenge))
+            challenges
+                .verify(&hex_key(&other), &c.challenge, &foreign)
+                .await
+                .ok(),
+            Some(Err(ProofRejected::Challenge))
         );
         // A signature over something else.
-        let c = challenges.issue(&hex_key(&k)).unwrap();
+        let c = challenges.issue(&hex_key(&k)).await.unwrap();
         let wrong = sign(&k, "calos-login:v1 origin=http://elsewhere.example.com");
         assert_eq!(
-            challenges.verify(&hex_key(&k), &c.challenge, &wrong),
-            Ok(Err(ProofRejected::Signature))
+            challenges
+                .verify(&hex_key(&k), &c.challenge, &wrong)
+                .await
+                .ok(),
+            Some(Err(ProofRejected::Signature))
         );
         // The wrong attempt used the challenge up.
         let right = sign(&k, &c.challenge);
         assert_eq!(
-            challenges.verify(&hex_key(&k), &c.challenge, &right),
-            Ok(Err(ProofRejected::Challenge))
+            challenges
+                .verify(&hex_key(&k), &c.challenge, &right)
+                .await
+                .ok(),
+            Some(Err(ProofRejected::Challenge))
         );
-        let c = challenges.issue(&hex_key(&k)).unwrap();
-        challenges.expire(&hex_key(&k), &c.challenge);
+        let c = challenges.issue(&hex_key(&k)).await.unwrap();
+        challenges.expire(&hex_key(&k), &c.challenge).await;
         let sig = sign(&k, &c.challenge);
         assert_eq!(
-            challenges.verify(&hex_key(&k), &c.challenge, &sig),
-            Ok(Err(ProofRejected::Challenge))
+            challenges
+                .verify(&hex_key(&k), &c.challenge, &sig)
+                .await
+                .ok(),
+            Some(Err(ProofRejected::Challenge))
         );
         let made_up = "calos-login:v1 origin=http://calos.example.com nonce=00 expires=9999999999";
         assert_eq!(
-            challenges.verify(&hex_key(&k), made_up, &sign(&k, made_up)),
-            Ok(Err(ProofRejected::Challenge))
+            challenges
+                .verify(&hex_key(&k), made_up, &sign(&k, made_up))
+                .await
+                .ok(),
+            Some(Err(ProofRejected::Challenge))
         );
     }
 
-    #[test]
-    fn small_order_keys_and_non_canonical_signatures_fail() {
-        let challenges = Challenges::new("http://calos.example.com");
+    #[tokio::test]
+    async fn small_order_keys_and_non_canonical_signatures_fail() {
+        let challenges = Challenges::new("http://calos.example.com", None);
         // The identity point (encoding of (0, 1)): order 1.
         let mut identity = [0u8; 32];
         identity[0] = 1;
         let weak = hex::encode(identity);
-        let c = challenges.issue(&weak).unwrap();
+        let c = challenges.issue(&weak).await.unwrap();
         assert_eq!(
-            challenges.verify(&weak, &c.challenge, &"00".repeat(64)),
-            Ok(Err(ProofRejected::WeakKey))
+            challenges
+                .verify(&weak, &c.challenge, &"00".repeat(64))
+                .await
+                .ok(),
+            Some(Err(ProofRejected::WeakKey))
         );
         // S + L is the same signature to a lax verifier, not to verify_strict.
         let k = key();
-        let c = challenges.issue(&hex_key(&k)).unwrap();
+        let c = challenges.issue(&hex_key(&k)).await.unwrap();
         let mut sig = k.sign(c.challenge.as_bytes()).to_bytes();
         add_group_order(&mut sig[32..]);
         assert_eq!(
-            challenges.verify(&hex_key(&k), &c.challenge, &hex::encode(sig)),
-            Ok(Err(ProofRejected::Signature))
+            challenges
+                .verify(&hex_key(&k), &c.challenge, &hex::encode(sig))
+                .await
+                .ok(),
+            Some(Err(ProofRejected::Signature))
         );
     }
 
     /// The signature a lax verifier accepts and `verify_strict` does not: R is
     /// the identity point (small order) and S = H(R‖A‖M)·a, so [S]B = R + [k]A
     /// holds. Swapping `verify_strict` for `verify` fails this test.
-    #[test]
-    fn a_signature_with_a_small_order_r_is_refused() {
+    #[tokio::test]
+    async fn a_signature_with_a_small_order_r_is_refused() {
         use curve25519_dalek::edwards::EdwardsPoint;
         use curve25519_dalek::scalar::{clamp_integer, Scalar};
         use ed25519_dalek::{Signature, Verifier};
         use sha2::{Digest, Sha512};
 
-        let challenges = Challenges::new("http://calos.example.com");
+        let challenges = Challenges::new("http://calos.example.com", None);
         let seed: [u8; 32] = rand::random();
         let k = SigningKey::from_bytes(&seed);
         let public = k.verifying_key().to_bytes();
@@ -278,7 +311,7 @@ mod tests {
         let a = Scalar::from_bytes_mod_order(clamp_integer(low));
         assert_eq!(EdwardsPoint::mul_base(&a).compress().to_bytes(), public);
 
-        let c = challenges.issue(&hex_key(&k)).unwrap();
+        let c = challenges.issue(&hex_key(&k)).await.unwrap();
         let mut r = [0u8; 32];
         r[0] = 1; // the identity, order 1
         let hram: [u8; 64] = Sha512::new()
@@ -298,8 +331,11 @@ mod tests {
             "the lax check accepts it, so this vector tells the two apart"
         );
         assert_eq!(
-            challenges.verify(&hex_key(&k), &c.challenge, &hex::encode(forged)),
-            Ok(Err(ProofRejected::Signature))
+            challenges
+                .verify(&hex_key(&k), &c.challenge, &hex::encode(forged))
+                .await
+                .ok(),
+            Some(Err(ProofRejected::Signature))
         );
     }
 
@@ -317,30 +353,50 @@ mod tests {
         }
     }
 
-    #[test]
-    fn malformed_input_is_told_apart() {
-        let challenges = Challenges::new("http://calos.example.com");
+    #[tokio::test]
+    async fn malformed_input_is_told_apart() {
+        let challenges = Challenges::new("http://calos.example.com", None);
         let k = hex_key(&key());
         let sig = "00".repeat(64);
         assert_eq!(
-            challenges.verify("abc", "x", &sig),
-            Err(MalformedProof::PublicKeyEncoding)
+            challenges
+                .verify("abc", "x", &sig)
+                .await
+                .err()
+                .map(|e| e.to_string()),
+            Some(AuthError::from(MalformedProof::PublicKeyEncoding).to_string())
         );
         assert_eq!(
-            challenges.verify(&"zz".repeat(32), "x", &sig),
-            Err(MalformedProof::PublicKeyEncoding)
+            challenges
+                .verify(&"zz".repeat(32), "x", &sig)
+                .await
+                .err()
+                .map(|e| e.to_string()),
+            Some(AuthError::from(MalformedProof::PublicKeyEncoding).to_string())
         );
         assert_eq!(
-            challenges.verify(&k, "x", "00"),
-            Err(MalformedProof::SignatureEncoding)
+            challenges
+                .verify(&k, "x", "00")
+                .await
+                .err()
+                .map(|e| e.to_string()),
+            Some(AuthError::from(MalformedProof::SignatureEncoding).to_string())
         );
         assert_eq!(
-            challenges.verify(&k, "", &sig),
-            Err(MalformedProof::Challenge)
+            challenges
+                .verify(&k, "", &sig)
+                .await
+                .err()
+                .map(|e| e.to_string()),
+            Some(AuthError::from(MalformedProof::Challenge).to_string())
         );
         assert_eq!(
-            challenges.verify(&k, &"x".repeat(CHALLENGE_MAX_LEN + 1), &sig),
-            Err(MalformedProof::Challenge)
+            challenges
+                .verify(&k, &"x".repeat(CHALLENGE_MAX_LEN + 1), &sig)
+                .await
+                .err()
+                .map(|e| e.to_string()),
+            Some(AuthError::from(MalformedProof::Challenge).to_string())
         );
         // About half of all y have no x on the curve; take the first such one.
         let not_a_point = (2u8..)
@@ -352,8 +408,12 @@ mod tests {
             .find(|bytes| VerifyingKey::from_bytes(bytes).is_err())
             .unwrap();
         assert_eq!(
-            challenges.issue(&hex::encode(not_a_point)).err(),
-            Some(MalformedProof::PublicKeyPoint)
+            challenges
+                .issue(&hex::encode(not_a_point))
+                .await
+                .err()
+                .map(|e| e.to_string()),
+            Some(AuthError::from(MalformedProof::PublicKeyPoint).to_string())
         );
     }
 }

@@ -12,7 +12,14 @@
 //! entry-count setting still holds as a bound of its own. A reply larger than
 //! 1/16 of the capacity is not cached: one huge answer would evict hundreds of
 //! useful ones to be asked again perhaps never.
+//!
+//! With shared state (`REDIS_URL`) there is a second tier in Redis
+//! ([`crate::chat::shared_cache`]), under the same bounds: this replica's
+//! memory is asked first, then Redis, so an answer cached by one replica is a
+//! hit on the others.
 
+use crate::chat::shared_cache::SharedCache;
+use crate::cluster::SharedState;
 use crate::llm::types::{ChatParams, Usage};
 use crate::observability::exporter::Exporter;
 use moka::future::Cache;
@@ -63,6 +70,9 @@ pub struct ResponseCache {
     largest_entry: u64,
     /// Where the size is reported after each insert (the Prometheus gauges).
     exporter: Option<Exporter>,
+    bounds: CacheBounds,
+    /// The tier every replica shares, when there is a Redis.
+    shared: Option<SharedCache>,
 }
 
 impl ResponseCache {
@@ -89,7 +99,24 @@ impl ResponseCache {
             inner,
             largest_entry: max_bytes / LARGEST_SHARE,
             exporter: None,
+            bounds,
+            shared: None,
         }
+    }
+
+    /// Adds Redis as a tier shared with every replica, under the same bounds.
+    pub fn sharing(mut self, shared: Option<SharedState>) -> Self {
+        if self.inner.is_some() {
+            self.shared = shared.map(|shared| {
+                SharedCache::new(
+                    shared,
+                    self.bounds.ttl,
+                    self.bounds.max_bytes,
+                    self.bounds.max_entries,
+                )
+            });
+        }
+        self
     }
 
     /// Reports the cache's size to `exporter` after every insert.
@@ -112,7 +139,16 @@ impl ResponseCache {
     }
 
     pub async fn get(&self, key: &Key) -> Option<Arc<CachedReply>> {
-        self.inner.as_ref()?.get(key).await
+        let local = self.inner.as_ref()?;
+        if let Some(hit) = local.get(key).await {
+            return Some(hit);
+        }
+        let shared = self.shared.as_ref()?.get(key).await?;
+        let hit = Arc::new(shared);
+        // Kept here too: the next ask skips the round trip (until its TTL,
+        // counted afresh from now: at most twice the TTL in all).
+        local.insert(*key, hit.clone()).await;
+        Some(hit)
     }
 
     /// Keeps `reply` unless it is too big to be worth its room.
@@ -122,6 +158,9 @@ impl ResponseCache {
         };
         if reply.bytes() > self.largest_entry {
             return;
+        }
+        if let Some(shared) = &self.shared {
+            shared.put(&key, &reply);
         }
         cache.insert(key, Arc::new(reply)).await;
         // Apply the eviction this insert calls for now, not at moka's next

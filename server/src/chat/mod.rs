@@ -8,6 +8,7 @@ mod delivery;
 pub mod inflight;
 mod service;
 pub mod setup;
+pub mod shared_cache;
 pub mod validation;
 
 pub use service::*;

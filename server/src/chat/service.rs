@@ -84,6 +84,7 @@ impl ChatError {
     /// the same choice when it frames the error).
     pub fn status(&self) -> u16 {
         match self {
+            Self::Limited(Refusal::Unavailable { .. }) => 503,
             Self::RateLimited(_) | Self::TooManyInFlight(_) | Self::Limited(_) => 429,
             Self::NoSuchProvider { .. } => 400,
             Self::QueueFull { .. } | Self::Unavailable(_) => 503,
@@ -101,6 +102,7 @@ impl ChatError {
             Self::Provider(e) => e.code(),
             Self::Limited(Refusal::Rate { .. }) => "rate_limited",
             Self::Limited(Refusal::Budget { .. }) => "budget_exceeded",
+            Self::Limited(Refusal::Unavailable { .. }) => "limits_unavailable",
         }
     }
 }

@@ -68,6 +68,7 @@ pub async fn build_chat(
     args: &LlmArgs,
     routing: &Routing,
     metrics: Metrics,
+    shared: Option<crate::cluster::SharedState>,
 ) -> anyhow::Result<ChatService> {
     let router = build_router(args, routing)?;
     for deployment in router.deployments() {
@@ -79,7 +80,8 @@ pub async fn build_chat(
         max_entries: args.cache_capacity,
         ttl: args.cache_ttl,
     })
-    .reporting_to(metrics.exporter().clone());
+    .reporting_to(metrics.exporter().clone())
+    .sharing(shared);
     let service = ChatService::new(
         router,
         cache,

@@ -346,6 +346,7 @@ impl From<crate::auth::AuthError> for ApiError {
                 field: None,
             },
             A::OAuthEmailUnverified(_) => ApiError::Forbidden(e.to_string()),
+            A::SignInBusy(_) => ApiError::Unavailable(e.to_string()),
             A::ProofRejected(_) => ApiError::Unauthorized {
                 code: "invalid_proof",
                 message: e.to_string(),
@@ -385,7 +386,7 @@ impl From<crate::auth::oauth::OAuthError> for ApiError {
                 message: e.to_string(),
                 retry_after: None,
             },
-            O::Misconfigured(_) => ApiError::Unavailable(e.to_string()),
+            O::Misconfigured(_) | O::Busy(_) => ApiError::Unavailable(e.to_string()),
         }
     }
 }
@@ -466,10 +467,18 @@ impl From<crate::chat::ChatError> for ApiError {
                 message: u.to_string(),
                 retry_after: Some(u.retry_after.map_or(1, |d| d.as_secs().max(1))),
             },
+            C::Limited(refusal @ crate::usage::meter::Refusal::Unavailable { .. }) => {
+                ApiError::Upstream {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    code: "limits_unavailable",
+                    message: refusal.to_string(),
+                    retry_after: Some(refusal.retry_after_secs()),
+                }
+            }
             C::Limited(refusal) => ApiError::TooManyRequests {
                 code: match refusal {
                     crate::usage::meter::Refusal::Rate { .. } => "rate_limited",
-                    crate::usage::meter::Refusal::Budget { .. } => "budget_exceeded",
+                    _ => "budget_exceeded",
                 },
                 retry_after_secs: refusal.retry_after_secs(),
                 message: refusal.to_string(),

@@ -88,11 +88,18 @@ pub async fn access_log(mut req: Request, next: Next) -> Response {
 /// buffering extractors; [`request_guards`] (the bounded body read, JSON error
 /// bodies, no caching); a panic in a handler becomes a JSON 500 (the connection
 /// and the process live on); the access log around everything.
-pub fn with_common_layers(router: Router, body_read_timeout: Duration) -> Router {
+pub fn with_common_layers(
+    router: Router,
+    body_read_timeout: Duration,
+    replica: Option<HeaderValue>,
+) -> Router {
     router
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(
-            BodyReadTimeout(body_read_timeout),
+            Guards {
+                body_read_timeout: BodyReadTimeout(body_read_timeout),
+                replica,
+            },
             request_guards,
         ))
         .layer(CatchPanicLayer::custom(panic_response))
@@ -107,16 +114,12 @@ pub fn with_common_layers(router: Router, body_read_timeout: Duration) -> Router
 /// because every axum middleware layer clones the service beneath it and boxes
 /// a future on every request: under load, separate layers cost more CPU than
 /// the jobs.
-async fn request_guards(
-    State(timeout): State<BodyReadTimeout>,
-    req: Request,
-    next: Next,
-) -> Response {
+async fn request_guards(State(guards): State<Guards>, req: Request, next: Next) -> Response {
     let api = is_api_path(req.uri().path());
     if is_cross_site_write(&req) {
         return ApiError::Forbidden("Cross-site request refused.".into()).into_response();
     }
-    let mut response = match read_bounded_body(timeout, req).await {
+    let mut response = match read_bounded_body(guards.body_read_timeout, req).await {
         Ok(req) => next.run(req).await,
         Err(refused) => refused,
     };
@@ -129,7 +132,18 @@ async fn request_guards(
             .entry(name)
             .or_insert(HeaderValue::from_static(value));
     }
+    if let Some(replica) = guards.replica {
+        headers.insert(crate::cluster::replica::HEADER, replica);
+    }
     response
+}
+
+/// What [`request_guards`] needs: the body's deadline, and the name of this
+/// replica for `X-Calos-Replica` (set when calos runs as one of several).
+#[derive(Debug, Clone)]
+pub struct Guards {
+    pub body_read_timeout: BodyReadTimeout,
+    pub replica: Option<HeaderValue>,
 }
 
 /// On every answer unless a handler set its own: no caching of (authenticated)
@@ -309,6 +323,7 @@ mod tests {
         let app = with_common_layers(
             Router::new().route("/api/boom", get(boom)),
             Duration::from_secs(30),
+            None,
         );
         let request = Request::builder()
             .uri("/api/boom")

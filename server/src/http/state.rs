@@ -107,4 +107,17 @@ pub struct Runtime {
     pub cookie_secure: bool,
     /// How long a client has to send a whole request body (`bounded_body`).
     pub body_read_timeout: std::time::Duration,
+    /// This replica's name, when it runs as one of several (`X-Calos-Replica`).
+    pub replica: Option<std::sync::Arc<str>>,
+    /// Cancelled when shutdown begins: `/api/health` then answers 503
+    /// `draining` so balancers stop sending new requests here.
+    pub draining: tokio_util::sync::CancellationToken,
+}
+
+impl Runtime {
+    pub fn replica_header(&self) -> Option<axum::http::HeaderValue> {
+        self.replica
+            .as_deref()
+            .and_then(|name| axum::http::HeaderValue::from_str(name).ok())
+    }
 }

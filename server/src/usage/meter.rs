@@ -7,12 +7,19 @@
 //! sharing one database converge on one figure. Per-minute windows live only
 //! here: a minute is over before a database round trip would pay off.
 //!
+//! With shared state (`REDIS_URL`) the windows and spend live in Redis
+//! instead ([`crate::usage::shared_counts`]), so limits hold across replicas;
+//! while Redis is unreachable the failure policy decides: `open` falls back
+//! to the in-memory counts here, `closed` refuses limited requests.
+//!
 //! Known slack, by design: requests admitted at the same moment all see the
 //! same room (so a limit can be overshot by the requests in flight), and a
 //! budget read from the database misses the rows still waiting in the ledger's
 //! batch (at most one flush interval of traffic).
 
+use crate::cluster::{FailurePolicy, SharedState, Unavailable};
 use crate::usage::limits::{Budget, Limits, Period};
+use crate::usage::shared_counts::SharedCounts;
 use crate::usage::store::UsageStore;
 use chrono::{DateTime, NaiveDate, Timelike, Utc};
 use parking_lot::Mutex;
@@ -35,7 +42,7 @@ pub enum Subject<'a> {
 }
 
 impl Subject<'_> {
-    fn cache_key(&self) -> String {
+    pub(crate) fn cache_key(&self) -> String {
         match self {
             Subject::User(id) => format!("u:{id}"),
             Subject::Key(id) => format!("k:{id}"),
@@ -69,6 +76,8 @@ pub enum Refusal {
         period: &'static str,
         retry_after_secs: u64,
     },
+    #[error("limits cannot be checked while the shared state (Redis) is unreachable; retry in {retry_after_secs} s")]
+    Unavailable { retry_after_secs: u64 },
 }
 
 impl Refusal {
@@ -79,7 +88,8 @@ impl Refusal {
             }
             | Refusal::Budget {
                 retry_after_secs, ..
-            } => *retry_after_secs,
+            }
+            | Refusal::Unavailable { retry_after_secs } => *retry_after_secs,
         }
     }
 }
@@ -130,6 +140,8 @@ pub struct Meter {
     windows: moka::sync::Cache<String, Arc<Mutex<Window>>>,
     spent: moka::sync::Cache<String, Arc<Mutex<Spent>>>,
     store: UsageStore,
+    /// The counts every replica shares, when there is a Redis.
+    shared: Option<SharedCounts>,
 }
 
 /// Where a minute stands: its number and the fraction of it gone.
@@ -156,7 +168,14 @@ impl Meter {
                 .time_to_live(SPENT_REFRESH)
                 .build(),
             store,
+            shared: None,
         }
+    }
+
+    /// Keeps the counts in Redis, shared with every replica.
+    pub fn sharing(mut self, shared: Option<SharedState>) -> Self {
+        self.shared = shared.map(SharedCounts::new);
+        self
     }
 
     /// Admits one request for every `(subject, limits)` given, or says which
@@ -167,6 +186,18 @@ impl Meter {
         subjects: &[(Subject<'_>, Limits)],
         now: DateTime<Utc>,
     ) -> Result<(), Refusal> {
+        if let Some(shared) = &self.shared {
+            match self.admit_shared(shared, subjects, now).await {
+                Ok(verdict) => return verdict,
+                Err(_) if shared.shared().policy() == FailurePolicy::Closed => {
+                    return Err(Refusal::Unavailable {
+                        retry_after_secs: 1,
+                    })
+                }
+                // Open: this replica's own counts, until Redis is back.
+                Err(_) => {}
+            }
+        }
         let (minute, elapsed) = minute_of(now);
         let retry_rate = (60.0 - elapsed * 60.0).ceil().max(1.0) as u64;
         for (subject, limits) in subjects {
@@ -217,13 +248,66 @@ impl Meter {
         Ok(())
     }
 
+    /// The shared verdict: budgets first (a request refused by its budget is
+    /// not counted in any window), then every window at once.
+    async fn admit_shared(
+        &self,
+        shared: &SharedCounts,
+        subjects: &[(Subject<'_>, Limits)],
+        now: DateTime<Utc>,
+    ) -> Result<Result<(), Refusal>, Unavailable> {
+        for (subject, limits) in subjects {
+            let Some(budget) = limits.budget else {
+                continue;
+            };
+            let since = budget.period.first_day(now);
+            let spent = match shared.spent(subject, since).await? {
+                Some(tokens) => tokens,
+                None => {
+                    let from_ledger = self.ledger_spent(subject, since).await;
+                    shared.seed(subject, since, from_ledger).await?
+                }
+            };
+            if spent >= budget.tokens {
+                return Ok(Err(refuse_budget(subject, budget, spent, now)));
+            }
+        }
+        let (minute, elapsed) = minute_of(now);
+        let Some(full) = shared.admit(subjects, minute, elapsed).await? else {
+            return Ok(Ok(()));
+        };
+        let Some((subject, limits)) = subjects.get(full.subject) else {
+            return Ok(Ok(()));
+        };
+        let (unit, limit) = if full.tokens {
+            ("tokens", limits.tpm)
+        } else {
+            ("requests", limits.rpm)
+        };
+        Ok(Err(Refusal::Rate {
+            noun: subject.noun(),
+            unit,
+            limit: limit.unwrap_or(0),
+            retry_after_secs: (60.0 - elapsed * 60.0).ceil().max(1.0) as u64,
+        }))
+    }
+
     /// Counts a finished request's tokens against every subject's windows and
-    /// budgets that are being kept.
+    /// budgets that are being kept (in Redis too, without waiting for it).
     pub fn charge(&self, subjects: &[Subject<'_>], tokens: u64, now: DateTime<Utc>) {
         if tokens == 0 {
             return;
         }
         let (minute, _) = minute_of(now);
+        if let Some(shared) = self.shared.clone() {
+            let owned: Vec<OwnedSubject> = subjects.iter().map(OwnedSubject::from).collect();
+            tokio::spawn(async move {
+                let subjects: Vec<Subject<'_>> = owned.iter().map(OwnedSubject::borrow).collect();
+                // A failure is logged by the shared state; the ledger still
+                // has the row, and seeds the figure again when it is missing.
+                let _ = shared.charge(&subjects, tokens, minute).await;
+            });
+        }
         for subject in subjects {
             let key = subject.cache_key();
             if let Some(window) = self.windows.get(&key) {
@@ -255,13 +339,7 @@ impl Meter {
             Some(entry) => entry,
             None => {
                 // Two requests may both read it: the same figure, twice.
-                let tokens = match self.store.spent_since(subject, since).await {
-                    Ok(tokens) => tokens,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "usage: could not read spent tokens; counting from zero");
-                        0
-                    }
-                };
+                let tokens = self.ledger_spent(subject, since).await;
                 let entry = Arc::new(Mutex::new(Spent { since, tokens }));
                 self.spent.insert(key, entry.clone());
                 entry
@@ -276,6 +354,18 @@ impl Meter {
         spent.tokens
     }
 
+    /// The ledger's figure. A database that cannot answer counts as nothing
+    /// spent (logged): an outage of the ledger must not stop chat.
+    async fn ledger_spent(&self, subject: &Subject<'_>, since: Option<NaiveDate>) -> u64 {
+        match self.store.spent_since(subject, since).await {
+            Ok(tokens) => tokens,
+            Err(e) => {
+                tracing::warn!(error = %e, "usage: could not read spent tokens; counting from zero");
+                0
+            }
+        }
+    }
+
     /// Forgets a subject's remembered spend (its budget changed: read afresh).
     pub fn forget(&self, subject: Subject<'_>) {
         self.spent.invalidate(&subject.cache_key());
@@ -286,6 +376,28 @@ impl Meter {
         self.windows.run_pending_tasks();
         self.spent.run_pending_tasks();
         (self.windows.entry_count(), self.spent.entry_count())
+    }
+}
+
+/// A subject that can cross into a spawned task.
+enum OwnedSubject {
+    User(String),
+    Key(String),
+}
+
+impl OwnedSubject {
+    fn from(subject: &Subject<'_>) -> Self {
+        match subject {
+            Subject::User(id) => Self::User((*id).to_string()),
+            Subject::Key(id) => Self::Key((*id).to_string()),
+        }
+    }
+
+    fn borrow(&self) -> Subject<'_> {
+        match self {
+            Self::User(id) => Subject::User(id),
+            Self::Key(id) => Subject::Key(id),
+        }
     }
 }
 

@@ -14,6 +14,7 @@ pub mod ledger;
 pub mod limits;
 pub mod meter;
 pub mod record;
+pub mod shared_counts;
 pub mod store;
 
 use crate::db::Db;
@@ -61,6 +62,7 @@ impl Usage {
         accounts: Db,
         config: LedgerConfig,
         limits_ttl: Duration,
+        shared: Option<crate::cluster::SharedState>,
     ) -> Self {
         let user_limits = (!limits_ttl.is_zero()).then(|| {
             moka::sync::Cache::builder()
@@ -71,7 +73,7 @@ impl Usage {
         Self {
             inner: Arc::new(Inner {
                 ledger: Ledger::start(store.clone(), config),
-                meter: Meter::new(store.clone()),
+                meter: Meter::new(store.clone()).sharing(shared),
                 store,
                 accounts,
                 user_limits,

@@ -5,6 +5,7 @@ mod accounts;
 mod attribution;
 mod chat;
 mod chat_bounds;
+mod cluster;
 mod connections;
 mod contract;
 mod conversations;

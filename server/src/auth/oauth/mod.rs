@@ -16,7 +16,7 @@ mod provider;
 
 pub use config::{OAuthArgs, ProviderConfig};
 
-use moka::sync::Cache;
+use crate::cluster::one_time::{OneTime, OneTimeError};
 use provider::Provider;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -29,7 +29,7 @@ const MAX_FLOWS: u64 = 100_000;
 /// The cookie binding a flow to the browser that started it.
 pub const FLOW_COOKIE: &str = "calos_oauth";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum ProviderKind {
     Google,
     GitHub,
@@ -91,6 +91,8 @@ pub enum OAuthError {
     ProviderUnavailable(String),
     #[error("OAuth is misconfigured: {0}")]
     Misconfigured(String),
+    #[error("Sign-in is unavailable for a moment: {0}")]
+    Busy(String),
 }
 
 impl OAuthError {
@@ -105,12 +107,14 @@ impl OAuthError {
             Self::IdToken(_) => "oauth_id_token_invalid",
             Self::ProviderUnavailable(_) => "oauth_provider_unavailable",
             Self::Misconfigured(_) => "oauth_misconfigured",
+            Self::Busy(_) => "oauth_unavailable",
         }
     }
 }
 
-/// A sign-in in progress, kept until its callback (or `FLOW_TTL`).
-#[derive(Clone)]
+/// A sign-in in progress, kept until its callback (or `FLOW_TTL`): in this
+/// process, or in Redis for every replica (`cluster::one_time`).
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 struct Flow {
     provider: ProviderKind,
     binding_hash: [u8; 32],
@@ -151,8 +155,20 @@ pub struct CallbackParams {
 #[derive(Clone)]
 pub struct OAuthService {
     providers: Arc<Vec<Provider>>,
-    flows: Cache<String, Flow>,
+    flows: OneTime<Flow>,
     http: reqwest::Client,
+}
+
+impl From<OneTimeError> for OAuthError {
+    fn from(e: OneTimeError) -> Self {
+        Self::Busy(e.to_string())
+    }
+}
+
+impl From<crate::cluster::Unavailable> for OAuthError {
+    fn from(e: crate::cluster::Unavailable) -> Self {
+        Self::Busy(e.to_string())
+    }
 }
 
 fn hash(binding: &str) -> [u8; 32] {
@@ -176,7 +192,13 @@ pub fn safe_next(next: Option<&str>) -> String {
 }
 
 impl OAuthService {
-    pub fn new(args: &OAuthArgs, public_url: &str) -> anyhow::Result<Self> {
+    /// `shared`: keep flows in Redis, so a sign-in started on one replica
+    /// can finish on another.
+    pub fn new(
+        args: &OAuthArgs,
+        public_url: &str,
+        shared: Option<crate::cluster::SharedState>,
+    ) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             // Following redirects from a token endpoint opens SSRF (oauth2 docs).
             .redirect(reqwest::redirect::Policy::none())
@@ -190,10 +212,7 @@ impl OAuthService {
             .collect();
         Ok(Self {
             providers: Arc::new(providers),
-            flows: Cache::builder()
-                .max_capacity(MAX_FLOWS)
-                .time_to_live(FLOW_TTL)
-                .build(),
+            flows: OneTime::new("oauth-flow", FLOW_TTL, MAX_FLOWS, shared),
             http,
         })
     }
@@ -221,20 +240,22 @@ impl OAuthService {
         let provider = self.provider(provider)?;
         let started = provider.start(&self.http).await?;
         let binding = hex::encode(rand::random::<[u8; 32]>());
-        self.flows.insert(
-            started.state,
-            Flow {
-                provider: provider.config.kind,
-                binding_hash: hash(&binding),
-                verifier: started.verifier,
-                nonce: started.nonce,
-                next: safe_next(next),
-                link_user,
-                // An invite is 43 characters; a longer value is not one and
-                // is not worth holding.
-                invite: invite.filter(|i| i.len() <= 128).map(str::to_string),
-            },
-        );
+        self.flows
+            .put(
+                &started.state,
+                Flow {
+                    provider: provider.config.kind,
+                    binding_hash: hash(&binding),
+                    verifier: started.verifier,
+                    nonce: started.nonce,
+                    next: safe_next(next),
+                    link_user,
+                    // An invite is 43 characters; a longer value is not one and
+                    // is not worth holding.
+                    invite: invite.filter(|i| i.len() <= 128).map(str::to_string),
+                },
+            )
+            .await?;
         Ok(Redirect {
             redirect: started.url,
             binding,
@@ -253,13 +274,13 @@ impl OAuthService {
         let state = params.state.as_deref().ok_or(OAuthError::State)?;
         // Only the browser holding the binding may use up a flow; anyone else's
         // attempt leaves it in place.
-        let flow = self.flows.get(state).ok_or(OAuthError::State)?;
+        let flow = self.flows.peek(state).await?.ok_or(OAuthError::State)?;
         let bound = binding.is_some_and(|b| hash(b) == flow.binding_hash);
         if !bound || flow.provider != provider.config.kind {
             return Err(OAuthError::State);
         }
         // Two callbacks racing with the same state: only one removes the flow.
-        let flow = self.flows.remove(state).ok_or(OAuthError::State)?;
+        let flow = self.flows.take(state).await?.ok_or(OAuthError::State)?;
         if let Some(error) = params.error {
             let detail = params.error_description.unwrap_or_default();
             return Err(OAuthError::Denied(

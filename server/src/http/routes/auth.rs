@@ -49,7 +49,7 @@ async fn soulfra_challenge(
     State(auth): State<AuthService>,
     ApiJson(req): ApiJson<ChallengeRequest>,
 ) -> ApiResult<Json<ChallengeResponse>> {
-    let issued = auth.soulfra_challenge(&req.public_key)?;
+    let issued = auth.soulfra_challenge(&req.public_key).await?;
     let expires_at = chrono::DateTime::from_timestamp(issued.expires_at as i64, 0)
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);

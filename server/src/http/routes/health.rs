@@ -1,6 +1,9 @@
 //! `GET /api/health`: liveness plus the database's answer and latency.
 //! 200 `status:"ok"` when the database answers, 503 `status:"degraded"` when it
 //! does not; it recovers by itself because each check asks the pool afresh.
+//! From the moment shutdown begins it answers 503 `status:"draining"`, so a
+//! balancer checking it stops sending new requests to a replica on its way out
+//! while that replica finishes what it has (`--drain-secs`).
 //!
 //! Load balancers and monitors call this often and all at once, so callers that
 //! arrive while a check is in flight share its answer instead of each sending
@@ -79,7 +82,7 @@ impl DatabaseProbe {
 #[utoipa::path(get, path = "/api/health", tag = "health",
     responses(
         (status = 200, description = "Up. Operators (loopback clients, administrators, the metrics token) see every component; anyone else only `status`", body = HealthResponse),
-        (status = 503, description = "Degraded: the database does not answer", body = HealthResponse),
+        (status = 503, description = "Degraded (the database does not answer) or draining (shutting down: send new requests elsewhere)", body = HealthResponse),
     ))]
 async fn health(
     State(probe): State<DatabaseProbe>,
@@ -101,8 +104,15 @@ async fn health(
             status: "down".into(),
         },
     };
-    let healthy = database.is_ok();
-    let status = if healthy { "ok" } else { "degraded" };
+    let draining = runtime.draining.is_cancelled();
+    let healthy = database.is_ok() && !draining;
+    let status = if draining {
+        "draining"
+    } else if healthy {
+        "ok"
+    } else {
+        "degraded"
+    };
     // The public learns up or degraded; what is behind it is for operators.
     let body = if viewer.is_operator() {
         HealthResponse {

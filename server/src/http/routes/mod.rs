@@ -111,7 +111,11 @@ pub fn app_router(state: AppState) -> Router {
             pages::page_session,
         ))
         .with_state(state.clone());
-    with_common_layers(router, state.runtime.body_read_timeout)
+    with_common_layers(
+        router,
+        state.runtime.body_read_timeout,
+        state.runtime.replica_header(),
+    )
 }
 
 /// Built once; the `Extension` layer clones it into every request, so it is an
@@ -140,6 +144,7 @@ fn sign_in_options(state: &AppState, with_providers: bool) -> app::session::Sign
 /// health check, `/metrics` and the admin-only `/api/monitor/*`.
 pub fn dashboard_router(state: AppState) -> Router {
     let body_read_timeout = state.runtime.body_read_timeout;
+    let replica = state.runtime.replica_header();
     with_common_layers(
         monitor::admin()
             .merge(invites::admin())
@@ -163,6 +168,7 @@ pub fn dashboard_router(state: AppState) -> Router {
             ))
             .with_state(state),
         body_read_timeout,
+        replica,
     )
 }
 

@@ -34,6 +34,7 @@ pub fn admin() -> Router<AppState> {
     Router::new()
         .route("/api/monitor/processes", get(processes))
         .route("/api/monitor/deployments", get(deployments))
+        .route("/api/monitor/cluster", get(cluster))
         .route("/api/monitor/processes/{name}/{action}", post(order))
         .route("/api/monitor/logs", get(logs))
         .route("/api/monitor/latency", get(latency))
@@ -268,6 +269,23 @@ async fn metrics(viewer: Viewer, State(state): State<AppState>) -> ApiResult<Res
         exporter.render(),
     )
         .into_response())
+}
+
+#[utoipa::path(get, path = "/api/monitor/cluster", tag = "monitor",
+    security(("bearer" = []), ("session_cookie" = [])),
+    responses(
+        (status = 200, description = "Every replica heard from over Redis (this one first) and the sums", body = app::wire::ClusterView),
+        (status = 404, description = "This replica runs alone (no REDIS_URL)", body = app::wire::ErrorResponse),
+    ))]
+async fn cluster(
+    _admin: AdminUser,
+    State(state): State<AppState>,
+) -> Result<Json<app::wire::ClusterView>, crate::http::error::ApiError> {
+    state.monitor.cluster().map(Json).ok_or_else(|| {
+        crate::http::error::ApiError::NotFound(
+            "This replica runs alone: set REDIS_URL on every replica for the cluster view.".into(),
+        )
+    })
 }
 
 #[utoipa::path(get, path = "/api/monitor/deployments", tag = "monitor",

@@ -65,7 +65,7 @@ struct MainApi;
         description = "The dashboard listener's API: administrators only, except sign-in, health and `/metrics` (operators).",
     ),
     paths(
-        monitor::processes, monitor::deployments, monitor::order, monitor::logs, monitor::latency,
+        monitor::processes, monitor::deployments, monitor::cluster, monitor::order, monitor::logs, monitor::latency,
         monitor::verdict,
         monitor::socket, monitor::chart, monitor::profile, monitor::metrics,
         invites::create, invites::list, invites::revoke,

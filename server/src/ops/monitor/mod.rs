@@ -76,6 +76,8 @@ pub struct Monitor {
     top_users: Arc<Mutex<Vec<app::wire::TopUser>>>,
     /// The deployments as last sent, for new sockets.
     deployments: Arc<Mutex<Vec<DeploymentTile>>>,
+    /// The cluster as last sent, when replicas share state.
+    cluster: Arc<Mutex<Option<app::wire::ClusterView>>>,
 }
 
 impl Default for Monitor {
@@ -86,6 +88,7 @@ impl Default for Monitor {
             board: Arc::default(),
             top_users: Arc::default(),
             deployments: Arc::default(),
+            cluster: Arc::default(),
         }
     }
 }
@@ -94,6 +97,49 @@ impl Monitor {
     /// The kept samples, oldest first.
     pub fn samples(&self) -> Vec<MetricsSample> {
         self.history.lock().all()
+    }
+
+    /// The last second's sample and the requests of the kept 15 minutes
+    /// (what this replica tells the others about itself).
+    pub fn latest(&self) -> (Option<MetricsSample>, u64) {
+        let history = self.history.lock();
+        (history.latest().cloned(), history.requests())
+    }
+
+    /// `degraded` when a component is down, else `ok`.
+    pub fn overall_health(&self) -> &'static str {
+        let down = self
+            .board
+            .lock()
+            .components(false)
+            .iter()
+            .any(|c| c.status == HealthStatus::Down);
+        if down {
+            "degraded"
+        } else {
+            "ok"
+        }
+    }
+
+    /// Shows `view` on every dashboard (and to new ones).
+    pub fn show_cluster(&self, view: app::wire::ClusterView) {
+        self.publish(&Message::Cluster {
+            cluster: view.clone(),
+        });
+        *self.cluster.lock() = Some(view);
+    }
+
+    /// The cluster as last shown; `None` for a replica that runs alone.
+    pub fn cluster(&self) -> Option<app::wire::ClusterView> {
+        self.cluster.lock().clone()
+    }
+
+    /// Other replicas' log lines, for the dashboards' feed only (this
+    /// replica's ring keeps its own).
+    pub fn show_remote_logs(&self, lines: Vec<app::wire::LogLine>) {
+        if !lines.is_empty() {
+            self.publish(&Message::Log { lines });
+        }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<str>> {
@@ -138,6 +184,11 @@ impl Monitor {
             },
         ]
         .iter()
+        .chain(
+            self.cluster()
+                .map(|cluster| Message::Cluster { cluster })
+                .as_ref(),
+        )
         .map(encode)
         .collect()
     }

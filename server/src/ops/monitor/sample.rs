@@ -93,6 +93,19 @@ impl History {
         self.samples.push_back(sample);
     }
 
+    /// Requests in the kept samples (each covers about a second).
+    pub fn requests(&self) -> u64 {
+        self.samples
+            .iter()
+            .map(|s| s.requests_per_sec)
+            .sum::<f64>()
+            .round() as u64
+    }
+
+    pub fn latest(&self) -> Option<&MetricsSample> {
+        self.samples.back()
+    }
+
     pub fn all(&self) -> Vec<MetricsSample> {
         self.samples.iter().cloned().collect()
     }

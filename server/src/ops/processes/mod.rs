@@ -3,6 +3,9 @@
 //! failure or always, with exponential backoff reset by a stable run), gives up
 //! on a crash loop, takes start/stop/restart orders from Mission Control, and
 //! stops them (SIGTERM, then SIGKILL) when calos shuts down.
+//!
+//! Among several replicas only the leader runs them (`cluster::leader`): the
+//! others keep every supervisor on standby and take over when the leader goes.
 
 pub mod config;
 
@@ -17,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -92,8 +95,14 @@ pub struct ProcessManager {
 pub struct NoSuchProcess(pub String);
 
 impl ProcessManager {
-    /// Starts a supervisor per process.
-    pub fn start(specs: Vec<ProcessSpec>, logs: LogRing, exporter: Exporter) -> Self {
+    /// Starts a supervisor per process. Each runs its process while `leading`
+    /// holds `true`, and stands by while it holds `false`.
+    pub fn start(
+        specs: Vec<ProcessSpec>,
+        logs: LogRing,
+        exporter: Exporter,
+        leading: watch::Receiver<bool>,
+    ) -> Self {
         let shutdown = CancellationToken::new();
         let mut tasks = JoinSet::new();
         let mut processes = Vec::new();
@@ -116,6 +125,7 @@ impl ProcessManager {
                 logs: logs.clone(),
                 exporter: exporter.clone(),
                 shutdown: shutdown.clone(),
+                leading: leading.clone(),
             };
             tasks.spawn(supervisor.run(inbox));
             processes.push(managed);
@@ -156,6 +166,8 @@ struct Supervisor {
     logs: LogRing,
     exporter: Exporter,
     shutdown: CancellationToken,
+    /// Whether this replica is the one that runs managed processes.
+    leading: watch::Receiver<bool>,
 }
 
 /// How a run ended.
@@ -163,6 +175,8 @@ enum Ended {
     Exited(Option<i32>),
     Ordered(Order),
     Shutdown,
+    /// Another replica leads now.
+    Deposed,
 }
 
 impl Supervisor {
@@ -223,9 +237,15 @@ impl Supervisor {
         }
     }
 
-    async fn run_once(&self, child: &mut Child, inbox: &mut mpsc::Receiver<Order>) -> Ended {
+    async fn run_once(&mut self, child: &mut Child, inbox: &mut mpsc::Receiver<Order>) -> Ended {
         loop {
             tokio::select! {
+                changed = self.leading.changed() => {
+                    if changed.is_err() || !*self.leading.borrow() {
+                        self.stop(child).await;
+                        return Ended::Deposed;
+                    }
+                }
                 status = child.wait() => return Ended::Exited(status.ok().and_then(|s| s.code())),
                 order = inbox.recv() => match order {
                     Some(Order::Start) => continue,
@@ -257,13 +277,47 @@ impl Supervisor {
         }
     }
 
-    async fn run(self, mut inbox: mpsc::Receiver<Order>) {
+    /// Stands by until this replica leads (true), or calos shuts down (false).
+    /// Orders given meanwhile are dropped: the leader's copy is the one to order.
+    async fn wait_to_lead(&mut self, inbox: &mut mpsc::Receiver<Order>) -> bool {
+        if *self.leading.borrow_and_update() {
+            return true;
+        }
+        self.managed.set(|s| {
+            s.status = Status::Standby;
+            s.pid = None;
+        });
+        let source = self.source();
+        self.logs
+            .push("info", &source, "standing by: another replica runs it");
+        loop {
+            tokio::select! {
+                changed = self.leading.changed() => {
+                    if changed.is_err() {
+                        return false;
+                    }
+                    if *self.leading.borrow_and_update() {
+                        self.logs.push("info", &source, "this replica leads now: starting");
+                        return true;
+                    }
+                }
+                order = inbox.recv() => if order.is_none() { return false },
+                _ = self.shutdown.cancelled() => return false,
+            }
+        }
+    }
+
+    async fn run(mut self, mut inbox: mpsc::Receiver<Order>) {
         let spec = self.managed.spec.clone();
         let initial = Duration::from_millis(spec.restart_delay_ms.max(1));
         let mut delay = initial;
         let mut recent: VecDeque<Instant> = VecDeque::new();
         let source = self.source();
         loop {
+            if !self.wait_to_lead(&mut inbox).await {
+                self.managed.set(|s| s.status = Status::Stopped);
+                return;
+            }
             self.managed.set(|s| s.status = Status::Starting);
             let started = Instant::now();
             let ended = match self.spawn() {
@@ -293,6 +347,10 @@ impl Supervisor {
                 Ended::Shutdown => {
                     self.managed.set(|s| s.status = Status::Stopped);
                     return;
+                }
+                Ended::Deposed => {
+                    delay = initial;
+                    continue;
                 }
                 Ended::Ordered(Order::Restart) => {
                     delay = initial;
