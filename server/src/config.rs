@@ -178,6 +178,8 @@ pub struct ServeArgs {
     pub oauth: crate::auth::oauth::OAuthArgs,
     #[command(flatten)]
     pub llm: LlmArgs,
+    #[command(flatten)]
+    pub otel: crate::observability::otel::OtelArgs,
 }
 
 impl ServeArgs {

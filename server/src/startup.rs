@@ -73,6 +73,7 @@ impl Application {
             },
         };
         let bots = crate::http::routes::BotGuard::new();
+        let traces = crate::observability::otel::Tracing::start(&args.otel)?;
         let trusted_proxies = crate::http::client_ip::TrustedProxies(trusted);
 
         let mut leptos = leptos::config::get_configuration(None)
@@ -181,6 +182,7 @@ impl Application {
                 cookie_secure: args.cookie_secure(),
                 body_read_timeout: args.body_read_timeout,
             },
+            tracing: traces,
         };
         Ok(Self {
             api_listener,
@@ -276,6 +278,7 @@ impl Application {
         });
         let db = state.db.clone();
         let usage = state.chat.usage().cloned();
+        let traces = state.tracing.clone();
         let api = serve::serve(
             api_listener,
             routes::app_router(state.clone()),
@@ -305,6 +308,8 @@ impl Application {
             usage.close().await;
         }
         db.close().await;
+        // The last requests' spans, within a bounded wait.
+        traces.shutdown().await;
         Ok(())
     }
 }

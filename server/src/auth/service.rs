@@ -76,6 +76,9 @@ pub struct AuthedUser {
     pub verify_time: std::time::Duration,
     /// Loading the account it names.
     pub db_time: std::time::Duration,
+    /// When the check began (the lookup follows the verification): where
+    /// the trace's auth and database spans start.
+    pub started: std::time::Instant,
 }
 
 /// Cheap to clone (axum clones the state for every request): every field is a
@@ -651,6 +654,7 @@ impl AuthService {
             user: account.user.clone(),
             verify_time,
             db_time,
+            started,
         })
     }
 

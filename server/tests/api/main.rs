@@ -23,4 +23,5 @@ mod requests;
 mod routing;
 mod sessions;
 mod toolbox;
+mod tracing_export;
 mod usage;
