@@ -552,7 +552,10 @@ impl ChatService {
                 RelayEvent::Delta(delta) => text.push_str(&delta),
                 RelayEvent::Finished(s) => summary = s,
                 RelayEvent::Failed(e) => {
-                    trace_llm_end(params, LlmEnd::failed(Instant::now(), e.code()));
+                    if let Some(trace) = params.trace.get() {
+                        trace.capture_output(&text);
+                        trace.llm_ended(LlmEnd::failed(Instant::now(), e.code()));
+                    }
                     return Err(FetchFailed {
                         error: e.into(),
                         phases,
@@ -891,12 +894,6 @@ fn trace_not_opened(
         trace.llm_started(call);
         let code = ChatError::from(failed.error.clone()).code();
         trace.llm_ended(LlmEnd::failed(Instant::now(), code));
-    }
-}
-
-fn trace_llm_end(params: &ChatParams, end: LlmEnd) {
-    if let Some(trace) = params.trace.get() {
-        trace.llm_ended(end);
     }
 }
 
