@@ -169,6 +169,22 @@ async fn traced_app(
     app_with(Backend::Sqlite, mock, &args).await
 }
 
+/// A whole `mock-gpt` chat sent with `traceparent`; it must succeed.
+async fn chat_with_traceparent(
+    app: &TestApp,
+    user: &Session,
+    traceparent: &str,
+) -> reqwest::Response {
+    let response = app
+        .chat_request("/api/llm/complete", &user.token, &ask("mock-gpt", false))
+        .header("traceparent", traceparent)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response
+}
+
 async fn upstream_saw(mock: &server::emulators::mock_llm::MockServer) -> Value {
     mock_json(mock, "/_mock/last-request").await
 }
@@ -183,13 +199,8 @@ async fn tracing_a_chat_exports_one_trace_under_the_callers_span() {
         &["--otel-service-name", "calos-under-test"],
     )
     .await;
-    let response = app
-        .chat_request("/api/llm/complete", &user.token, &ask("mock-gpt", false))
-        .header("traceparent", format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    let caller = format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01");
+    let response = chat_with_traceparent(&app, &user, &caller).await;
     // The request id in logs is the trace id.
     assert_eq!(response.headers()["x-request-id"], CALLER_TRACE);
     let reply: app::wire::CompleteResponse = response.json().await.unwrap();
@@ -368,4 +379,29 @@ async fn tracing_with_content_capture_on_records_the_prompt_and_the_reply() {
     let output: Value = serde_json::from_str(&text(llm, "gen_ai.output.messages")).unwrap();
     assert_eq!(output[0]["parts"][0]["content"], reply.as_str());
     assert_eq!(output[0]["finish_reason"], "stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tracing_follows_a_caller_that_does_not_sample() {
+    let collector = collector().await;
+    let mock = mock(5, 1000.0, 2).await;
+    let (app, user) = traced_app(&mock, &collector.base, &[]).await;
+    let unsampled = "0af7651916cd43dd8448eb211c80319c";
+    let not_sampled = format!("00-{unsampled}-b7ad6b7169203331-00");
+    let response = chat_with_traceparent(&app, &user, &not_sampled).await;
+    assert_eq!(response.headers()["x-request-id"], unsampled);
+    // The flag goes upstream as it came.
+    let saw = upstream_saw(&mock).await;
+    let sent = saw["traceparent"].as_str().unwrap();
+    assert!(sent.starts_with(&format!("00-{unsampled}-")) && sent.ends_with("-00"));
+    // A sampled request after it: once its trace is in, the first would be
+    // too (one queue, in order), and it is not.
+    chat_with_traceparent(&app, &user, &format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01")).await;
+    collector.trace(CALLER_TRACE).await;
+    assert!(!collector
+        .received
+        .lock()
+        .spans
+        .iter()
+        .any(|(_, s)| hex::encode(&s.trace_id) == unsampled));
 }

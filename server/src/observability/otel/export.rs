@@ -430,6 +430,44 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn shutdown_sends_what_is_still_queued() {
+        use axum::body::Bytes;
+        use std::sync::atomic::AtomicUsize;
+        let received = Arc::new(AtomicUsize::new(0));
+        let counter = received.clone();
+        let collector = axum::Router::new().route(
+            "/v1/traces",
+            axum::routing::post(move |body: Bytes| async move {
+                if let Ok(export) = ExportTraceServiceRequest::decode(body) {
+                    let spans: usize = export
+                        .resource_spans
+                        .iter()
+                        .flat_map(|r| &r.scope_spans)
+                        .map(|s| s.spans.len())
+                        .sum();
+                    counter.fetch_add(spans, Ordering::SeqCst);
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}/v1/traces", listener.local_addr().expect("addr"))
+            .parse()
+            .expect("url");
+        tokio::spawn(async move { axum::serve(listener, collector).await });
+        // Neither a full batch nor a tick before shutdown: only the flush sends.
+        let mut settings = settings(url, 100, 1_000);
+        settings.schedule_delay = Duration::from_secs(3600);
+        let exporter = Exporter::start(settings).expect("starts");
+        exporter.submit(TraceId::random(), spans(3));
+        exporter.submit(TraceId::random(), spans(4));
+        exporter.shutdown(Duration::from_secs(5)).await;
+        assert_eq!(received.load(Ordering::SeqCst), 7);
+        assert_eq!(exporter.stats().exported, 7);
+    }
+
+    #[tokio::test]
     async fn spans_of_a_request_are_kept_whole_or_dropped_whole() {
         let (url, _held) = silent_collector().await;
         // A batch the worker never fills: everything stays queued.

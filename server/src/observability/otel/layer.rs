@@ -196,7 +196,9 @@ impl ServerSpan {
             outcome,
         };
         let spans = trace.finish(server);
-        tracing.submit(trace.trace_id, spans);
+        if trace.sampled {
+            tracing.submit(trace.trace_id, spans);
+        }
     }
 }
 

@@ -27,7 +27,11 @@ pub struct RequestTrace {
     /// The upstream (model) call's span, chosen up front so that the
     /// `traceparent` sent upstream names it before it ends.
     pub llm_span: SpanId,
-    sampled: bool,
+    /// Whether this trace is exported: always for a trace calos starts; for
+    /// a caller's, as the caller's `sampled` flag says (the usual parent-based
+    /// sampling: a caller that chose not to record a trace gets no spans of
+    /// it from calos either, and the flag is passed on upstream).
+    pub sampled: bool,
     /// Prompts and replies go on the model span (off unless configured).
     pub capture_content: bool,
     pub clock: Clock,
@@ -47,8 +51,6 @@ impl RequestTrace {
             server_span: SpanId::random(),
             remote_parent: incoming.map(|p| p.parent_id),
             llm_span: SpanId::random(),
-            // calos records every request it traces; a caller that chose not
-            // to sample still gets its flag passed on upstream.
             sampled: incoming.is_none_or(|p| p.sampled()),
             capture_content,
             clock,
