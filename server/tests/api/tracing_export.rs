@@ -201,8 +201,19 @@ async fn tracing_a_chat_exports_one_trace_under_the_callers_span() {
     .await;
     let caller = format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01");
     let response = chat_with_traceparent(&app, &user, &caller).await;
-    // The request id in logs is the trace id.
+    // The request id is the trace id: in the header, and on the request's
+    // log lines (the access log and `[Performance]`).
     assert_eq!(response.headers()["x-request-id"], CALLER_TRACE);
+    let logged: Vec<String> = server::observability::logs::global()
+        .recent(0, usize::MAX)
+        .into_iter()
+        .filter(|line| line.request_id.as_deref() == Some(CALLER_TRACE))
+        .filter_map(|line| line.target)
+        .collect();
+    assert!(
+        logged.iter().any(|t| t == "calos::performance"),
+        "{logged:?}"
+    );
     let reply: app::wire::CompleteResponse = response.json().await.unwrap();
 
     let spans = collector.trace(CALLER_TRACE).await;
