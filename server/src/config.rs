@@ -187,6 +187,8 @@ pub struct ServeArgs {
     pub cluster: crate::cluster::ClusterArgs,
     #[command(flatten)]
     pub llm: LlmArgs,
+    #[command(flatten)]
+    pub otel: crate::observability::otel::OtelArgs,
 }
 
 impl ServeArgs {

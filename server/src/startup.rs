@@ -98,6 +98,7 @@ impl Application {
             },
         };
         let bots = crate::http::routes::BotGuard::new();
+        let traces = crate::observability::otel::Tracing::start(&args.otel)?;
         let trusted_proxies = crate::http::client_ip::TrustedProxies(trusted);
 
         let mut leptos = leptos::config::get_configuration(None)
@@ -211,6 +212,7 @@ impl Application {
                 replica,
                 draining: CancellationToken::new(),
             },
+            tracing: traces,
         };
         Ok(Self {
             api_listener,
@@ -348,6 +350,7 @@ impl Application {
         });
         let db = state.db.clone();
         let usage = state.chat.usage().cloned();
+        let traces = state.tracing.clone();
         let api = serve::serve(
             api_listener,
             routes::app_router(state.clone()),
@@ -377,6 +380,8 @@ impl Application {
             usage.close().await;
         }
         db.close().await;
+        // The last requests' spans, within a bounded wait.
+        traces.shutdown().await;
         Ok(())
     }
 }

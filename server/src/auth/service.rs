@@ -92,6 +92,9 @@ pub struct AuthedUser {
     pub verify_time: std::time::Duration,
     /// Loading the account it names.
     pub db_time: std::time::Duration,
+    /// When the check began (the lookup follows the verification): where
+    /// the trace's auth and database spans start.
+    pub started: std::time::Instant,
 }
 
 /// Cheap to clone (axum clones the state for every request): every field is a
@@ -678,6 +681,7 @@ impl AuthService {
             user: account.user.clone(),
             verify_time,
             db_time,
+            started,
         })
     }
 

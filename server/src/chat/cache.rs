@@ -207,6 +207,7 @@ mod tests {
             }],
             temperature: None,
             max_tokens: None,
+            trace: Default::default(),
         };
         assert_ne!(
             ResponseCache::key("alice", &params),

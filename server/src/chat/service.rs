@@ -14,6 +14,8 @@ use crate::llm::relay::{self, RelayEvent, StreamLimits, Summary};
 use crate::llm::router::{ModelRouter, Plan};
 use crate::llm::types::{ChatParams, Usage};
 use crate::observability::metrics::Metrics;
+use crate::observability::otel::genai::{LlmCall, LlmEnd};
+use crate::observability::otel::TraceHandle;
 use crate::observability::timing::{ms, Breakdown, CacheStatus};
 use crate::usage::limits::Limits;
 use crate::usage::meter::Refusal;
@@ -50,6 +52,9 @@ pub struct ChatContext {
     pub key_models: Option<std::sync::Arc<[String]>>,
     /// That key's own rate limits and budget (none without a key).
     pub key_limits: Limits,
+    /// The request's trace (empty when not traced): phases are recorded
+    /// into it as the breakdown measures them.
+    pub trace: TraceHandle,
 }
 
 impl ChatContext {
@@ -374,8 +379,10 @@ impl ChatService {
         ),
         (ChatError, String),
     > {
+        let asked = Instant::now();
         match failover::open(plan, params, self.limits).await {
             Ok(opened) => {
+                trace_opened(params, asked, &opened);
                 let started = opened.started;
                 breakdown.queue = ms(opened.queue);
                 breakdown.upstream_connect = Some(ms(started.connect));
@@ -391,6 +398,7 @@ impl ChatService {
                 Ok((events, deadline, provider))
             }
             Err(failed) => {
+                trace_not_opened(params, plan, asked, &failed);
                 breakdown.queue = ms(failed.queue);
                 breakdown.attempts = failed
                     .tried
@@ -408,8 +416,9 @@ impl ChatService {
     pub async fn complete(
         &self,
         ctx: &ChatContext,
-        params: ChatParams,
+        mut params: ChatParams,
     ) -> Result<Complete, ChatError> {
+        params.trace = ctx.trace.clone();
         let (plan, mut breakdown, _in_flight) = self.begin(ctx, &params).await?;
         let key = ResponseCache::key(&ctx.user_id, &params);
         if self.cache.enabled() && ctx.fresh {
@@ -418,6 +427,7 @@ impl ChatService {
             let looked = Instant::now();
             let hit = self.cache.get(&key).await;
             breakdown.cache = ms(looked.elapsed());
+            ctx.trace.phase("cache", looked, Instant::now());
             breakdown.cache_status = CacheStatus::Miss;
             if let Some(hit) = hit {
                 breakdown.cache_status = CacheStatus::Hit;
@@ -458,6 +468,7 @@ impl ChatService {
                 // spent a token on this one, and its wait was a queue.
                 breakdown.cache_status = CacheStatus::Shared;
                 breakdown.queue = ms(waited.elapsed());
+                ctx.trace.phase("queue", waited, Instant::now());
                 breakdown.deployment = whole.phases.deployment;
                 breakdown.fallback = whole.phases.fallback;
                 let usage = whole.summary.usage.unwrap_or_default();
@@ -543,17 +554,25 @@ impl ChatService {
                 RelayEvent::Delta(delta) => text.push_str(&delta),
                 RelayEvent::Finished(s) => summary = s,
                 RelayEvent::Failed(e) => {
+                    if let Some(trace) = params.trace.get() {
+                        trace.capture_output(&text);
+                        trace.llm_ended(LlmEnd::failed(Instant::now(), e.code()));
+                    }
                     return Err(FetchFailed {
                         error: e.into(),
                         phases,
                         partial_chars: Some(text.len()),
                         provider,
-                    })
+                    });
                 }
             }
         }
         phases.llm = Some(ms(summary.llm));
         phases.upstream = summary.upstream;
+        if let Some(trace) = params.trace.get() {
+            trace.capture_output(&text);
+            trace.llm_ended(llm_finished(&summary));
+        }
         if self.cache.enabled() {
             self.cache
                 .put(
@@ -579,8 +598,9 @@ impl ChatService {
     pub async fn stream(
         &self,
         ctx: &ChatContext,
-        params: ChatParams,
+        mut params: ChatParams,
     ) -> Result<Streaming, ChatError> {
+        params.trace = ctx.trace.clone();
         let (plan, mut head, in_flight) = self.begin(ctx, &params).await?;
         let (events, deadline, provider) = match self.upstream(&plan, &params, &mut head).await {
             Ok(opened) => opened,
@@ -599,6 +619,7 @@ impl ChatService {
             provider.clone(),
         );
         let recorder = self.recorder.clone();
+        let trace = params.trace.clone();
         // Live as long as the stream: the active-streams gauge counts it, and
         // the user's in-flight slot is held, until it finishes, fails, or the
         // client hangs up or stops reading.
@@ -625,10 +646,16 @@ impl ChatService {
             match event {
                 RelayEvent::Delta(text) => {
                     streamed.fetch_add(text.len(), Ordering::Relaxed);
+                    if let Some(trace) = trace.get() {
+                        trace.capture_output(&text);
+                    }
                     StreamItem::Delta(text)
                 }
                 RelayEvent::Finished(summary) => {
                     recorded.store(true, Ordering::Relaxed);
+                    if let Some(trace) = trace.get() {
+                        trace.llm_ended(llm_finished(&summary));
+                    }
                     let mut breakdown = head_end.clone();
                     breakdown.llm = Some(ms(summary.llm));
                     breakdown.upstream = summary.upstream;
@@ -645,6 +672,9 @@ impl ChatService {
                 }
                 RelayEvent::Failed(e) => {
                     recorded.store(true, Ordering::Relaxed);
+                    if let Some(trace) = trace.get() {
+                        trace.llm_ended(LlmEnd::failed(Instant::now(), e.code()));
+                    }
                     let mut breakdown = head_end.clone();
                     let ending = Ending {
                         outcome: e.code(),
@@ -812,6 +842,67 @@ impl Recorder {
             ));
         }
     }
+}
+
+/// The queue wait and the start of the model call, into the request's
+/// trace. The queue span ends when the first attempt was sent (that wait is
+/// what the breakdown's queue figure measures for a first attempt).
+fn trace_opened(params: &ChatParams, asked: Instant, opened: &failover::Opened) {
+    let Some(trace) = params.trace.get() else {
+        return;
+    };
+    let sent_at = opened.started.sent_at;
+    let queued_from = sent_at
+        .checked_sub(opened.queue)
+        .unwrap_or(asked)
+        .max(asked);
+    trace.phase("queue", queued_from, sent_at);
+    let deployment = opened.lease.ticket.deployment();
+    let mut call = LlmCall::new(&deployment.provider, &params.model, sent_at);
+    call.response_model = deployment
+        .upstream_model
+        .clone()
+        .or_else(|| opened.fallback.as_deref().map(str::to_string));
+    call.deployment = Some(deployment.name.clone());
+    call.ttft = opened.started.ttft;
+    call.attempts = opened.started.attempts;
+    call.temperature = params.temperature;
+    call.max_tokens = params.max_tokens;
+    if trace.capture_content {
+        call.input = Some(params.messages.clone());
+    }
+    trace.llm_started(call);
+}
+
+/// A model call that never produced a first token: its span, failed, from
+/// when a deployment was asked for.
+fn trace_not_opened(
+    params: &ChatParams,
+    plan: &Plan,
+    asked: Instant,
+    failed: &failover::NotOpened,
+) {
+    let Some(trace) = params.trace.get() else {
+        return;
+    };
+    let provider = plan
+        .steps
+        .first()
+        .and_then(|s| s.group.deployments().first())
+        .map(|d| d.provider.clone());
+    if let Some(provider) = provider {
+        let mut call = LlmCall::new(&provider, &params.model, asked);
+        call.attempts = failed.tried.len() as u32;
+        trace.llm_started(call);
+        let code = ChatError::from(failed.error.clone()).code();
+        trace.llm_ended(LlmEnd::failed(Instant::now(), code));
+    }
+}
+
+/// A model call that finished: it ended when its answer was complete
+/// (`summary.llm` counts from the first send, as the breakdown does).
+fn llm_finished(summary: &Summary) -> LlmEnd {
+    LlmEnd::ok(summary.llm, summary.usage)
 }
 
 /// What the upstream call took, into the breakdown of the request that made it.

@@ -42,6 +42,7 @@ pub fn validate(
         messages,
         temperature,
         max_tokens,
+        trace: Default::default(),
     })
 }
 

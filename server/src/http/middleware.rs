@@ -23,7 +23,9 @@ pub struct RequestContext {
 }
 
 /// A caller-supplied `X-Request-Id` is kept when it is short and plain (so it
-/// can be correlated end to end); anything else is replaced by a fresh UUID.
+/// can be correlated end to end); anything else is replaced by the request's
+/// trace id when it is traced (so a log line and its trace join), else by a
+/// fresh UUID.
 fn request_id(req: &Request) -> String {
     req.headers()
         .get("x-request-id")
@@ -35,6 +37,11 @@ fn request_id(req: &Request) -> String {
                     .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
         })
         .map(str::to_string)
+        .or_else(|| {
+            req.extensions()
+                .get::<crate::observability::otel::TraceHandle>()
+                .and_then(|trace| trace.trace_id_hex())
+        })
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 

@@ -60,6 +60,7 @@ pieces! {
     monitor: crate::ops::monitor::Monitor,
     targets: Arc<Vec<crate::ops::processes::config::TargetSpec>>,
     runtime: Runtime,
+    tracing: crate::observability::otel::Tracing,
 }
 
 /// Everything a request may need, built once per server.
@@ -98,6 +99,8 @@ pub struct Services {
     pub targets: std::sync::Arc<Vec<crate::ops::processes::config::TargetSpec>>,
     /// Process facts reported by health checks and used for cookies.
     pub runtime: Runtime,
+    /// OpenTelemetry trace export (off unless an OTLP endpoint is set).
+    pub tracing: crate::observability::otel::Tracing,
 }
 
 #[derive(Clone, Debug)]

@@ -89,7 +89,11 @@ pub async fn open(
     }
     let body =
         json!({ "model": model, "messages": params.messages, "stream": true, "options": options });
-    let request = upstream.client.post(upstream.url("/api/chat")).json(&body);
+    let mut request = upstream.client.post(upstream.url("/api/chat")).json(&body);
+    // W3C trace context, for a proxy or collector in front of Ollama.
+    if let Some(trace) = params.trace.get() {
+        request = request.header("traceparent", trace.upstream_traceparent());
+    }
     let response = send(upstream, request, model).await?;
     let (provider, address) = (upstream.name.clone(), upstream.shown.clone());
     let stream = lines(response.bytes_stream()).flat_map(move |line| {

@@ -62,6 +62,10 @@ pub async fn open(
     if let Some(key) = &upstream.api_key {
         request = request.bearer_auth(key.expose());
     }
+    // W3C trace context: the upstream's own spans join calos's trace.
+    if let Some(trace) = params.trace.get() {
+        request = request.header("traceparent", trace.upstream_traceparent());
+    }
     let response = send(upstream, request, model).await?;
     let processing_ms = response
         .headers()

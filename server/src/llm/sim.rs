@@ -130,6 +130,7 @@ mod tests {
             }],
             temperature: None,
             max_tokens: Some(12),
+            trace: Default::default(),
         };
         let words = reply_words(&params, 12);
         assert_eq!(words.len(), 12);

@@ -18,6 +18,11 @@ pub struct ChatParams {
     pub temperature: Option<f32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_tokens: Option<u32>,
+    /// The request's trace (empty when not traced): where the model call's
+    /// span is recorded, and the `traceparent` sent upstream. Not part of
+    /// what is asked, so not part of the cache key.
+    #[serde(skip)]
+    pub trace: crate::observability::otel::TraceHandle,
 }
 
 /// Token counts: part of the wire contract (`app::wire`).

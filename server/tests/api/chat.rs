@@ -4,7 +4,7 @@
 //! owner all come from the database).
 
 use crate::helpers::{
-    app_with, as_json, ask, ask_openai, chunks, error_code, events, mock, ok_json,
+    app_with, as_json, ask, ask_openai, chunks, error_code, events, mock, mock_json, ok_json,
     on_both_databases, Backend, Received,
 };
 use app::wire::{
@@ -25,12 +25,7 @@ fn ask_timed(model: &str) -> CompleteRequest {
 }
 
 async fn mock_stats(mock: &MockServer) -> Value {
-    reqwest::get(format!("{}/_mock/stats", mock.url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    mock_json(mock, "/_mock/stats").await
 }
 
 /// The last event of a stream that relayed at least one token before failing.

@@ -628,6 +628,16 @@ pub async fn app_with(
     (app, user)
 }
 
+/// A mock upstream's JSON endpoint (`/_mock/stats`, `/_mock/last-request`).
+pub async fn mock_json(mock: &server::emulators::mock_llm::MockServer, path: &str) -> Value {
+    reqwest::get(format!("{}{path}", mock.url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// A `calos mock-llm` on a free port: first token after `ttft_ms`, then
 /// `tokens_per_sec` (0 = no gaps), `tokens` in all.
 pub async fn mock(

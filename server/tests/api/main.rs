@@ -24,4 +24,5 @@ mod requests;
 mod routing;
 mod sessions;
 mod toolbox;
+mod tracing_export;
 mod usage;

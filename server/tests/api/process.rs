@@ -78,6 +78,20 @@ fn startup_refuses_a_short_or_placeholder_jwt_secret() {
 }
 
 #[test]
+fn startup_refuses_a_bad_otlp_endpoint_and_names_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = calos(dir.path(), None)
+        .args(["serve", "--local", "--port", "0", "--dashboard-port", "0"])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("OTEL_EXPORTER_OTLP_ENDPOINT"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
 fn the_generated_jwt_secret_is_private_to_the_owner() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();

@@ -9,7 +9,8 @@
 //! `malformed-after:N`, `fail-first:N` (HTTP 500 for the first N requests),
 //! `html` (a 200 HTML page), `invalid-utf8` and `redirect` (a 302).
 //! `GET /_mock/stats` reports requests, open streams and cancelled streams;
-//! `GET /_mock/last-request` the last chat request's model and messages.
+//! `GET /_mock/last-request` the last chat request's model, messages and W3C
+//! `traceparent` header (`null` when it came without one).
 
 mod faults;
 mod wire;
@@ -85,7 +86,8 @@ pub struct MockState {
     pub open_streams: AtomicU64,
     pub cancelled_streams: AtomicU64,
     pub completed_streams: AtomicU64,
-    /// The last chat request's model and messages (`/_mock/last-request`).
+    /// The last chat request's model, messages and `traceparent`
+    /// (`/_mock/last-request`).
     pub last_request: Mutex<Option<serde_json::Value>>,
 }
 

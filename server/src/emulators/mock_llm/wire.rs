@@ -5,7 +5,7 @@ use super::faults::{parse, Fault};
 use super::MockState;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -285,11 +285,26 @@ fn whole_text(count: u32, token_bytes: usize) -> String {
     (0..count).map(|i| token(i, token_bytes)).collect()
 }
 
-async fn answer(state: Arc<MockState>, mut body: ChatBody, format: Format) -> Response {
+/// The W3C `traceparent` a request came with, as sent (`null` without one):
+/// whether calos passed its trace context upstream.
+fn traceparent(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+async fn answer(
+    state: Arc<MockState>,
+    mut body: ChatBody,
+    format: Format,
+    headers: &HeaderMap,
+) -> Response {
     *state.last_request.lock() = Some(json!({
         "model": body.model,
         "messages": body.messages.take(),
         "prompt": body.prompt.take(),
+        "traceparent": traceparent(headers),
     }));
     if let Some(r) = refuse_with(&state) {
         return r;
@@ -344,20 +359,23 @@ async fn answer(state: Arc<MockState>, mut body: ChatBody, format: Format) -> Re
 
 pub async fn ollama_chat(
     State(state): State<Arc<MockState>>,
+    headers: HeaderMap,
     Json(body): Json<ChatBody>,
 ) -> Response {
-    answer(state, body, Format::OllamaChat).await
+    answer(state, body, Format::OllamaChat, &headers).await
 }
 
 pub async fn ollama_generate(
     State(state): State<Arc<MockState>>,
+    headers: HeaderMap,
     Json(body): Json<ChatBody>,
 ) -> Response {
-    answer(state, body, Format::OllamaGenerate).await
+    answer(state, body, Format::OllamaGenerate, &headers).await
 }
 
 pub async fn openai_chat(
     State(state): State<Arc<MockState>>,
+    headers: HeaderMap,
     Json(body): Json<ChatBody>,
 ) -> Response {
     let include_usage = body
@@ -366,7 +384,7 @@ pub async fn openai_chat(
         .and_then(|o| o.get("include_usage"))
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    answer(state, body, Format::OpenAi { include_usage }).await
+    answer(state, body, Format::OpenAi { include_usage }, &headers).await
 }
 
 pub async fn ollama_tags(State(state): State<Arc<MockState>>) -> Json<Value> {
@@ -406,8 +424,9 @@ pub async fn set_fault(
     }
 }
 
-/// `GET /_mock/last-request`: the model and messages of the last chat
-/// request, as received (`null` before the first): what calos sent upstream.
+/// `GET /_mock/last-request`: the model, messages and `traceparent` of the
+/// last chat request, as received (`null` before the first): what calos sent
+/// upstream.
 pub async fn last_request(State(state): State<Arc<MockState>>) -> Json<Value> {
     Json(state.last_request.lock().clone().unwrap_or(Value::Null))
 }

@@ -9,6 +9,7 @@ use crate::http::error::ApiError;
 use crate::http::extract::AuthUser;
 use crate::http::middleware::RequestContext;
 use crate::http::state::AppState;
+use crate::observability::otel::TraceHandle;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use governor::clock::{Clock, DefaultClock};
@@ -80,15 +81,19 @@ impl FromRequestParts<AppState> for ChatUser {
                 id: uuid::Uuid::new_v4().to_string(),
                 started: Instant::now(),
             });
+        let trace = parts
+            .extensions
+            .get::<TraceHandle>()
+            .cloned()
+            .unwrap_or_default();
         // An API key (bearer, or `x-api-key` for clients that send that),
         // else a session token or cookie.
         let authed = match api_key(&parts.headers) {
             Some(secret) => {
                 let checking = Instant::now();
-                state
-                    .keys
-                    .authenticate(secret)
-                    .await
+                let checked = state.keys.authenticate(secret).await;
+                trace.phase("auth", checking, Instant::now());
+                checked
                     .map(|grant| Authed {
                         user: grant.user.clone(),
                         auth: checking.elapsed(),
@@ -103,7 +108,10 @@ impl FromRequestParts<AppState> for ChatUser {
                     let (auth, db) = parts
                         .extensions
                         .get::<AuthedUser>()
-                        .map(|a| (a.verify_time, a.db_time))
+                        .map(|a| {
+                            trace_session_check(&trace, a);
+                            (a.verify_time, a.db_time)
+                        })
                         .unwrap_or_default();
                     Authed {
                         user,
@@ -135,6 +143,7 @@ impl FromRequestParts<AppState> for ChatUser {
                     key_id,
                     key_models,
                     key_limits,
+                    trace,
                 }))
             }
             Err(ApiError::Unauthorized { code, message }) => {
@@ -166,6 +175,14 @@ impl FromRequestParts<AppState> for ChatUser {
             Err(other) => Err(other),
         }
     }
+}
+
+/// A session check's two phases as spans: verifying the token, then loading
+/// the account it names (from the cache or the database).
+fn trace_session_check(trace: &TraceHandle, authed: &AuthedUser) {
+    let verified = authed.started + authed.verify_time;
+    trace.phase("auth", authed.started, verified);
+    trace.phase("database", verified, verified + authed.db_time);
 }
 
 /// Who a chat request's credentials name, and what checking them cost.

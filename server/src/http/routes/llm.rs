@@ -93,6 +93,7 @@ async fn complete(
         validate_messages(&messages)?;
     }
     ctx.check_model(&model)?;
+    let storing = Instant::now();
     let turn = conversations
         .begin_turn(
             &ctx.user_id,
@@ -104,6 +105,7 @@ async fn complete(
         .await?;
     // Reading and writing the conversation is this request's database time too.
     ctx.db += turn.database;
+    ctx.trace.phase("database", storing, Instant::now());
     // A regenerated reply is a new answer, never the cached or shared one.
     ctx.fresh |= req.regenerate;
     let recorder = ReplyRecorder::new(&conversations, &turn, &ctx.request_id, &model, "");
@@ -192,6 +194,7 @@ async fn answer(
                     timings: Some(&answer.breakdown),
                 })
                 .await;
+            ctx.trace.phase("database", storing, Instant::now());
             add_reply_write(&mut answer.breakdown, storing.elapsed());
             Some(turn)
         }

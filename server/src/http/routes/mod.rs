@@ -111,11 +111,11 @@ pub fn app_router(state: AppState) -> Router {
             pages::page_session,
         ))
         .with_state(state.clone());
-    with_common_layers(
+    state.tracing.wrap(with_common_layers(
         router,
         state.runtime.body_read_timeout,
         state.runtime.replica_header(),
-    )
+    ))
 }
 
 /// Built once; the `Extension` layer clones it into every request, so it is an
@@ -145,7 +145,8 @@ fn sign_in_options(state: &AppState, with_providers: bool) -> app::session::Sign
 pub fn dashboard_router(state: AppState) -> Router {
     let body_read_timeout = state.runtime.body_read_timeout;
     let replica = state.runtime.replica_header();
-    with_common_layers(
+    let tracing = state.tracing.clone();
+    let router = with_common_layers(
         monitor::admin()
             .merge(invites::admin())
             .merge(usage::admin())
@@ -159,6 +160,9 @@ pub fn dashboard_router(state: AppState) -> Router {
             .merge(health::router())
             .merge(openapi::dashboard_router())
             .merge(pages::router(&state))
+            .route_layer(middleware::from_fn(
+                crate::observability::otel::layer::route_recorder,
+            ))
             .fallback(fallback)
             .layer(axum::Extension(sign_in_options(&state, false)))
             .layer(middleware::from_fn(dashboard_guard))
@@ -169,7 +173,8 @@ pub fn dashboard_router(state: AppState) -> Router {
             .with_state(state),
         body_read_timeout,
         replica,
-    )
+    );
+    tracing.wrap(router)
 }
 
 fn is_dashboard(path: &str) -> bool {
@@ -217,6 +222,7 @@ async fn http_metrics(
         .get::<axum::extract::MatchedPath>()
         .cloned();
     let method = req.method().clone();
+    crate::observability::otel::layer::record_route(&req);
     let response = next.run(req).await;
     metrics.exporter().http(
         route.as_ref().map_or("unmatched", |p| p.as_str()),

@@ -125,6 +125,7 @@ pub async fn measure(args: &LlmDiagArgs) -> Result<LlmReport, ToolError> {
         }],
         temperature: None,
         max_tokens: None,
+        trace: Default::default(),
     };
     let several = deployments.len() > 1;
     let mut reports = Vec::new();
