@@ -25,18 +25,18 @@ const CALLER_SPAN: &str = "00f067aa0ba902b7";
 
 /// What the collector received: each export's service name and spans.
 #[derive(Default)]
-struct Collected {
+pub(crate) struct Collected {
     spans: Vec<(String, Span)>,
     content_types: Vec<String>,
 }
 
-struct Collector {
-    base: String,
-    received: Arc<Mutex<Collected>>,
+pub(crate) struct Collector {
+    pub(crate) base: String,
+    pub(crate) received: Arc<Mutex<Collected>>,
 }
 
 /// An OTLP/HTTP receiver on 127.0.0.1: `POST /v1/traces`, protobuf.
-async fn collector() -> Collector {
+pub(crate) async fn collector() -> Collector {
     async fn traces(
         State(received): State<Arc<Mutex<Collected>>>,
         headers: HeaderMap,
@@ -88,7 +88,7 @@ async fn collector() -> Collector {
 
 impl Collector {
     /// The spans of `trace` (hex), once its server span has arrived.
-    async fn trace(&self, trace: &str) -> Vec<Span> {
+    pub(crate) async fn trace(&self, trace: &str) -> Vec<Span> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let spans: Vec<Span> = self
@@ -111,28 +111,28 @@ impl Collector {
     }
 }
 
-fn attr(span: &Span, key: &str) -> Option<AnyValue> {
+pub(crate) fn attr(span: &Span, key: &str) -> Option<AnyValue> {
     span.attributes
         .iter()
         .find(|kv| kv.key == key)
         .and_then(|kv| kv.value.as_ref()?.value.clone())
 }
 
-fn text(span: &Span, key: &str) -> String {
+pub(crate) fn text(span: &Span, key: &str) -> String {
     match attr(span, key) {
         Some(AnyValue::StringValue(s)) => s,
         other => panic!("{} has no text {key}: {other:?}", span.name),
     }
 }
 
-fn int(span: &Span, key: &str) -> i64 {
+pub(crate) fn int(span: &Span, key: &str) -> i64 {
     match attr(span, key) {
         Some(AnyValue::IntValue(i)) => i,
         other => panic!("{} has no integer {key}: {other:?}", span.name),
     }
 }
 
-fn named<'a>(spans: &'a [Span], name: &str) -> &'a Span {
+pub(crate) fn named<'a>(spans: &'a [Span], name: &str) -> &'a Span {
     spans
         .iter()
         .find(|s| s.name == name)

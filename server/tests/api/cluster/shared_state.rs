@@ -450,3 +450,50 @@ async fn mission_control_on_one_replica_shows_the_others_requests_and_sees_it_go
     .await;
     eprintln!("replica 2 shown down after {took:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_through_the_balancer_is_one_trace_with_its_phases_and_genai_attributes() {
+    use crate::tracing_export::{collector, int, named, text};
+    use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+    if !tools_present() {
+        return;
+    }
+    let collector = collector().await;
+    let cluster = Cluster::start(Plan {
+        env: vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), collector.base.clone()),
+            ("OTEL_BSP_SCHEDULE_DELAY".into(), "20".into()),
+        ],
+        ..Plan::default()
+    })
+    .await;
+    let (_, token) = cluster.new_user("traced").await;
+    let trace = "5bf92f3577b34da6a3ce929d0e0e4799";
+    let reply = cluster
+        .client
+        .post(cluster.url("/api/llm/complete"))
+        .bearer_auth(&token)
+        .header("traceparent", format!("00-{trace}-00f067aa0ba902b8-01"))
+        .json(&question("trace me"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+    assert_eq!(reply.headers()["x-request-id"], trace);
+    let answered_by = replica_of(&reply).unwrap();
+
+    let spans = collector.trace(trace).await;
+    let server = named(&spans, "POST /api/llm/complete");
+    assert_eq!(server.kind, SpanKind::Server as i32);
+    for phase in ["auth", "cache", "queue", "chat mock-gpt"] {
+        assert_eq!(named(&spans, phase).parent_span_id, server.span_id, "{phase}");
+    }
+    let llm = named(&spans, "chat mock-gpt");
+    assert_eq!(text(llm, "gen_ai.operation.name"), "chat");
+    assert_eq!(text(llm, "gen_ai.provider.name"), "openai");
+    assert_eq!(text(llm, "gen_ai.request.model"), "mock-gpt");
+    assert!(int(llm, "gen_ai.usage.output_tokens") > 0);
+    // One trace, from the replica that answered: the other sent none of it.
+    let servers = spans.iter().filter(|s| s.kind == SpanKind::Server as i32).count();
+    assert_eq!(servers, 1, "{answered_by}");
+}
