@@ -212,8 +212,15 @@ pub async fn follow_account_changes(
                                 .iter()
                                 .for_each(|heard| heard(Some(changed.payload())));
                         }
-                        // The connection was lost and is being re-established.
-                        Ok(None) => forget_all(),
+                        // The connection was lost. Reconnect here rather than
+                        // inside `try_recv`, so that everything is forgotten
+                        // again once the new LISTEN holds: a change made while
+                        // it was being set up is otherwise missed until the
+                        // cache's TTL.
+                        Ok(None) => {
+                            forget_all();
+                            break;
+                        }
                         Err(e) => {
                             tracing::warn!(error = %e, "account change notifications lost; reconnecting");
                             forget_all();
