@@ -486,7 +486,11 @@ async fn a_chat_through_the_balancer_is_one_trace_with_its_phases_and_genai_attr
     let server = named(&spans, "POST /api/llm/complete");
     assert_eq!(server.kind, SpanKind::Server as i32);
     for phase in ["auth", "cache", "queue", "chat mock-gpt"] {
-        assert_eq!(named(&spans, phase).parent_span_id, server.span_id, "{phase}");
+        assert_eq!(
+            named(&spans, phase).parent_span_id,
+            server.span_id,
+            "{phase}"
+        );
     }
     let llm = named(&spans, "chat mock-gpt");
     assert_eq!(text(llm, "gen_ai.operation.name"), "chat");
@@ -494,6 +498,9 @@ async fn a_chat_through_the_balancer_is_one_trace_with_its_phases_and_genai_attr
     assert_eq!(text(llm, "gen_ai.request.model"), "mock-gpt");
     assert!(int(llm, "gen_ai.usage.output_tokens") > 0);
     // One trace, from the replica that answered: the other sent none of it.
-    let servers = spans.iter().filter(|s| s.kind == SpanKind::Server as i32).count();
+    let servers = spans
+        .iter()
+        .filter(|s| s.kind == SpanKind::Server as i32)
+        .count();
     assert_eq!(servers, 1, "{answered_by}");
 }
